@@ -1,0 +1,553 @@
+/* Engine main loop.
+ *
+ * Each tick: pop every event at the current time, run its handler, start the
+ * tasks that became ready (a FIFO, so order is the order of readiness), then
+ * re-solve the network once if flows started or ended. Only the next batch of
+ * flow completions is ever scheduled; a re-solve bumps the batch generation so
+ * the superseded completion event is dropped when it pops.
+ *
+ * Task slots, dependency edges and the ready FIFO are recycled arrays: a run
+ * allocates while it grows to its peak working set, then not at all.
+ */
+#include "engine.h"
+
+#include "evq.h"
+
+#include <string.h>
+
+enum { TASK_NOP, TASK_COMPUTE, TASK_FLOW };
+enum { ST_FREE, ST_NEW, ST_WAIT, ST_RUN };
+enum { EV_FLOW_BATCH, EV_SOLVE, EV_TASK_DONE, EV_N };
+#define NIL G_MAXUINT
+
+typedef struct {
+  guint8 kind, state, n_hops;
+  guint gen;
+  guint pending;
+  guint succ_head;
+  guint gpu;
+  guint64 tag;
+  SimTime start;
+  SimTime duration; /* compute: duration at full SMs; flow: latency */
+  double bytes;
+  double cap;
+  guint path[FLOWNET_MAX_HOPS];
+} Task;
+
+typedef struct {
+  guint task;
+  guint gen;
+  guint next;
+} Edge;
+
+typedef struct {
+  double sm_share;
+  gboolean busy;
+  guint *fifo; /* ready compute tasks */
+  guint head, len, cap;
+} Gpu;
+
+struct Engine {
+  EngineHooks hooks;
+  void *user;
+  double tolerance;
+  SimQueue *q;
+  FlowNet *net;
+
+  Task *tasks;
+  guint n_tasks, cap_tasks;
+  guint *free_tasks;
+  guint n_free_tasks, cap_free_tasks;
+  guint live;
+
+  Edge *edges;
+  guint n_edges, cap_edges;
+  guint free_edge;
+
+  guint *uncommitted;
+  guint n_uncommitted, cap_uncommitted;
+
+  guint *ready; /* FIFO of ready task ids */
+  guint ready_head, ready_len, ready_cap;
+
+  Gpu *gpus;
+  guint n_gpus, cap_gpus;
+
+  guint batch_gen;
+  SimTime solve_event_time; /* pending EV_SOLVE, SIM_TIME_MAX when none */
+  SimTime hold_until;       /* no re-solve before this (see maybe_solve) */
+  gboolean batch_consumed;
+  guint64 events;
+};
+
+#define GROW(arr, capv, need)                                                                      \
+  do                                                                                               \
+    {                                                                                              \
+      if ((need) > (capv))                                                                         \
+        {                                                                                          \
+          guint nc_ = (capv) ? (capv) : 16;                                                        \
+          while (nc_ < (need))                                                                     \
+            nc_ *= 2;                                                                              \
+          (arr) = g_realloc_n ((arr), nc_, sizeof *(arr));                                         \
+          (capv) = nc_;                                                                            \
+        }                                                                                          \
+    }                                                                                              \
+  while (0)
+
+static inline EngineTask
+handle_of (guint idx, guint gen)
+{
+  return ((guint64) gen << 32) | idx;
+}
+
+Engine *
+engine_new (const EngineHooks *hooks, void *user, double tolerance)
+{
+  g_return_val_if_fail (tolerance >= 0.0, NULL);
+  Engine *e = g_new0 (Engine, 1);
+  if (hooks)
+    e->hooks = *hooks;
+  e->user = user;
+  e->tolerance = tolerance;
+  e->q = sim_queue_new ();
+  e->net = flownet_new ();
+  e->free_edge = NIL;
+  e->solve_event_time = SIM_TIME_MAX;
+  return e;
+}
+
+void
+engine_free (Engine *e)
+{
+  if (e == NULL)
+    return;
+  for (guint i = 0; i < e->n_gpus; i++)
+    g_free (e->gpus[i].fifo);
+  g_free (e->gpus);
+  g_free (e->tasks);
+  g_free (e->free_tasks);
+  g_free (e->edges);
+  g_free (e->uncommitted);
+  g_free (e->ready);
+  sim_queue_free (e->q);
+  flownet_free (e->net);
+  g_free (e);
+}
+
+guint
+engine_add_link (Engine *e, double capacity)
+{
+  return flownet_add_link (e->net, capacity);
+}
+
+guint
+engine_add_gpu (Engine *e)
+{
+  GROW (e->gpus, e->cap_gpus, e->n_gpus + 1);
+  Gpu *g = &e->gpus[e->n_gpus];
+  memset (g, 0, sizeof *g);
+  g->sm_share = 1.0;
+  return e->n_gpus++;
+}
+
+void
+engine_gpu_set_sm_share (Engine *e, guint gpu, double share)
+{
+  g_return_if_fail (gpu < e->n_gpus);
+  g_return_if_fail (share > 0.0 && share <= 1.0);
+  e->gpus[gpu].sm_share = share;
+}
+
+static guint
+task_alloc (Engine *e, guint8 kind, guint64 tag)
+{
+  guint id;
+  if (e->n_free_tasks > 0)
+    id = e->free_tasks[--e->n_free_tasks];
+  else
+    {
+      GROW (e->tasks, e->cap_tasks, e->n_tasks + 1);
+      id = e->n_tasks++;
+      e->tasks[id].gen = 0;
+    }
+  Task *t = &e->tasks[id];
+  guint gen = t->gen;
+  memset (t, 0, sizeof *t);
+  t->gen = gen;
+  t->kind = kind;
+  t->state = ST_NEW;
+  t->succ_head = NIL;
+  t->tag = tag;
+  GROW (e->uncommitted, e->cap_uncommitted, e->n_uncommitted + 1);
+  e->uncommitted[e->n_uncommitted++] = id;
+  e->live++;
+  return id;
+}
+
+EngineTask
+engine_nop (Engine *e, guint64 tag)
+{
+  guint id = task_alloc (e, TASK_NOP, tag);
+  return handle_of (id, e->tasks[id].gen);
+}
+
+EngineTask
+engine_compute (Engine *e, guint gpu, SimTime duration, guint64 tag)
+{
+  g_return_val_if_fail (gpu < e->n_gpus, ENGINE_TASK_NONE);
+  g_return_val_if_fail (duration >= 0, ENGINE_TASK_NONE);
+  guint id = task_alloc (e, TASK_COMPUTE, tag);
+  e->tasks[id].gpu = gpu;
+  e->tasks[id].duration = duration;
+  return handle_of (id, e->tasks[id].gen);
+}
+
+EngineTask
+engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime latency,
+             double rate_cap, guint64 tag)
+{
+  g_return_val_if_fail (bytes >= 0.0 && isfinite (bytes), ENGINE_TASK_NONE);
+  g_return_val_if_fail (n_hops <= FLOWNET_MAX_HOPS, ENGINE_TASK_NONE);
+  g_return_val_if_fail (bytes == 0.0 || n_hops >= 1, ENGINE_TASK_NONE);
+  g_return_val_if_fail (latency >= 0, ENGINE_TASK_NONE);
+  guint id = task_alloc (e, TASK_FLOW, tag);
+  Task *t = &e->tasks[id];
+  t->bytes = bytes;
+  t->cap = rate_cap;
+  t->duration = latency;
+  t->n_hops = (guint8) n_hops;
+  memcpy (t->path, path, n_hops * sizeof (guint));
+  return handle_of (id, t->gen);
+}
+
+static inline Task *
+task_from_handle (Engine *e, EngineTask h)
+{
+  guint idx = (guint) (h & 0xffffffffu);
+  guint gen = (guint) (h >> 32);
+  if (idx >= e->n_tasks)
+    return NULL;
+  Task *t = &e->tasks[idx];
+  if (t->gen != gen || t->state == ST_FREE)
+    return NULL;
+  return t;
+}
+
+void
+engine_depend (Engine *e, EngineTask before, EngineTask after)
+{
+  Task *a = task_from_handle (e, after);
+  g_return_if_fail (a != NULL && a->state == ST_NEW);
+  Task *b = task_from_handle (e, before);
+  if (b == NULL)
+    return; /* already done */
+  guint ei;
+  if (e->free_edge != NIL)
+    {
+      ei = e->free_edge;
+      e->free_edge = e->edges[ei].next;
+    }
+  else
+    {
+      GROW (e->edges, e->cap_edges, e->n_edges + 1);
+      ei = e->n_edges++;
+    }
+  e->edges[ei].task = (guint) (after & 0xffffffffu);
+  e->edges[ei].gen = (guint) (after >> 32);
+  e->edges[ei].next = b->succ_head;
+  b->succ_head = ei;
+  a->pending++;
+}
+
+static void
+ready_push (Engine *e, guint id)
+{
+  if (e->ready_len == e->ready_cap)
+    {
+      guint nc = e->ready_cap ? 2 * e->ready_cap : 256;
+      guint *n = g_new (guint, nc);
+      for (guint i = 0; i < e->ready_len; i++)
+        n[i] = e->ready[(e->ready_head + i) % e->ready_cap];
+      g_free (e->ready);
+      e->ready = n;
+      e->ready_head = 0;
+      e->ready_cap = nc;
+    }
+  e->ready[(e->ready_head + e->ready_len) % e->ready_cap] = id;
+  e->ready_len++;
+}
+
+void
+engine_commit (Engine *e)
+{
+  for (guint i = 0; i < e->n_uncommitted; i++)
+    {
+      Task *t = &e->tasks[e->uncommitted[i]];
+      t->state = ST_WAIT;
+      if (t->pending == 0)
+        ready_push (e, e->uncommitted[i]);
+    }
+  e->n_uncommitted = 0;
+}
+
+static void gpu_try_start (Engine *e, guint gpu);
+
+static void
+task_finish (Engine *e, guint id)
+{
+  Task *t = &e->tasks[id];
+  SimTime now = sim_queue_now (e->q);
+  if (e->hooks.task_done)
+    e->hooks.task_done (e->user, t->tag, t->start, now);
+  t = &e->tasks[id]; /* hooks may create tasks and move the array */
+  for (guint ei = t->succ_head; ei != NIL;)
+    {
+      Edge *ed = &e->edges[ei];
+      Task *s = &e->tasks[ed->task];
+      if (s->gen == ed->gen && s->state != ST_FREE)
+        {
+          g_assert (s->pending > 0);
+          if (--s->pending == 0 && s->state == ST_WAIT)
+            ready_push (e, ed->task);
+        }
+      guint next = ed->next;
+      ed->next = e->free_edge;
+      e->free_edge = ei;
+      ei = next;
+    }
+  guint8 kind = t->kind;
+  guint gpu = t->gpu;
+  t->state = ST_FREE;
+  t->gen++;
+  GROW (e->free_tasks, e->cap_free_tasks, e->n_free_tasks + 1);
+  e->free_tasks[e->n_free_tasks++] = id;
+  e->live--;
+  if (kind == TASK_COMPUTE)
+    {
+      e->gpus[gpu].busy = FALSE;
+      gpu_try_start (e, gpu);
+    }
+}
+
+static void
+gpu_try_start (Engine *e, guint gpu)
+{
+  Gpu *g = &e->gpus[gpu];
+  if (g->busy || g->len == 0)
+    return;
+  guint id = g->fifo[g->head];
+  g->head = (g->head + 1) % g->cap;
+  g->len--;
+  g->busy = TRUE;
+  Task *t = &e->tasks[id];
+  SimTime now = sim_queue_now (e->q);
+  t->start = now;
+  t->state = ST_RUN;
+  SimTime d = t->duration;
+  if (g->sm_share < 1.0)
+    d = sim_time_from_seconds (sim_time_to_seconds (d) / g->sm_share);
+  if (e->hooks.task_started)
+    e->hooks.task_started (e->user, t->tag, now);
+  sim_queue_push (e->q, now + d, EV_TASK_DONE, e->tasks[id].gen, id);
+}
+
+static void
+gpu_enqueue (Engine *e, guint gpu, guint id)
+{
+  Gpu *g = &e->gpus[gpu];
+  if (g->len == g->cap)
+    {
+      guint nc = g->cap ? 2 * g->cap : 16;
+      guint *n = g_new (guint, nc);
+      for (guint i = 0; i < g->len; i++)
+        n[i] = g->fifo[(g->head + i) % g->cap];
+      g_free (g->fifo);
+      g->fifo = n;
+      g->head = 0;
+      g->cap = nc;
+    }
+  g->fifo[(g->head + g->len) % g->cap] = id;
+  g->len++;
+  gpu_try_start (e, gpu);
+}
+
+static void
+task_start (Engine *e, guint id)
+{
+  Task *t = &e->tasks[id];
+  SimTime now = sim_queue_now (e->q);
+  switch (t->kind)
+    {
+    case TASK_NOP:
+      t->start = now;
+      t->state = ST_RUN;
+      if (e->hooks.task_started)
+        e->hooks.task_started (e->user, t->tag, now);
+      task_finish (e, id);
+      break;
+    case TASK_COMPUTE:
+      gpu_enqueue (e, e->tasks[id].gpu, id);
+      break;
+    case TASK_FLOW:
+      t->start = now;
+      t->state = ST_RUN;
+      if (e->hooks.task_started)
+        e->hooks.task_started (e->user, t->tag, now);
+      t = &e->tasks[id];
+      if (t->bytes > 0.0)
+        flownet_flow_add (e->net, now, t->bytes, t->path, t->n_hops, t->cap, id);
+      else
+        sim_queue_push (e->q, now + t->duration, EV_TASK_DONE, t->gen, id);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+static void
+drain_ready (Engine *e)
+{
+  while (e->ready_len > 0)
+    {
+      guint id = e->ready[e->ready_head];
+      e->ready_head = (e->ready_head + 1) % e->ready_cap;
+      e->ready_len--;
+      task_start (e, id);
+    }
+}
+
+/* ---- event handlers (indexed by EV_*) ---- */
+
+static void
+on_flow_batch (Engine *e, const SimEvent *ev)
+{
+  if (ev->gen != e->batch_gen)
+    return; /* superseded by a later solve */
+  e->batch_consumed = TRUE;
+  guint n;
+  const FlowEnd *done = flownet_take_batch (e->net, ev->time, e->tolerance, &n);
+  double wsum = 0.0, w = 0.0;
+  for (guint i = 0; i < n; i++)
+    {
+      guint id = (guint) done[i].tag;
+      Task *t = &e->tasks[id];
+      sim_queue_push (e->q, done[i].end + t->duration, EV_TASK_DONE, t->gen, id);
+      wsum += done[i].rate * (double) (done[i].end - ev->time);
+      w += done[i].rate;
+    }
+  if (w > 0.0)
+    {
+      SimTime mid = ev->time + (SimTime) (wsum / w);
+      if (mid > e->hold_until)
+        e->hold_until = mid;
+    }
+}
+
+static void
+on_solve (Engine *e, const SimEvent *ev)
+{
+  if (ev->time != e->solve_event_time)
+    return; /* superseded by an earlier one */
+  e->solve_event_time = SIM_TIME_MAX;
+}
+
+static void
+on_task_done (Engine *e, const SimEvent *ev)
+{
+  guint id = (guint) ev->id;
+  g_assert (e->tasks[id].gen == ev->gen && e->tasks[id].state == ST_RUN);
+  task_finish (e, id);
+}
+
+typedef void (*EventHandler) (Engine *e, const SimEvent *ev);
+static const EventHandler handlers[EV_N] = {
+  [EV_FLOW_BATCH] = on_flow_batch,
+  [EV_SOLVE] = on_solve,
+  [EV_TASK_DONE] = on_task_done,
+};
+
+static void
+schedule_batch (Engine *e, SimTime now)
+{
+  e->batch_gen++;
+  e->batch_consumed = FALSE;
+  SimTime t = flownet_next_end (e->net);
+  g_assert (t >= now);
+  if (t != SIM_TIME_MAX)
+    sim_queue_push (e->q, t, EV_FLOW_BATCH, e->batch_gen, 0);
+}
+
+/* Re-solves now, or at the end of a hold: a batch taken with tolerance holds
+ * re-solves until the rate-weighted mean of its flows' ends (see
+ * on_flow_batch), so the bandwidth they free is given to the others neither
+ * early nor late on average. */
+static void
+maybe_solve (Engine *e, SimTime now)
+{
+  if (flownet_needs_solve (e->net))
+    {
+      SimTime due = e->hold_until;
+      if (e->tolerance > 0.0)
+        due = MAX (due, flownet_added_due (e->net, e->tolerance));
+      if (due <= now)
+        {
+          flownet_solve (e->net, now);
+          schedule_batch (e, now);
+          return;
+        }
+      if (due < e->solve_event_time)
+        {
+          e->solve_event_time = due;
+          sim_queue_push (e->q, due, EV_SOLVE, 0, 0);
+        }
+    }
+  if (e->batch_consumed)
+    schedule_batch (e, now);
+}
+
+SimTime
+engine_run (Engine *e)
+{
+  drain_ready (e);
+  maybe_solve (e, sim_queue_now (e->q));
+  SimEvent ev;
+  while (sim_queue_pop (e->q, &ev))
+    {
+      e->events++;
+      handlers[ev.kind](e, &ev);
+      while (sim_queue_peek_time (e->q) == ev.time)
+        {
+          sim_queue_pop (e->q, &ev);
+          e->events++;
+          handlers[ev.kind](e, &ev);
+          drain_ready (e);
+        }
+      drain_ready (e);
+      maybe_solve (e, ev.time);
+    }
+  return sim_queue_now (e->q);
+}
+
+SimTime
+engine_now (const Engine *e)
+{
+  return sim_queue_now (e->q);
+}
+
+const FlowNet *
+engine_flownet (const Engine *e)
+{
+  return e->net;
+}
+
+guint64
+engine_events (const Engine *e)
+{
+  return e->events;
+}
+
+guint
+engine_tasks_pending (const Engine *e)
+{
+  return e->live;
+}

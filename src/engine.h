@@ -1,0 +1,67 @@
+/* Discrete-event engine: tasks with dependencies over compute resources and a
+ * fluid network.
+ *
+ * The engine knows nothing about MoE. It runs three kinds of task:
+ *   - nop: a join point, done the instant it becomes ready;
+ *   - compute: a duration on a GPU resource, which runs its ready compute
+ *     tasks one at a time in the order they became ready, stretched by the
+ *     share of SMs the resource has (duration / sm_share);
+ *   - flow: bytes over a path of directed links in the max-min fair network
+ *     (flownet.h), done when drained plus its path latency.
+ * A task becomes ready when it is committed and all its predecessors are
+ * done. Owners tag tasks with an opaque 64-bit value and learn of starts and
+ * ends through hooks; task handles carry a generation, so a handle to a task
+ * that is done (and whose slot was reused) is recognised as done.
+ *
+ * Determinism: events are ordered by (time, seq); within a tick, ready tasks
+ * start in the order they became ready; the flow solver iterates in id order.
+ */
+#pragma once
+
+#include "flownet.h"
+
+typedef guint64 EngineTask;
+#define ENGINE_TASK_NONE G_MAXUINT64
+
+typedef struct Engine Engine;
+
+typedef struct {
+  /* called when a task starts (compute: when it gets the GPU) */
+  void (*task_started) (void *user, guint64 tag, SimTime now);
+  /* called when a task is done */
+  void (*task_done) (void *user, guint64 tag, SimTime start, SimTime end);
+} EngineHooks;
+
+/* `tolerance` (>= 0) trades exactness for solver runs. 0 re-solves rates at
+ * every tick where a flow starts or ends. With eps > 0, the flows whose
+ * projected end lies within eps of their age after the next end finish
+ * together: each at its own projected end, with one re-solve for all of them
+ * at the rate-weighted mean of those ends (see flownet_take_batch). */
+Engine *engine_new (const EngineHooks *hooks, void *user, double tolerance);
+void engine_free (Engine *e);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Engine, engine_free)
+
+guint engine_add_link (Engine *e, double capacity_bytes_per_s);
+guint engine_add_gpu (Engine *e);
+void engine_gpu_set_sm_share (Engine *e, guint gpu, double share);
+
+EngineTask engine_nop (Engine *e, guint64 tag);
+EngineTask engine_compute (Engine *e, guint gpu, SimTime duration, guint64 tag);
+EngineTask engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime latency,
+                        double rate_cap, guint64 tag);
+/* `after` waits for `before`; a no-op when `before` is already done. */
+void engine_depend (Engine *e, EngineTask before, EngineTask after);
+/* Tasks created since the last commit may start once their dependencies are
+ * done; call after adding all their dependencies. */
+void engine_commit (Engine *e);
+
+/* Runs until no event is left; returns the time of the last event. Hooks may
+ * create and commit tasks while it runs. */
+SimTime engine_run (Engine *e);
+
+SimTime engine_now (const Engine *e);
+const FlowNet *engine_flownet (const Engine *e);
+guint64 engine_events (const Engine *e);
+/* Tasks created but not done (a non-zero value after run is a dependency
+ * cycle or an uncommitted task). */
+guint engine_tasks_pending (const Engine *e);

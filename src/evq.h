@@ -1,0 +1,35 @@
+/* Event queue: a binary min-heap of small event values.
+ *
+ * Events are ordered by (time, seq) where seq is the order of scheduling, so
+ * events that fall on the same tick run in the order they were scheduled and a
+ * run is reproducible bit for bit. Scheduling into the past is a caller bug
+ * and asserts. Cancellation is by generation: the owner of an event stores a
+ * generation number in it and ignores the event when it pops with a stale one.
+ */
+#pragma once
+
+#include "simtime.h"
+
+typedef struct {
+  SimTime time;
+  uint64_t seq;
+  uint32_t kind; /* index into the owner's handler table */
+  uint32_t gen;  /* owner's generation, for cancellation */
+  uint64_t id;   /* owner's object id */
+} SimEvent;
+
+typedef struct SimQueue SimQueue;
+
+SimQueue *sim_queue_new (void);
+void sim_queue_free (SimQueue *q);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SimQueue, sim_queue_free)
+
+/* Schedules an event at `time` (>= the time of the last popped event). */
+void sim_queue_push (SimQueue *q, SimTime time, uint32_t kind, uint32_t gen, uint64_t id);
+/* Pops the earliest event into *ev; FALSE when empty. */
+gboolean sim_queue_pop (SimQueue *q, SimEvent *ev);
+/* Time of the earliest event, SIM_TIME_MAX when empty. */
+SimTime sim_queue_peek_time (const SimQueue *q);
+gsize sim_queue_length (const SimQueue *q);
+/* Time of the last popped event (the queue's notion of now). */
+SimTime sim_queue_now (const SimQueue *q);

@@ -1,0 +1,79 @@
+/* Fluid flow network with max-min fair bandwidth sharing.
+ *
+ * Links are directed capacities in bytes per second. A flow drains a number of
+ * bytes over a path of links, optionally capped at a rate. At every instant
+ * the rates are the max-min fair allocation (progressive filling): no link
+ * carries more than its capacity, and no flow can go faster without slowing a
+ * flow that is no faster than it. Rates change only when flows start or end,
+ * and only the component of flows and links reachable from a changed link is
+ * re-solved. Between changes each flow drains linearly, so the next
+ * completion is the only event worth scheduling.
+ *
+ * Each flow's bytes are brought up to date lazily, when a solve touches it.
+ * The module knows nothing of time beyond SimTime arithmetic and nothing of
+ * what the flows mean: a flow carries an opaque 64-bit tag for its owner.
+ */
+#pragma once
+
+#include "simtime.h"
+
+#define FLOWNET_MAX_HOPS 8
+
+typedef struct FlowNet FlowNet;
+
+FlowNet *flownet_new (void);
+void flownet_free (FlowNet *fn);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (FlowNet, flownet_free)
+
+/* Adds a directed link of `capacity` bytes/s (> 0); returns its id (0, 1, ...). */
+guint flownet_add_link (FlowNet *fn, double capacity);
+guint flownet_n_links (const FlowNet *fn);
+double flownet_link_capacity (const FlowNet *fn, guint link);
+/* Bytes that flows started so far put on the link (their full size each). */
+double flownet_link_bytes (const FlowNet *fn, guint link);
+
+/* Starts a flow of `bytes` (> 0) at time `now` over `path` (1..MAX_HOPS
+ * distinct links). `rate_cap` <= 0 means uncapped. The flow has rate 0 until
+ * the next flownet_solve(). Returns a flow id that stays valid until the
+ * flow is collected. */
+guint flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, guint n_hops,
+                        double rate_cap, guint64 tag);
+
+/* TRUE when flows started or ended since the last solve. */
+gboolean flownet_needs_solve (const FlowNet *fn);
+
+/* Recomputes max-min fair rates at time `now` for the components touched
+ * since the last solve, and the projected end of each of their flows. A flow
+ * keeps its rate and projected end until a solve touches it again, so
+ * between solves nothing needs advancing. */
+void flownet_solve (FlowNet *fn, SimTime now);
+
+/* Earliest projected end of an active flow at current rates (exact, rounded
+ * up to a tick), SIM_TIME_MAX when no flow moves. */
+SimTime flownet_next_end (const FlowNet *fn);
+
+typedef struct {
+  guint64 tag;
+  SimTime end; /* when its last byte drained, >= now */
+  double rate; /* its rate until then */
+} FlowEnd;
+
+/* Removes the flows that end by `now`, and with tolerance eps > 0 also those
+ * whose projected end lies within eps times their age after `now`, and returns
+ * them with their own projected ends (array owned by fn, valid until the next
+ * call). Rates of the other flows are left as they are: the caller decides
+ * when to re-solve (after the latest returned end, so that the returned ends
+ * stay exact and only the reuse of the bandwidth they free is postponed). */
+const FlowEnd *flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done);
+
+guint flownet_n_active (const FlowNet *fn);
+double flownet_flow_rate (const FlowNet *fn, guint flow);
+double flownet_flow_remaining (const FlowNet *fn, guint flow, SimTime now);
+/* When the pending solve is for started flows only (none ended): the first
+ * start since the last solve plus `tolerance` times the shortest rough
+ * duration of the started flows (bytes at an equal share of their tightest
+ * link). 0 otherwise. */
+SimTime flownet_added_due (const FlowNet *fn, double tolerance);
+/* Counters for benchmarks: solves run and flow-visits they made. */
+guint64 flownet_solve_count (const FlowNet *fn);
+guint64 flownet_solve_work (const FlowNet *fn);

@@ -1,0 +1,53 @@
+#include "gpumodel.h"
+
+#include <math.h>
+
+static double
+dtype_size (Dtype d)
+{
+  return d == DTYPE_FP8 ? 1.0 : 2.0;
+}
+
+static ComputeCost
+ffn_cost (const TopoSpec *t, const ScenarioSpec *s, const guint32 *rows, guint n, guint64 dense_rows,
+          guint n_dense)
+{
+  double H = (double) s->model.hidden, I = (double) s->model.moe_intermediate;
+  Dtype dt = (Dtype) s->model.expert_dtype;
+  double tile = (double) t->gpu.gemm_tile_m;
+  double compute = 0.0, flops = 0.0, bytes = 0.0;
+  guint count = rows ? n : n_dense;
+  for (guint i = 0; i < count; i++)
+    {
+      double r = rows ? (double) rows[i] : (double) dense_rows;
+      if (r <= 0.0)
+        continue;
+      double padded = ceil (r / tile) * tile;
+      double tflops = topology_gemm_tflops (t, dt, padded);
+      compute += 6.0 * padded * H * I / (tflops * 1e12);
+      flops += 6.0 * r * H * I;
+      /* weights once; activations in (dtype) and out (bf16) of both GEMMs */
+      bytes += 3.0 * H * I * dtype_size (dt) + r * (H + 2.0 * I) * dtype_size (dt)
+               + r * (2.0 * I + H) * 2.0;
+    }
+  ComputeCost c = { 0 };
+  if (flops == 0.0)
+    return c;
+  double mem = bytes / (t->gpu.hbm_gbps * 1e9);
+  c.seconds = fmax (compute, mem) + 2.0 * t->gpu.launch_us * 1e-6;
+  c.flops = flops;
+  c.hbm_bytes = bytes;
+  return c;
+}
+
+ComputeCost
+gpumodel_grouped_ffn (const TopoSpec *t, const ScenarioSpec *s, const guint32 *rows, guint n)
+{
+  return ffn_cost (t, s, rows, n, 0, 0);
+}
+
+ComputeCost
+gpumodel_shared_ffn (const TopoSpec *t, const ScenarioSpec *s, guint64 rows)
+{
+  return ffn_cost (t, s, NULL, 0, rows, (guint) s->model.shared_experts);
+}

@@ -1,0 +1,249 @@
+/* moesim command line: run, estimate, topo show, keys.
+ *
+ * Exit status: 0 success, 2 bad input or usage (with a message naming the
+ * file and line:column, or the option), 1 an internal error. */
+#include "cluster.h"
+#include "estimate.h"
+#include "moe.h"
+#include "moesim-config.h"
+#include "report.h"
+#include "scenario.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
+
+#define EXIT_BAD_INPUT 2
+
+static int
+fail (GError *error)
+{
+  g_printerr ("moesim: error: %s\n", error->message);
+  g_error_free (error);
+  return EXIT_BAD_INPUT;
+}
+
+static int
+usage_error (GOptionContext *ctx, const char *msg)
+{
+  g_autofree char *help = g_option_context_get_help (ctx, TRUE, NULL);
+  g_printerr ("moesim: error: %s\n\n%s", msg, help);
+  return EXIT_BAD_INPUT;
+}
+
+static const char *top_help
+    = "moesim " MOESIM_VERSION " - discrete-event simulator of MoE expert parallelism\n\n"
+      "Usage:\n"
+      "  moesim run SCENARIO [--set KEY=VALUE]... [-o DIR] [--quiet]\n"
+      "  moesim estimate SCENARIO [--set KEY=VALUE]...\n"
+      "  moesim topo show TOPOLOGY [--set KEY=VALUE]... [--nodes N]\n"
+      "  moesim keys            list every scenario and topology key\n"
+      "  moesim --version\n\n"
+      "SCENARIO is a sim/*.yaml file; TOPOLOGY a topologies/*.yaml file.\n"
+      "KEY is a dotted path of the scenario (model.experts) or of its topology\n"
+      "(nic.gbps); VALUE is validated like the file.\n";
+
+typedef struct {
+  char **sets;
+  char *out_dir;
+  gboolean quiet;
+  gint nodes;
+} Opts;
+
+static GOptionContext *
+make_context (const char *params, Opts *o, gboolean with_run_opts, gboolean with_nodes)
+{
+  GOptionEntry common[] = {
+    { "set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &o->sets, "Override a key (repeatable)",
+      "KEY=VALUE" },
+    { NULL, 0, 0, 0, NULL, NULL, NULL },
+  };
+  GOptionEntry run[] = {
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &o->out_dir,
+      "Output folder (default: output.dir or out/<name>)", "DIR" },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "Print only where the outputs went", NULL },
+    { NULL, 0, 0, 0, NULL, NULL, NULL },
+  };
+  GOptionEntry nodes[] = {
+    { "nodes", 'n', 0, G_OPTION_ARG_INT, &o->nodes, "Nodes to instantiate (default 2)", "N" },
+    { NULL, 0, 0, 0, NULL, NULL, NULL },
+  };
+  GOptionContext *ctx = g_option_context_new (params);
+  g_option_context_add_main_entries (ctx, common, NULL);
+  if (with_run_opts)
+    g_option_context_add_main_entries (ctx, run, NULL);
+  if (with_nodes)
+    g_option_context_add_main_entries (ctx, nodes, NULL);
+  return ctx;
+}
+
+static int
+cmd_run (int argc, char **argv, gboolean estimate_only)
+{
+  Opts o = { 0 };
+  g_autoptr (GOptionContext) ctx
+      = make_context ("SCENARIO", &o, !estimate_only, FALSE);
+  g_autoptr (GError) error = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    return usage_error (ctx, error->message);
+  if (argc != 2)
+    return usage_error (ctx, argc < 2 ? "missing SCENARIO file" : "too many arguments");
+  g_autoptr (Scenario) sc = scenario_load (argv[1], (const char *const *) o.sets, &error);
+  g_strfreev (o.sets);
+  if (sc == NULL)
+    {
+      g_free (o.out_dir);
+      return fail (g_steal_pointer (&error));
+    }
+  g_autoptr (GString) text = g_string_new (NULL);
+  if (estimate_only)
+    {
+      Estimate e;
+      estimate_compute (scenario_spec (sc), topology_spec (scenario_topology (sc)), &e);
+      report_estimate_text (sc, &e, text);
+      fputs (text->str, stdout);
+      return 0;
+    }
+  g_autoptr (RunResult) r = moe_run (sc, &error);
+  if (r == NULL)
+    {
+      g_free (o.out_dir);
+      return fail (g_steal_pointer (&error));
+    }
+  g_autofree char *dir = o.out_dir ? o.out_dir : scenario_output_dir (sc);
+  if (!report_write (sc, r, dir, &error))
+    return fail (g_steal_pointer (&error));
+  if (!o.quiet)
+    report_summary_text (sc, r, text);
+  g_string_append_printf (text, "%s  outputs: %s/summary.json\n", o.quiet ? "" : "\n", dir);
+  if (!o.quiet)
+    g_string_append_printf (text, "  simulated in %.3f s wall (%" G_GUINT64_FORMAT " flows, %"
+                                  G_GUINT64_FORMAT " events, %" G_GUINT64_FORMAT " solves)\n",
+                            r->wall_s, r->flows, r->events, r->solves);
+  fputs (text->str, stdout);
+  return 0;
+}
+
+static void
+print_path (const Cluster *c, guint src, guint dst, const char *what)
+{
+  ClusterPath p;
+  cluster_path (c, src, dst, &p);
+  g_print ("  %-22s gpu%u -> gpu%u: %u hops, latency %.2f us\n", what, src, dst, p.n_hops,
+           sim_time_to_us (p.latency));
+  for (guint h = 0; h < p.n_hops; h++)
+    {
+      g_autofree char *name = cluster_link_name (c, p.links[h]);
+      g_print ("      %-24s %8.1f GB/s  (%s)\n", name,
+               cluster_link_capacity (c, p.links[h]) / 1e9,
+               link_class_names[cluster_link_class (c, p.links[h])]);
+    }
+}
+
+static int
+cmd_topo (int argc, char **argv)
+{
+  Opts o = { 0 };
+  g_autoptr (GOptionContext) ctx = make_context ("show TOPOLOGY", &o, FALSE, TRUE);
+  g_autoptr (GError) error = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    return usage_error (ctx, error->message);
+  if (argc != 3 || strcmp (argv[1], "show") != 0)
+    return usage_error (ctx, "expected: moesim topo show TOPOLOGY");
+  g_autoptr (Topology) topo = topology_load (argv[2], &error);
+  if (topo == NULL)
+    {
+      g_strfreev (o.sets);
+      return fail (g_steal_pointer (&error));
+    }
+  for (guint i = 0; o.sets && o.sets[i]; i++)
+    {
+      const char *eq = strchr (o.sets[i], '=');
+      g_autofree char *key = eq ? g_strndup (o.sets[i], (gsize) (eq - o.sets[i])) : NULL;
+      if (key == NULL || !topology_set (topo, key, eq + 1, &error)
+          || !topology_validate (topo, &error))
+        {
+          if (error == NULL)
+            g_set_error (&error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE,
+                         "--set %s: expected KEY=VALUE", o.sets[i]);
+          g_strfreev (o.sets);
+          return fail (g_steal_pointer (&error));
+        }
+    }
+  g_strfreev (o.sets);
+  const TopoSpec *t = topology_spec (topo);
+  guint nodes = o.nodes > 0 ? (guint) o.nodes : 2;
+  g_autoptr (Cluster) c
+      = cluster_new (t, nodes * (guint) t->node.gpus, CROSS_RAIL_AUTO, "--nodes", &error);
+  if (c == NULL)
+    return fail (g_steal_pointer (&error));
+  static const char *const fabric[] = { "single switch", "two-level fat tree",
+                                        "rail-optimized (planes share a spine)",
+                                        "multi-plane (isolated planes)" };
+  g_print ("topology %s (%s)\n", t->name, topology_path (topo));
+  g_print ("  GPU %s: %" G_GINT64_FORMAT " SMs, %.0f TFLOPS fp8 / %.0f bf16 dense, %.0f GB HBM at "
+           "%.0f GB/s, launch %.1f us, GEMM tile M %" G_GINT64_FORMAT "\n",
+           t->gpu.name, t->gpu.sms, t->gpu.peak_tflops[DTYPE_FP8], t->gpu.peak_tflops[DTYPE_BF16],
+           t->gpu.hbm_gb, t->gpu.hbm_gbps, t->gpu.launch_us, t->gpu.gemm_tile_m);
+  g_print ("  nodes: %" G_GINT64_FORMAT " GPUs each, %" G_GINT64_FORMAT
+           " NICs each; fabric %s; shown with %u nodes (%u GPUs, %u links)\n",
+           t->node.gpus, t->nic.per_node, fabric[t->fabric.kind], nodes, cluster_n_gpus (c),
+           cluster_n_links (c));
+  g_print ("  link classes (per direction, model rate = line rate x efficiency):\n");
+  g_print ("    nvlink  %8.1f GB/s x %.3f = %8.1f GB/s, latency %.2f us (per GPU, non-blocking NVSwitch)\n",
+           t->nvlink.gbps, t->nvlink.efficiency, t->nvlink.gbps * t->nvlink.efficiency,
+           t->nvlink.latency_us);
+  g_print ("    ib      %8.1f GB/s x %.3f = %8.1f GB/s, latency %.2f us (per NIC)\n", t->nic.gbps,
+           t->nic.efficiency, t->nic.gbps * t->nic.efficiency, t->nic.latency_us);
+  if (t->fabric.kind != FABRIC_SINGLE_SWITCH)
+    g_print ("    fabric  leaf radix %" G_GINT64_FORMAT ", oversubscription %.2g:1, +%.2f us per "
+             "extra switch hop\n",
+             t->fabric.leaf_radix, t->fabric.oversubscription, t->fabric.hop_latency_us);
+  g_print ("  sample paths:\n");
+  guint gpn = (guint) t->node.gpus;
+  if (gpn > 1)
+    print_path (c, 0, 1, "intra-node");
+  print_path (c, 0, gpn, "inter-node");
+  if (t->nic.per_node > 1 && gpn > 1)
+    print_path (c, 0, gpn + gpn - 1, "inter-node, other rail");
+  return 0;
+}
+
+static int
+cmd_keys (void)
+{
+  g_autoptr (GString) s = g_string_new ("Scenario keys (sim/*.yaml):\n");
+  scenario_describe_schema (s);
+  g_string_append (s, "\nTopology keys (topologies/*.yaml):\n");
+  topology_describe_schema (s);
+  fputs (s->str, stdout);
+  return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+  if (argc < 2 || strcmp (argv[1], "help") == 0 || strcmp (argv[1], "--help") == 0
+      || strcmp (argv[1], "-h") == 0)
+    {
+      fputs (top_help, argc < 2 ? stderr : stdout);
+      return argc < 2 ? EXIT_BAD_INPUT : 0;
+    }
+  if (strcmp (argv[1], "--version") == 0)
+    {
+      g_print ("moesim %s\n", MOESIM_VERSION);
+      return 0;
+    }
+  const char *cmd = argv[1];
+  if (strcmp (cmd, "run") == 0)
+    return cmd_run (argc - 1, argv + 1, FALSE);
+  if (strcmp (cmd, "estimate") == 0)
+    return cmd_run (argc - 1, argv + 1, TRUE);
+  if (strcmp (cmd, "topo") == 0)
+    return cmd_topo (argc - 1, argv + 1);
+  if (strcmp (cmd, "keys") == 0)
+    return cmd_keys ();
+  g_printerr ("moesim: error: unknown command '%s'\n\n%s", cmd, top_help);
+  return EXIT_BAD_INPUT;
+}

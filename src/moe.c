@@ -1,0 +1,265 @@
+/* Builds the per-step task graph into the engine and folds engine hooks into
+ * per-layer and per-GPU results. */
+#include "moe.h"
+
+#include "engine.h"
+#include "gpumodel.h"
+#include "routing.h"
+
+#include <string.h>
+
+enum { TAG_FLOW, TAG_START, TAG_EXPERT, TAG_DONE };
+#define TAG(kind, step, gpu) (((guint64) (kind) << 56) | ((guint64) (step) << 24) | (gpu))
+#define TAG_KIND(t) ((guint) ((t) >> 56))
+#define TAG_STEP(t) ((guint) (((t) >> 24) & 0xffffffffu))
+#define TAG_GPU(t) ((guint) ((t) & 0xffffffu))
+
+typedef struct {
+  SimTime start, expert_start, expert_end, done;
+} GpuTimes;
+
+typedef struct {
+  const ScenarioSpec *s;
+  const TopoSpec *t;
+  Cluster *cluster;
+  Engine *engine;
+  RoutingStream *routing;
+  guint ep, n_steps, built;
+  guint tokens_per_mb;
+  EngineTask *prev_done; /* per GPU: done task of the last built step */
+  GpuTimes *times;       /* [step * ep + gpu] */
+  RunResult *res;
+  double dispatch_token_bytes, combine_token_bytes;
+  guint64 flows;
+} Moe;
+
+static void
+build_step (Moe *m, guint step)
+{
+  const ScenarioSpec *s = m->s;
+  guint ep = m->ep;
+  guint layer = step / (guint) s->parallel.microbatches;
+  guint mb = step % (guint) s->parallel.microbatches;
+  const RoutingLayer *r = routing_stream_get (m->routing, step);
+
+  LayerResult *lr = &m->res->layers[step];
+  lr->layer = layer;
+  lr->microbatch = mb;
+  guint per_gpu = r->experts / ep;
+
+  g_autofree EngineTask *start = g_new (EngineTask, ep);
+  g_autofree EngineTask *expert = g_new (EngineTask, ep);
+  for (guint g = 0; g < ep; g++)
+    {
+      start[g] = engine_nop (m->engine, TAG (TAG_START, step, g));
+      engine_depend (m->engine, m->prev_done[g], start[g]);
+      ComputeCost routed = gpumodel_grouped_ffn (m->t, s, r->expert_rows + (gsize) g * per_gpu, per_gpu);
+      ComputeCost shared = gpumodel_shared_ffn (m->t, s, m->tokens_per_mb);
+      SimTime d = sim_time_from_seconds (routed.seconds + shared.seconds);
+      expert[g] = engine_compute (m->engine, g, d, TAG (TAG_EXPERT, step, g));
+      engine_depend (m->engine, start[g], expert[g]);
+    }
+  double rows_sum = 0, rows_max = 0;
+  for (guint e = 0; e < r->experts; e++)
+    {
+      rows_sum += r->expert_rows[e];
+      rows_max = MAX (rows_max, (double) r->expert_rows[e]);
+    }
+  lr->expert_rows_max_over_mean = rows_sum > 0 ? rows_max / (rows_sum / r->experts) : 0.0;
+
+  for (guint g = 0; g < ep; g++)
+    {
+      EngineTask done = engine_nop (m->engine, TAG (TAG_DONE, step, g));
+      engine_depend (m->engine, expert[g], done);
+      m->prev_done[g] = done;
+    }
+  for (guint src = 0; src < ep; src++)
+    for (guint dst = 0; dst < ep; dst++)
+      {
+        guint32 n = r->pair_tokens[(gsize) src * ep + dst];
+        m->res->gpus[dst].tokens_in += n;
+        if (src == dst || n == 0)
+          continue;
+        ClusterPath p;
+        cluster_path (m->cluster, src, dst, &p);
+        double db = n * m->dispatch_token_bytes;
+        EngineTask f = engine_flow (m->engine, db, p.links, p.n_hops, p.latency, 0.0,
+                                    TAG (TAG_FLOW, step, src));
+        engine_depend (m->engine, start[src], f);
+        engine_depend (m->engine, f, expert[dst]);
+        /* combine: dst sends the results of src's tokens back */
+        ClusterPath q;
+        cluster_path (m->cluster, dst, src, &q);
+        double cb = n * m->combine_token_bytes;
+        EngineTask c = engine_flow (m->engine, cb, q.links, q.n_hops, q.latency, 0.0,
+                                    TAG (TAG_FLOW, step, dst));
+        engine_depend (m->engine, expert[dst], c);
+        engine_depend (m->engine, c, m->prev_done[src]);
+        m->flows += 2;
+        lr->flows += 2;
+        lr->dispatch_bytes += db;
+        lr->combine_bytes += cb;
+        if (p.uses_nvlink)
+          lr->bytes[LCLASS_NVLINK] += db;
+        if (p.uses_ib)
+          lr->bytes[LCLASS_NIC] += db;
+        if (q.uses_nvlink)
+          lr->bytes[LCLASS_NVLINK] += cb;
+        if (q.uses_ib)
+          lr->bytes[LCLASS_NIC] += cb;
+        if (p.uses_fabric)
+          lr->bytes[LCLASS_FABRIC] += db;
+        if (q.uses_fabric)
+          lr->bytes[LCLASS_FABRIC] += cb;
+        m->res->gpus[src].bytes_out += db;
+        m->res->gpus[dst].bytes_in += db;
+        m->res->gpus[dst].bytes_out += cb;
+        m->res->gpus[src].bytes_in += cb;
+      }
+  engine_commit (m->engine);
+  m->built = step + 1;
+}
+
+static void
+on_started (void *user, guint64 tag, SimTime now)
+{
+  Moe *m = user;
+  guint kind = TAG_KIND (tag), step = TAG_STEP (tag), g = TAG_GPU (tag);
+  if (kind == TAG_START)
+    {
+      m->times[(gsize) step * m->ep + g].start = now;
+      if (step + 1 == m->built && m->built < m->n_steps)
+        build_step (m, m->built);
+    }
+  else if (kind == TAG_EXPERT)
+    m->times[(gsize) step * m->ep + g].expert_start = now;
+}
+
+static void
+on_done (void *user, guint64 tag, SimTime start, SimTime end)
+{
+  Moe *m = user;
+  (void) start;
+  guint kind = TAG_KIND (tag), step = TAG_STEP (tag), g = TAG_GPU (tag);
+  if (kind == TAG_EXPERT)
+    m->times[(gsize) step * m->ep + g].expert_end = end;
+  else if (kind == TAG_DONE)
+    m->times[(gsize) step * m->ep + g].done = end;
+}
+
+static void
+fold_phase (PhaseStat *p, double v, guint ep)
+{
+  p->max_us = MAX (p->max_us, v);
+  p->mean_us += v / ep;
+}
+
+void
+run_result_free (RunResult *r)
+{
+  if (r == NULL)
+    return;
+  g_free (r->layers);
+  g_free (r->gpus);
+  g_free (r->bottleneck_link);
+  g_free (r);
+}
+
+RunResult *
+moe_run (const Scenario *sc, GError **error)
+{
+  const ScenarioSpec *s = scenario_spec (sc);
+  const TopoSpec *t = topology_spec (scenario_topology (sc));
+  gint64 t0 = g_get_monotonic_time ();
+  Moe m = { 0 };
+  m.s = s;
+  m.t = t;
+  m.ep = (guint) s->parallel.ep;
+  m.cluster = cluster_new (t, m.ep, (CrossRail) s->cross_rail, "parallel.ep", error);
+  if (m.cluster == NULL)
+    return NULL;
+  EngineHooks hooks = { on_started, on_done };
+  m.engine = engine_new (&hooks, &m, s->sim.tolerance);
+  for (guint l = 0; l < cluster_n_links (m.cluster); l++)
+    engine_add_link (m.engine, cluster_link_capacity (m.cluster, l));
+  for (guint g = 0; g < m.ep; g++)
+    engine_add_gpu (m.engine);
+  m.n_steps = (guint) (s->model.moe_layers * s->parallel.microbatches);
+  m.tokens_per_mb = (guint) (s->parallel.tokens_per_gpu / s->parallel.microbatches);
+  guint threads = MAX (1u, g_get_num_processors () - 1); /* the engine keeps a core */
+  m.routing = routing_stream_new (s, m.n_steps, m.tokens_per_mb, threads, 2 * threads + 1);
+  m.prev_done = g_new (EngineTask, m.ep);
+  for (guint g = 0; g < m.ep; g++)
+    m.prev_done[g] = ENGINE_TASK_NONE;
+  m.times = g_new0 (GpuTimes, (gsize) m.n_steps * m.ep);
+  m.dispatch_token_bytes = scenario_token_bytes (s, (Dtype) s->model.dispatch_dtype);
+  m.combine_token_bytes = scenario_token_bytes (s, (Dtype) s->model.combine_dtype);
+
+  RunResult *res = g_new0 (RunResult, 1);
+  m.res = res;
+  res->n_layers = m.n_steps;
+  res->layers = g_new0 (LayerResult, m.n_steps);
+  res->n_gpus = m.ep;
+  res->gpus = g_new0 (GpuResult, m.ep);
+  for (guint g = 0; g < m.ep; g++)
+    {
+      res->gpus[g].gpu = g;
+      res->gpus[g].node = cluster_node_of (m.cluster, g);
+    }
+
+  build_step (&m, 0);
+  SimTime end = engine_run (m.engine);
+  g_assert (engine_tasks_pending (m.engine) == 0);
+  res->total_us = sim_time_to_us (end);
+
+  for (guint st = 0; st < m.n_steps; st++)
+    {
+      LayerResult *lr = &res->layers[st];
+      SimTime first = SIM_TIME_MAX, last = 0;
+      for (guint g = 0; g < m.ep; g++)
+        {
+          const GpuTimes *gt = &m.times[(gsize) st * m.ep + g];
+          first = MIN (first, gt->start);
+          last = MAX (last, gt->done);
+          fold_phase (&lr->dispatch, sim_time_to_us (gt->expert_start - gt->start), m.ep);
+          fold_phase (&lr->expert, sim_time_to_us (gt->expert_end - gt->expert_start), m.ep);
+          fold_phase (&lr->combine, sim_time_to_us (gt->done - gt->expert_end), m.ep);
+        }
+      lr->start_us = sim_time_to_us (first);
+      lr->end_us = sim_time_to_us (last);
+      for (guint c = 0; c < LCLASS_N; c++)
+        res->class_bytes[c] += lr->bytes[c];
+      res->comm_window_us += lr->dispatch.max_us + lr->combine.max_us;
+    }
+
+  const FlowNet *net = engine_flownet (m.engine);
+  double best = -1.0;
+  guint best_link = 0;
+  for (guint l = 0; l < cluster_n_links (m.cluster); l++)
+    {
+      double busy = flownet_link_bytes (net, l) / flownet_link_capacity (net, l) * 1e6;
+      LinkClass c = cluster_link_class (m.cluster, l);
+      double util = res->comm_window_us > 0 ? busy / res->comm_window_us : 0.0;
+      res->class_util[c] = MAX (res->class_util[c], util);
+      if (busy > best)
+        {
+          best = busy;
+          best_link = l;
+        }
+    }
+  res->bottleneck_link = cluster_link_name (m.cluster, best_link);
+  res->bottleneck_class = cluster_link_class (m.cluster, best_link);
+  res->bottleneck_busy_us = best;
+  res->bottleneck_util = res->comm_window_us > 0 ? best / res->comm_window_us : 0.0;
+  res->events = engine_events (m.engine);
+  res->flows = m.flows;
+  res->solves = flownet_solve_count (net);
+
+  g_free (m.times);
+  g_free (m.prev_done);
+  routing_stream_free (m.routing);
+  engine_free (m.engine);
+  cluster_free (m.cluster);
+  res->wall_s = (double) (g_get_monotonic_time () - t0) / 1e6;
+  return res;
+}

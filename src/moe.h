@@ -1,0 +1,67 @@
+/* MoE forward pass simulation: the workload builder and its results.
+ *
+ * Per MoE layer and micro-batch ("step") and per GPU g:
+ *   start(g)  - a join point after g finished the previous step;
+ *   dispatch  - one flow per (g, d) pair carrying the tokens of g that select
+ *               at least one expert on d (direct dispatch, deduplicated per
+ *               destination GPU), over the cluster's route g -> d;
+ *   expert(g) - a compute task: grouped GEMM over g's local experts plus the
+ *               shared experts on g's own tokens; it waits for every
+ *               dispatch flow into g;
+ *   combine   - the reverse flows, each waiting for its sender's experts;
+ *   done(g)   - when all of g's tokens came back.
+ * Phase times per GPU: dispatch = expert start - start, expert = its
+ * duration, combine = done - expert end.
+ *
+ * Steps are built one ahead of the running one (built when the first GPU
+ * starts the previous step), so memory stays at two steps of tasks however
+ * many layers a pass has.
+ */
+#pragma once
+
+#include "cluster.h"
+#include "scenario.h"
+
+typedef struct {
+  double max_us, mean_us;
+} PhaseStat;
+
+typedef struct {
+  guint layer, microbatch;
+  double start_us, end_us;      /* first GPU start, last GPU done */
+  PhaseStat dispatch, expert, combine;
+  double bytes[LCLASS_N];       /* wire bytes by class, dispatch + combine */
+  double dispatch_bytes, combine_bytes; /* payload sent between GPUs */
+  guint flows;
+  double expert_rows_max_over_mean;
+} LayerResult;
+
+typedef struct {
+  guint gpu, node;
+  guint64 tokens_in; /* tokens received for expert compute, own included */
+  double bytes_out, bytes_in; /* payload over the network, both phases */
+} GpuResult;
+
+typedef struct {
+  double total_us;
+  LayerResult *layers;
+  guint n_layers; /* steps: moe_layers x microbatches */
+  GpuResult *gpus;
+  guint n_gpus;
+  double class_bytes[LCLASS_N];
+  /* bottleneck: the link that needs the most time at full rate */
+  char *bottleneck_link;
+  LinkClass bottleneck_class;
+  double bottleneck_busy_us;    /* its bytes / capacity */
+  double bottleneck_util;       /* busy / total communication window */
+  double class_util[LCLASS_N];  /* same, for the busiest link of each class */
+  double comm_window_us;        /* sum over steps of dispatch + combine max */
+  /* engine figures */
+  guint64 events, flows, solves;
+  double wall_s;
+} RunResult;
+
+/* Runs the forward pass. Returns NULL only for internal errors. */
+RunResult *moe_run (const Scenario *sc, GError **error);
+void run_result_free (RunResult *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RunResult, run_result_free)

@@ -1,0 +1,247 @@
+#include "report.h"
+
+#include "json.h"
+#include "moesim-config.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+
+static const char *const phase_names[] = { "dispatch", "expert", "combine" };
+
+static const PhaseStat *
+phase_of (const LayerResult *l, guint i)
+{
+  return i == 0 ? &l->dispatch : i == 1 ? &l->expert : &l->combine;
+}
+
+char *
+report_summary_json (const Scenario *sc, const RunResult *r)
+{
+  const ScenarioSpec *s = scenario_spec (sc);
+  const TopoSpec *t = topology_spec (scenario_topology (sc));
+  GString *out = g_string_new (NULL);
+  JsonWriter w;
+  json_init (&w, out);
+  json_begin_object (&w, NULL);
+  json_string (&w, "schema", MOESIM_SUMMARY_SCHEMA);
+  json_string (&w, "moesim_version", MOESIM_VERSION);
+  json_begin_object (&w, "scenario");
+  json_string (&w, "name", s->name);
+  json_string (&w, "file", scenario_path (sc));
+  json_string (&w, "topology", topology_path (scenario_topology (sc)));
+  json_string (&w, "topology_name", t->name);
+  json_int (&w, "ep", s->parallel.ep);
+  json_int (&w, "nodes", s->parallel.ep / t->node.gpus);
+  json_int (&w, "tokens_per_gpu", s->parallel.tokens_per_gpu);
+  json_int (&w, "microbatches", s->parallel.microbatches);
+  json_int (&w, "moe_layers", s->model.moe_layers);
+  json_int (&w, "experts", s->model.experts);
+  json_int (&w, "top_k", s->model.top_k);
+  json_string (&w, "dispatch", "direct");
+  json_string (&w, "dispatch_dtype", dtype_names[s->model.dispatch_dtype]);
+  json_string (&w, "combine_dtype", dtype_names[s->model.combine_dtype]);
+  json_int (&w, "seed", s->routing.synthetic.seed);
+  json_double (&w, "solver_tolerance", s->sim.tolerance);
+  json_end_object (&w);
+
+  json_double (&w, "total_time_us", r->total_us);
+  json_begin_object (&w, "phases");
+  for (guint p = 0; p < 3; p++)
+    {
+      double mx = 0, mean = 0;
+      for (guint i = 0; i < r->n_layers; i++)
+        {
+          mx += phase_of (&r->layers[i], p)->max_us;
+          mean += phase_of (&r->layers[i], p)->mean_us;
+        }
+      json_begin_object (&w, phase_names[p]);
+      json_double (&w, "time_us", mx);
+      json_double (&w, "mean_us", mean);
+      json_end_object (&w);
+    }
+  json_end_object (&w);
+  json_begin_object (&w, "bytes");
+  for (guint c = 0; c < LCLASS_N; c++)
+    json_double (&w, link_class_names[c], r->class_bytes[c]);
+  json_end_object (&w);
+  json_begin_object (&w, "bottleneck");
+  json_string (&w, "link", r->bottleneck_link);
+  json_string (&w, "class", link_class_names[r->bottleneck_class]);
+  json_double (&w, "busy_us", r->bottleneck_busy_us);
+  json_double (&w, "utilisation", r->bottleneck_util);
+  json_end_object (&w);
+  json_begin_object (&w, "link_utilisation");
+  for (guint c = 0; c < LCLASS_N; c++)
+    json_double (&w, link_class_names[c], r->class_util[c]);
+  json_end_object (&w);
+  json_double (&w, "comm_window_us", r->comm_window_us);
+
+  json_begin_array (&w, "layers");
+  for (guint i = 0; i < r->n_layers; i++)
+    {
+      const LayerResult *l = &r->layers[i];
+      json_begin_object (&w, NULL);
+      json_int (&w, "layer", l->layer);
+      json_int (&w, "microbatch", l->microbatch);
+      json_string (&w, "pass", "forward");
+      json_double (&w, "start_us", l->start_us);
+      json_double (&w, "end_us", l->end_us);
+      json_double (&w, "time_us", l->end_us - l->start_us);
+      json_begin_object (&w, "phases");
+      for (guint p = 0; p < 3; p++)
+        {
+          json_begin_object (&w, phase_names[p]);
+          json_double (&w, "time_us", phase_of (l, p)->max_us);
+          json_double (&w, "mean_us", phase_of (l, p)->mean_us);
+          json_end_object (&w);
+        }
+      json_end_object (&w);
+      json_begin_object (&w, "bytes");
+      for (guint c = 0; c < LCLASS_N; c++)
+        json_double (&w, link_class_names[c], l->bytes[c]);
+      json_double (&w, "dispatch_payload", l->dispatch_bytes);
+      json_double (&w, "combine_payload", l->combine_bytes);
+      json_end_object (&w);
+      json_int (&w, "flows", l->flows);
+      json_double (&w, "expert_load_max_over_mean", l->expert_rows_max_over_mean);
+      json_end_object (&w);
+    }
+  json_end_array (&w);
+
+  json_begin_array (&w, "gpus");
+  for (guint g = 0; g < r->n_gpus; g++)
+    {
+      const GpuResult *gr = &r->gpus[g];
+      json_begin_object (&w, NULL);
+      json_int (&w, "gpu", gr->gpu);
+      json_int (&w, "node", gr->node);
+      json_int (&w, "tokens_in", (gint64) gr->tokens_in);
+      json_double (&w, "bytes_out", gr->bytes_out);
+      json_double (&w, "bytes_in", gr->bytes_in);
+      json_end_object (&w);
+    }
+  json_end_array (&w);
+  json_begin_object (&w, "engine");
+  json_int (&w, "events", (gint64) r->events);
+  json_int (&w, "flows", (gint64) r->flows);
+  json_int (&w, "solves", (gint64) r->solves);
+  json_end_object (&w);
+  json_end_object (&w);
+  return g_string_free (out, FALSE);
+}
+
+static void
+human_bytes (GString *out, double b)
+{
+  if (b >= 1e9)
+    g_string_append_printf (out, "%.2f GB", b / 1e9);
+  else if (b >= 1e6)
+    g_string_append_printf (out, "%.1f MB", b / 1e6);
+  else
+    g_string_append_printf (out, "%.1f kB", b / 1e3);
+}
+
+void
+report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
+{
+  const ScenarioSpec *s = scenario_spec (sc);
+  const TopoSpec *t = topology_spec (scenario_topology (sc));
+  g_string_append_printf (out,
+                          "moesim %s: %s\n  topology %s (%s), EP%" G_GINT64_FORMAT
+                          " on %" G_GINT64_FORMAT " nodes, %" G_GINT64_FORMAT
+                          " tokens/GPU, %" G_GINT64_FORMAT " MoE layers, dispatch direct (%s / %s)\n\n",
+                          MOESIM_VERSION, s->name, t->name, topology_path (scenario_topology (sc)),
+                          s->parallel.ep, s->parallel.ep / t->node.gpus, s->parallel.tokens_per_gpu,
+                          s->model.moe_layers, dtype_names[s->model.dispatch_dtype],
+                          dtype_names[s->model.combine_dtype]);
+  g_string_append (out, "  layer  mb   dispatch max/mean us   expert max/mean us   combine max/mean us   layer us\n");
+  double tot[3][2] = { { 0 } };
+  for (guint i = 0; i < r->n_layers; i++)
+    {
+      const LayerResult *l = &r->layers[i];
+      g_string_append_printf (out, "  %5u %3u   %9.1f / %9.1f  %9.1f / %8.1f  %9.1f / %8.1f  %9.1f\n",
+                              l->layer, l->microbatch, l->dispatch.max_us, l->dispatch.mean_us,
+                              l->expert.max_us, l->expert.mean_us, l->combine.max_us,
+                              l->combine.mean_us, l->end_us - l->start_us);
+      for (guint p = 0; p < 3; p++)
+        {
+          tot[p][0] += phase_of (l, p)->max_us;
+          tot[p][1] += phase_of (l, p)->mean_us;
+        }
+    }
+  g_string_append_printf (out, "  total       %9.1f / %9.1f  %9.1f / %8.1f  %9.1f / %8.1f\n\n",
+                          tot[0][0], tot[0][1], tot[1][0], tot[1][1], tot[2][0], tot[2][1]);
+  g_string_append_printf (out, "  forward pass: %.1f us (%.3f ms)\n", r->total_us, r->total_us / 1e3);
+  g_string_append (out, "  wire bytes:");
+  for (guint c = 0; c < LCLASS_N; c++)
+    {
+      g_string_append_printf (out, " %s ", link_class_names[c]);
+      human_bytes (out, r->class_bytes[c]);
+      if (c + 1 < LCLASS_N)
+        g_string_append_c (out, ',');
+    }
+  g_string_append_printf (out,
+                          "\n  bottleneck: %s link %s, busy %.1f us = %.0f %% of the "
+                          "dispatch+combine time (%.1f us)\n",
+                          link_class_names[r->bottleneck_class], r->bottleneck_link,
+                          r->bottleneck_busy_us, 100.0 * r->bottleneck_util, r->comm_window_us);
+  g_string_append (out, "  busiest link utilisation by class:");
+  for (guint c = 0; c < LCLASS_N; c++)
+    g_string_append_printf (out, " %s %.0f %%%s", link_class_names[c], 100.0 * r->class_util[c],
+                            c + 1 < LCLASS_N ? "," : "\n");
+}
+
+gboolean
+report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **error)
+{
+  if (g_mkdir_with_parents (dir, 0755) != 0)
+    {
+      int e = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (e),
+                   "cannot create output folder %s: %s", dir, g_strerror (e));
+      return FALSE;
+    }
+  g_autofree char *json = report_summary_json (sc, r);
+  g_autofree char *path = g_build_filename (dir, "summary.json", NULL);
+  /* g_file_set_contents writes a temporary file and renames it over path */
+  return g_file_set_contents (path, json, -1, error);
+}
+
+void
+report_estimate_text (const Scenario *sc, const Estimate *e, GString *out)
+{
+  const ScenarioSpec *s = scenario_spec (sc);
+  const TopoSpec *t = topology_spec (scenario_topology (sc));
+  double L = (double) s->model.moe_layers;
+  g_string_append_printf (out,
+                          "moesim estimate: %s (closed form, uniform routing, no simulation)\n"
+                          "  EP%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                          " experts (%" G_GINT64_FORMAT " per GPU), top-%" G_GINT64_FORMAT
+                          ", %" G_GINT64_FORMAT " tokens/GPU, hidden %" G_GINT64_FORMAT
+                          ", %" G_GINT64_FORMAT " MoE layers, %" G_GINT64_FORMAT " GPUs/node\n\n",
+                          s->name, s->parallel.ep, s->model.experts,
+                          s->model.experts / s->parallel.ep, s->model.top_k,
+                          s->parallel.tokens_per_gpu, s->model.hidden, s->model.moe_layers,
+                          t->node.gpus);
+  g_string_append_printf (out, "  distinct GPUs per token:            %.4f\n",
+                          e->distinct_gpus_per_token);
+  g_string_append_printf (out, "  token copies sent per GPU:          %.0f (%.0f over NVLink, %.0f over IB)\n",
+                          e->copies_per_gpu, e->copies_nvlink, e->copies_ib);
+  g_string_append_printf (out, "  dispatch (%s, %.0f B/token):   %.1f MB out and in per GPU per all-to-all\n",
+                          dtype_names[s->model.dispatch_dtype],
+                          scenario_token_bytes (s, (Dtype) s->model.dispatch_dtype),
+                          e->dispatch_bytes_per_gpu / 1e6);
+  g_string_append_printf (out, "  combine  (%s, %.0f B/token):  %.1f MB out and in per GPU per all-to-all\n",
+                          dtype_names[s->model.combine_dtype],
+                          scenario_token_bytes (s, (Dtype) s->model.combine_dtype),
+                          e->combine_bytes_per_gpu / 1e6);
+  g_string_append_printf (out, "  per forward pass (%.0f layers x 2):  %.2f GB per GPU\n", L,
+                          e->forward_bytes_per_gpu / 1e9);
+  g_string_append_printf (out, "  per backward pass:                  %.2f GB per GPU\n",
+                          e->backward_bytes_per_gpu / 1e9);
+  g_string_append_printf (out, "  lower bounds: dispatch %.1f us (%s), combine %.1f us (%s), "
+                               "forward communication %.3f ms\n",
+                          e->dispatch_bound_us, e->dispatch_bottleneck, e->combine_bound_us,
+                          e->combine_bottleneck, e->forward_bound_us / 1e3);
+  g_string_append_printf (out, "  expert compute at mean load: %.1f us per layer\n", e->expert_us);
+}

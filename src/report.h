@@ -1,0 +1,18 @@
+/* Run outputs: the human summary on stdout and DIR/summary.json (schema
+ * "moesim.summary/1", documented in README). Files are written whole to a
+ * temporary name and renamed, so a failed run leaves no partial output. */
+#pragma once
+
+#include "estimate.h"
+#include "moe.h"
+
+#define MOESIM_SUMMARY_SCHEMA "moesim.summary/1"
+
+/* Builds summary.json's text (deterministic: no wall-clock figures). */
+char *report_summary_json (const Scenario *sc, const RunResult *r);
+/* Appends the human summary. */
+void report_summary_text (const Scenario *sc, const RunResult *r, GString *out);
+/* Writes summary.json into `dir` (created if needed). */
+gboolean report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **error);
+/* Appends `moesim estimate`'s text. */
+void report_estimate_text (const Scenario *sc, const Estimate *e, GString *out);

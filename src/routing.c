@@ -1,0 +1,226 @@
+/* Synthetic routing generator. The per-token work is a handful of bounded
+ * random draws with rejection of duplicates through a stamp array (no
+ * clearing between tokens), so a layer costs O(tokens * top_k). */
+#include "routing.h"
+
+#include "rng.h"
+
+#include <math.h>
+
+#include <string.h>
+
+RoutingLayer *
+routing_layer_new (guint ep, guint experts)
+{
+  RoutingLayer *r = g_new0 (RoutingLayer, 1);
+  r->ep = ep;
+  r->experts = experts;
+  r->pair_tokens = g_new0 (guint32, (gsize) ep * ep);
+  r->expert_rows = g_new0 (guint32, experts);
+  return r;
+}
+
+void
+routing_layer_free (RoutingLayer *r)
+{
+  if (r == NULL)
+    return;
+  g_free (r->pair_tokens);
+  g_free (r->expert_rows);
+  g_free (r);
+}
+
+/* All topk_group-subsets of n_group groups, when there are few enough to
+ * draw one with a single bounded draw; NULL otherwise. */
+static guint8 *
+group_subsets (guint ng, guint kg, guint *n_out)
+{
+  double count = 1.0;
+  for (guint i = 0; i < kg; i++)
+    count = count * (ng - i) / (i + 1);
+  if (ng > 32 || count > 65536.0)
+    return NULL;
+  guint n = 0;
+  guint8 *tab = g_new (guint8, (gsize) llround (count) * kg);
+  for (guint32 mask = 0; mask < (1u << ng); mask++)
+    if ((guint) __builtin_popcount (mask) == kg)
+      {
+        guint j = 0;
+        for (guint g = 0; g < ng; g++)
+          if (mask & (1u << g))
+            tab[(gsize) n * kg + j++] = (guint8) g;
+        n++;
+      }
+  *n_out = n;
+  return tab;
+}
+
+void
+routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, RoutingLayer *out)
+{
+  guint ep = out->ep, E = out->experts;
+  guint k = (guint) s->model.top_k;
+  guint ng = (guint) s->model.n_group, kg = (guint) s->model.topk_group;
+  guint group_size = E / ng, per_gpu = E / ep;
+  gboolean limited = kg < ng;
+  guint cand = limited ? kg * group_size : E;
+
+  memset (out->pair_tokens, 0, (gsize) ep * ep * sizeof (guint32));
+  memset (out->expert_rows, 0, E * sizeof (guint32));
+  g_autofree guint32 *estamp = g_new0 (guint32, E);
+  g_autofree guint32 *gstamp = g_new0 (guint32, ng);
+  g_autofree guint32 *dstamp = g_new0 (guint32, ep);
+  guint n_subsets = 0;
+  g_autofree guint8 *subsets = limited ? group_subsets (ng, kg, &n_subsets) : NULL;
+  guint groups_buf[64];
+  const guint8 *subset = NULL;
+  /* lookup tables instead of divisions in the per-selection loop */
+  g_autofree guint32 *gpu_of = g_new (guint32, E);
+  for (guint e = 0; e < E; e++)
+    gpu_of[e] = e / per_gpu;
+  g_autofree guint32 *cand_slot = g_new (guint32, cand);
+  g_autofree guint32 *cand_off = g_new (guint32, cand);
+  for (guint c = 0; c < cand; c++)
+    {
+      cand_slot[c] = c / group_size;
+      cand_off[c] = c % group_size;
+    }
+  guint32 stamp = 0;
+
+  for (guint src = 0; src < ep; src++)
+    {
+      Rng rng;
+      rng_seed (&rng, (guint64) s->routing.synthetic.seed, ((guint64) layer << 32) | mb, src);
+      guint32 *row = out->pair_tokens + (gsize) src * ep;
+      for (guint t = 0; t < tokens; t++)
+        {
+          stamp++;
+          if (limited && subsets)
+            subset = subsets + (gsize) rng_below (&rng, n_subsets) * kg;
+          else if (limited)
+            for (guint j = 0; j < kg;)
+              {
+                guint g = rng_below (&rng, ng);
+                if (gstamp[g] == stamp)
+                  continue;
+                gstamp[g] = stamp;
+                groups_buf[j++] = g;
+              }
+          for (guint j = 0; j < k;)
+            {
+              guint c = rng_below (&rng, cand);
+              guint e = c;
+              if (limited)
+                {
+                  guint g = subset ? subset[cand_slot[c]] : groups_buf[cand_slot[c]];
+                  e = g * group_size + cand_off[c];
+                }
+              if (estamp[e] == stamp)
+                continue;
+              estamp[e] = stamp;
+              out->expert_rows[e]++;
+              guint d = gpu_of[e];
+              row[d] += dstamp[d] != stamp; /* branch-free: unpredictable */
+              dstamp[d] = stamp;
+              j++;
+            }
+        }
+    }
+}
+
+/* ---- generation ahead of use ---- */
+
+typedef struct {
+  RoutingLayer *layer;
+  guint step;
+  gboolean ready;
+} Slot;
+
+struct RoutingStream {
+  const ScenarioSpec *spec;
+  guint n_steps, tokens, window, mbs;
+  Slot *slots;
+  GThreadPool *pool;
+  GMutex lock;
+  GCond cond;
+  guint next_to_queue;
+};
+
+static void
+generate (gpointer data, gpointer user)
+{
+  RoutingStream *rs = user;
+  Slot *slot = &rs->slots[GPOINTER_TO_UINT (data) - 1];
+  guint step = slot->step;
+  routing_synthetic (rs->spec, step / rs->mbs, step % rs->mbs, rs->tokens, slot->layer);
+  g_mutex_lock (&rs->lock);
+  slot->ready = TRUE;
+  g_cond_broadcast (&rs->cond);
+  g_mutex_unlock (&rs->lock);
+}
+
+static void
+queue_next (RoutingStream *rs)
+{
+  guint step = rs->next_to_queue++;
+  Slot *slot = &rs->slots[step % rs->window];
+  g_mutex_lock (&rs->lock);
+  slot->step = step;
+  slot->ready = FALSE;
+  g_mutex_unlock (&rs->lock);
+  if (rs->pool)
+    g_thread_pool_push (rs->pool, GUINT_TO_POINTER (step % rs->window + 1), NULL);
+  else
+    generate (GUINT_TO_POINTER (step % rs->window + 1), rs);
+}
+
+RoutingStream *
+routing_stream_new (const ScenarioSpec *s, guint n_steps, guint tokens, guint threads, guint window)
+{
+  RoutingStream *rs = g_new0 (RoutingStream, 1);
+  rs->spec = s;
+  rs->n_steps = n_steps;
+  rs->tokens = tokens;
+  rs->mbs = (guint) s->parallel.microbatches;
+  rs->window = MAX (1u, MIN (window, n_steps));
+  rs->slots = g_new0 (Slot, rs->window);
+  for (guint i = 0; i < rs->window; i++)
+    rs->slots[i].layer = routing_layer_new ((guint) s->parallel.ep, (guint) s->model.experts);
+  g_mutex_init (&rs->lock);
+  g_cond_init (&rs->cond);
+  if (threads > 0 && n_steps > 1)
+    rs->pool = g_thread_pool_new (generate, rs, (gint) threads, FALSE, NULL);
+  while (rs->next_to_queue < rs->window)
+    queue_next (rs);
+  return rs;
+}
+
+const RoutingLayer *
+routing_stream_get (RoutingStream *rs, guint step)
+{
+  g_return_val_if_fail (step < rs->n_steps, NULL);
+  /* the slot of the previous step is free again: start the step it will hold */
+  if (step > 0 && rs->next_to_queue < rs->n_steps && rs->next_to_queue < step - 1 + rs->window + 1)
+    queue_next (rs);
+  Slot *slot = &rs->slots[step % rs->window];
+  g_mutex_lock (&rs->lock);
+  while (!(slot->ready && slot->step == step))
+    g_cond_wait (&rs->cond, &rs->lock);
+  g_mutex_unlock (&rs->lock);
+  return slot->layer;
+}
+
+void
+routing_stream_free (RoutingStream *rs)
+{
+  if (rs == NULL)
+    return;
+  if (rs->pool)
+    g_thread_pool_free (rs->pool, FALSE, TRUE); /* waits for queued steps */
+  for (guint i = 0; i < rs->window; i++)
+    routing_layer_free (rs->slots[i].layer);
+  g_free (rs->slots);
+  g_mutex_clear (&rs->lock);
+  g_cond_clear (&rs->cond);
+  g_free (rs);
+}

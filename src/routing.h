@@ -1,0 +1,43 @@
+/* Routing: which experts each token of each GPU selects, per MoE layer and
+ * micro-batch, reduced to what the workload needs: tokens sent from GPU s to
+ * GPU d (a token counts once per destination GPU however many of its experts
+ * live there) and rows per expert.
+ *
+ * Synthetic uniform model: each token picks topk_group of the n_group
+ * expert groups uniformly at random, then top_k distinct experts uniformly
+ * among the experts of those groups (with n_group = topk_group = 1, top_k
+ * distinct experts out of all). Placement is contiguous: expert e lives on
+ * GPU e / (experts / ep). Streams are seeded per (seed, layer, micro-batch,
+ * GPU), so the routing is identical whatever order GPUs are generated in.
+ */
+#pragma once
+
+#include "scenario.h"
+
+typedef struct {
+  guint ep;
+  guint experts;
+  guint32 *pair_tokens; /* [src * ep + dst], dst == src counts local tokens */
+  guint32 *expert_rows; /* [expert]: (token, expert) selections */
+} RoutingLayer;
+
+RoutingLayer *routing_layer_new (guint ep, guint experts);
+void routing_layer_free (RoutingLayer *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RoutingLayer, routing_layer_free)
+
+/* Fills `out` for (layer, micro-batch) with `tokens` tokens per GPU. */
+void routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens,
+                        RoutingLayer *out);
+
+/* A stream of routing layers for steps 0..n_steps-1 (step = layer *
+ * microbatches + mb), generated ahead by worker threads into a ring of
+ * `window` slots while the caller simulates. Every step's content depends
+ * only on the seed and the step, never on threads or timing. */
+typedef struct RoutingStream RoutingStream;
+RoutingStream *routing_stream_new (const ScenarioSpec *s, guint n_steps, guint tokens,
+                                   guint threads, guint window);
+/* Blocks until step `step` is ready and returns it; steps must be asked for
+ * in order, and the previous step's layer is recycled by this call. */
+const RoutingLayer *routing_stream_get (RoutingStream *rs, guint step);
+void routing_stream_free (RoutingStream *rs);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RoutingStream, routing_stream_free)

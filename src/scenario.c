@@ -1,0 +1,254 @@
+/* Scenario schema and the cross-field checks between scenario and topology. */
+#include "scenario.h"
+
+#include <string.h>
+
+static const char *const dispatch_names[] = { "direct", NULL };
+static const char *const synth_names[] = { "uniform", NULL };
+
+struct Scenario {
+  ScenarioSpec spec;
+  CfgDoc doc;
+  Topology *topo;
+  char *path;
+};
+
+#define F(k, T, m, lo, hi, d, h) { k, T, G_STRUCT_OFFSET (ScenarioSpec, m), lo, hi, NULL, d, h, NULL, NULL }
+#define E(k, m, names, d, h) { k, CFG_ENUM, G_STRUCT_OFFSET (ScenarioSpec, m), 0, 0, names, d, h, NULL, NULL }
+static const CfgField scenario_fields[] = {
+  F ("name", CFG_STRING, name, 0, 0, NULL, "scenario name (names the default output folder)"),
+  F ("topology", CFG_STRING, topology, 0, 0, NULL, "topology file, relative to this file"),
+  F ("model.hidden", CFG_INT, model.hidden, 1, 1 << 20, NULL, "hidden size"),
+  F ("model.moe_intermediate", CFG_INT, model.moe_intermediate, 1, 1 << 20, NULL,
+     "routed expert FFN intermediate size"),
+  F ("model.experts", CFG_INT, model.experts, 1, 65535, NULL, "routed experts per MoE layer"),
+  F ("model.top_k", CFG_INT, model.top_k, 1, 64, NULL, "experts per token"),
+  F ("model.n_group", CFG_INT, model.n_group, 1, 65535, "1", "expert groups for group-limited routing"),
+  F ("model.topk_group", CFG_INT, model.topk_group, 1, 64, "1", "groups a token may use"),
+  F ("model.shared_experts", CFG_INT, model.shared_experts, 0, 64, "0",
+     "shared experts (run on each GPU's own tokens)"),
+  F ("model.moe_layers", CFG_INT, model.moe_layers, 1, 100000, NULL, "MoE layers in the pass"),
+  E ("model.dispatch_dtype", model.dispatch_dtype, dtype_names, "fp8", "dispatch payload dtype"),
+  E ("model.combine_dtype", model.combine_dtype, dtype_names, "bf16", "combine payload dtype"),
+  E ("model.expert_dtype", model.expert_dtype, dtype_names, "fp8", "expert GEMM dtype"),
+  F ("parallel.ep", CFG_INT, parallel.ep, 1, 1 << 20, NULL, "expert-parallel GPUs"),
+  F ("parallel.tokens_per_gpu", CFG_INT, parallel.tokens_per_gpu, 1, 1 << 24, NULL,
+     "tokens each GPU holds per layer"),
+  F ("parallel.microbatches", CFG_INT, parallel.microbatches, 1, 1024, "1",
+     "micro-batches per layer, run one after the other"),
+  E ("dispatch", dispatch, dispatch_names, "direct", "dispatch / combine algorithm"),
+  E ("routing.synthetic.kind", routing.synthetic.kind, synth_names, "uniform",
+     "synthetic routing model"),
+  F ("routing.synthetic.seed", CFG_INT, routing.synthetic.seed, 0, (double) G_MAXUINT32, "1",
+     "seed of the synthetic routing"),
+  E ("cross_rail", cross_rail, cross_rail_names, "auto",
+     "traffic between rails: spine, nvlink (forward inside the node first), auto"),
+  F ("output.dir", CFG_STRING, output.dir, 0, 0, "\"\"", "output folder (default out/<name>)"),
+  F ("sim.tolerance", CFG_DOUBLE, sim.tolerance, 0, 0.5, "0.001",
+     "flow solver batching tolerance (0 = exact max-min event by event)"),
+  F ("sim.max_memory_gb", CFG_DOUBLE, sim.max_memory_gb, 0.001, 1e6, "16",
+     "refuse scenarios whose simulation needs more host memory than this"),
+};
+#undef F
+#undef E
+
+void
+scenario_describe_schema (GString *out)
+{
+  cfg_describe (scenario_fields, G_N_ELEMENTS (scenario_fields), out);
+}
+
+void
+scenario_free (Scenario *s)
+{
+  if (s == NULL)
+    return;
+  cfg_clear (&s->doc);
+  topology_free (s->topo);
+  g_free (s->path);
+  g_free (s);
+}
+
+double
+scenario_token_bytes (const ScenarioSpec *s, Dtype dtype)
+{
+  double h = (double) s->model.hidden;
+  if (dtype == DTYPE_FP8)
+    return h + ceil (h / 128.0) * 4.0;
+  return 2.0 * h;
+}
+
+double
+scenario_sim_memory_bytes (const ScenarioSpec *s)
+{
+  /* Two layers of tasks are alive at once (the builder keeps one layer
+   * ahead). Per layer: up to ep*(ep-1) flows each way, each a task (~112 B),
+   * a solver flow slot (~112 B), two dependency edges (24 B) and a pair count
+   * (4 B); plus per GPU and layer ~64 B of timing. */
+  double ep = (double) s->parallel.ep;
+  double pairs = ep * (ep - 1.0);
+  double per_layer = 2.0 * pairs * (112.0 + 112.0 + 24.0 + 4.0) + ep * 1024.0;
+  return 2.0 * per_layer + (double) s->model.moe_layers * ep * 64.0 + 16e6;
+}
+
+static gboolean
+fail_at (GError **error, const char *where, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
+
+static gboolean
+fail_at (GError **error, const char *where, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_RANGE, "%s: %s", where, msg);
+  return FALSE;
+}
+
+static gboolean
+validate (Scenario *sc, GError **error)
+{
+  ScenarioSpec *s = &sc->spec;
+  const TopoSpec *t = topology_spec (sc->topo);
+  if (!topology_validate (sc->topo, error))
+    return FALSE;
+  if (s->model.experts % s->parallel.ep != 0)
+    return fail_at (error, cfg_origin (&sc->doc, "parallel.ep"),
+                    "model.experts = %" G_GINT64_FORMAT " is not divisible by parallel.ep = %"
+                    G_GINT64_FORMAT " (each GPU must host the same number of experts)",
+                    s->model.experts, s->parallel.ep);
+  if (s->parallel.ep % t->node.gpus != 0)
+    return fail_at (error, cfg_origin (&sc->doc, "parallel.ep"),
+                    "parallel.ep = %" G_GINT64_FORMAT
+                    " is not a multiple of node.gpus = %" G_GINT64_FORMAT " in %s",
+                    s->parallel.ep, t->node.gpus, topology_path (sc->topo));
+  if (s->model.experts % s->model.n_group != 0)
+    return fail_at (error, cfg_origin (&sc->doc, "model.n_group"),
+                    "model.n_group = %" G_GINT64_FORMAT " does not divide model.experts = %"
+                    G_GINT64_FORMAT, s->model.n_group, s->model.experts);
+  if (s->model.topk_group > s->model.n_group)
+    return fail_at (error, cfg_origin (&sc->doc, "model.topk_group"),
+                    "model.topk_group = %" G_GINT64_FORMAT " exceeds model.n_group = %"
+                    G_GINT64_FORMAT, s->model.topk_group, s->model.n_group);
+  gint64 reachable = s->model.topk_group * (s->model.experts / s->model.n_group);
+  if (s->model.top_k > reachable)
+    return fail_at (error, cfg_origin (&sc->doc, "model.top_k"),
+                    "model.top_k = %" G_GINT64_FORMAT " exceeds the %" G_GINT64_FORMAT
+                    " experts in topk_group groups", s->model.top_k, reachable);
+  if (s->parallel.tokens_per_gpu % s->parallel.microbatches != 0)
+    return fail_at (error, cfg_origin (&sc->doc, "parallel.microbatches"),
+                    "parallel.microbatches = %" G_GINT64_FORMAT
+                    " does not divide parallel.tokens_per_gpu = %" G_GINT64_FORMAT,
+                    s->parallel.microbatches, s->parallel.tokens_per_gpu);
+  if (s->cross_rail == CROSS_RAIL_SPINE && t->fabric.kind == FABRIC_MULTI_PLANE && t->nic.per_node > 1)
+    return fail_at (error, cfg_origin (&sc->doc, "cross_rail"),
+                    "cross_rail = spine is impossible on the multi_plane fabric of %s (its planes "
+                    "share no switch); use nvlink or auto", topology_path (sc->topo));
+  double need = scenario_sim_memory_bytes (s);
+  if (need > s->sim.max_memory_gb * 1e9)
+    return fail_at (error, cfg_origin (&sc->doc, "parallel.ep"),
+                    "this scenario needs about %.1f GB of host memory to simulate (ep = %"
+                    G_GINT64_FORMAT ": %.3g flows per layer), more than sim.max_memory_gb = %g; "
+                    "lower parallel.ep or raise sim.max_memory_gb",
+                    need / 1e9, s->parallel.ep,
+                    2.0 * (double) s->parallel.ep * (double) (s->parallel.ep - 1),
+                    s->sim.max_memory_gb);
+  return TRUE;
+}
+
+Scenario *
+scenario_load (const char *path, const char *const *sets, GError **error)
+{
+  g_autoptr (YNode) root = ynode_parse_file (path, error);
+  if (root == NULL)
+    return NULL;
+  g_autoptr (Scenario) sc = g_new0 (Scenario, 1);
+  sc->path = g_strdup (path);
+  cfg_init (&sc->doc, scenario_fields, G_N_ELEMENTS (scenario_fields), &sc->spec, sc->path);
+  if (!cfg_apply_tree (&sc->doc, root, NULL, error))
+    return NULL;
+
+  /* split overrides: scenario keys now, topology keys once it is loaded */
+  g_autoptr (GPtrArray) topo_sets = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; sets && sets[i]; i++)
+    {
+      const char *eq = strchr (sets[i], '=');
+      if (eq == NULL || eq == sets[i])
+        {
+          g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE,
+                       "--set %s: expected KEY=VALUE, e.g. --set parallel.ep=256", sets[i]);
+          return NULL;
+        }
+      g_autofree char *key = g_strndup (sets[i], (gsize) (eq - sets[i]));
+      if (cfg_find (&sc->doc, key) != NULL)
+        {
+          if (!cfg_set (&sc->doc, key, eq + 1, error))
+            return NULL;
+        }
+      else
+        g_ptr_array_add (topo_sets, g_strdup (sets[i]));
+    }
+  if (!cfg_check_required (&sc->doc, error))
+    return NULL;
+
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *tpath = g_path_is_absolute (sc->spec.topology)
+                               ? g_strdup (sc->spec.topology)
+                               : g_build_filename (dir, sc->spec.topology, NULL);
+  g_autoptr (GError) terr = NULL;
+  sc->topo = topology_load (tpath, &terr);
+  if (sc->topo == NULL)
+    {
+      if (g_error_matches (terr, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_IO))
+        g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_IO,
+                     "%s: topology '%s': %s", cfg_origin (&sc->doc, "topology"),
+                     sc->spec.topology, terr->message);
+      else
+        g_propagate_error (error, g_steal_pointer (&terr));
+      return NULL;
+    }
+  for (guint i = 0; i < topo_sets->len; i++)
+    {
+      const char *kv = g_ptr_array_index (topo_sets, i);
+      const char *eq = strchr (kv, '=');
+      g_autofree char *key = g_strndup (kv, (gsize) (eq - kv));
+      if (!topology_owns_key (sc->topo, key))
+        {
+          /* unknown to both schemas: report it with the scenario's keys */
+          cfg_set (&sc->doc, key, eq + 1, error);
+          g_prefix_error (error, "(topology keys live under gpu, node, nvlink, nic, fabric) ");
+          return NULL;
+        }
+      if (!topology_set (sc->topo, key, eq + 1, error))
+        return NULL;
+    }
+  if (!validate (sc, error))
+    return NULL;
+  return g_steal_pointer (&sc);
+}
+
+const ScenarioSpec *
+scenario_spec (const Scenario *s)
+{
+  return &s->spec;
+}
+
+const Topology *
+scenario_topology (const Scenario *s)
+{
+  return s->topo;
+}
+
+const char *
+scenario_path (const Scenario *s)
+{
+  return s->path;
+}
+
+char *
+scenario_output_dir (const Scenario *s)
+{
+  if (s->spec.output.dir && s->spec.output.dir[0])
+    return g_strdup (s->spec.output.dir);
+  return g_build_filename ("out", s->spec.name, NULL);
+}

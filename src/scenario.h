@@ -1,0 +1,65 @@
+/* Scenario files (the sim folder): the model, the parallelism, the dispatch
+ * algorithm, the routing source, the topology file and the outputs, parsed
+ * once into a typed Scenario and validated together with its topology.
+ * `--set key=value` overrides reach either schema: keys under gpu, node,
+ * nvlink, nic and fabric go to the topology, all others to the scenario.
+ */
+#pragma once
+
+#include "cluster.h"
+#include "topo.h"
+
+typedef enum { DISPATCH_DIRECT } DispatchAlgo;
+typedef enum { SYNTH_UNIFORM } SynthKind;
+
+typedef struct {
+  char *name;
+  char *topology; /* as written; resolved path in topology_path() */
+  struct {
+    gint64 hidden, moe_intermediate, experts, top_k, n_group, topk_group, shared_experts,
+        moe_layers;
+    int dispatch_dtype, combine_dtype, expert_dtype; /* Dtype */
+  } model;
+  struct {
+    gint64 ep, tokens_per_gpu, microbatches;
+  } parallel;
+  int dispatch; /* DispatchAlgo */
+  struct {
+    struct {
+      int kind; /* SynthKind */
+      gint64 seed;
+    } synthetic;
+  } routing;
+  int cross_rail; /* CrossRail */
+  struct {
+    char *dir;
+  } output;
+  struct {
+    double tolerance;
+    double max_memory_gb;
+  } sim;
+} ScenarioSpec;
+
+typedef struct Scenario Scenario;
+
+/* Loads a scenario, applies `sets` ("key=value" strings, may be NULL), loads
+ * its topology and validates both. Errors are MOESIM_CONFIG_ERROR with the
+ * file and line:column or the --set that caused them. */
+Scenario *scenario_load (const char *path, const char *const *sets, GError **error);
+void scenario_free (Scenario *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Scenario, scenario_free)
+
+const ScenarioSpec *scenario_spec (const Scenario *s);
+const Topology *scenario_topology (const Scenario *s);
+const char *scenario_path (const Scenario *s);
+/* Output folder: output.dir, or out/<name> when empty. Caller frees. */
+char *scenario_output_dir (const Scenario *s);
+
+/* Payload bytes of one token copy in a dtype at this hidden size: FP8 carries
+ * one FP32 scale per 128 channels (7392 B at 7168), BF16 two bytes each. */
+double scenario_token_bytes (const ScenarioSpec *s, Dtype dtype);
+
+/* Host memory the simulator needs for this scenario, in bytes (estimate). */
+double scenario_sim_memory_bytes (const ScenarioSpec *s);
+
+void scenario_describe_schema (GString *out);

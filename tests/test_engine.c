@@ -1,0 +1,278 @@
+/* Engine: dependencies, GPU resources, flows, against hand-computed times and
+ * against a brute-force fluid reference written independently here. */
+#include "engine.h"
+#include "test_common.h"
+
+typedef struct {
+  SimTime start[4096];
+  SimTime end[4096];
+  guint order[4096];
+  guint n_done;
+} Log;
+
+static void
+log_done (void *user, guint64 tag, SimTime start, SimTime end)
+{
+  Log *l = user;
+  l->start[tag] = start;
+  l->end[tag] = end;
+  l->order[l->n_done++] = (guint) tag;
+}
+
+static const EngineHooks log_hooks = { NULL, log_done };
+
+static void
+test_dependencies_and_gpu_fifo (void)
+{
+  Log log = { 0 };
+  g_autoptr (Engine) e = engine_new (&log_hooks, &log, 0.0);
+  guint g = engine_add_gpu (e);
+  EngineTask a = engine_compute (e, g, 100, 0);
+  EngineTask b = engine_compute (e, g, 50, 1); /* queued behind a on the GPU */
+  EngineTask c = engine_nop (e, 2);
+  engine_depend (e, a, c);
+  engine_depend (e, b, c);
+  EngineTask d = engine_compute (e, g, 10, 3);
+  engine_depend (e, c, d);
+  engine_commit (e);
+  SimTime end = engine_run (e);
+  CU_ASSERT_EQUAL (log.end[0], 100);
+  CU_ASSERT_EQUAL (log.start[1], 100);
+  CU_ASSERT_EQUAL (log.end[1], 150);
+  CU_ASSERT_EQUAL (log.end[2], 150);
+  CU_ASSERT_EQUAL (log.end[3], 160);
+  CU_ASSERT_EQUAL (end, 160);
+  CU_ASSERT_EQUAL (engine_tasks_pending (e), 0);
+}
+
+static void
+test_sm_share_stretches_compute (void)
+{
+  Log log = { 0 };
+  g_autoptr (Engine) e = engine_new (&log_hooks, &log, 0.0);
+  guint g = engine_add_gpu (e);
+  engine_gpu_set_sm_share (e, g, 112.0 / 132.0);
+  engine_compute (e, g, 112 * SIM_PS_PER_US, 0);
+  engine_commit (e);
+  engine_run (e);
+  CU_ASSERT_EQUAL (log.end[0], 132 * SIM_PS_PER_US);
+}
+
+static void
+test_equal_time_tasks_finish_in_schedule_order (void)
+{
+  Log log = { 0 };
+  g_autoptr (Engine) e = engine_new (&log_hooks, &log, 0.0);
+  for (guint i = 0; i < 8; i++)
+    engine_add_gpu (e);
+  for (guint i = 0; i < 8; i++)
+    engine_compute (e, i, 1000, i);
+  engine_commit (e);
+  engine_run (e);
+  for (guint i = 0; i < 8; i++)
+    CU_ASSERT_EQUAL (log.order[i], i);
+}
+
+static void
+test_flow_latency_and_rate (void)
+{
+  Log log = { 0 };
+  g_autoptr (Engine) e = engine_new (&log_hooks, &log, 0.0);
+  guint l = engine_add_link (e, 1e9);
+  /* 1 MB at 1 GB/s = 1 ms, plus 2 us latency */
+  engine_flow (e, 1e6, &l, 1, 2 * SIM_PS_PER_US, 0.0, 0);
+  /* a zero-byte flow takes only its latency */
+  engine_flow (e, 0.0, NULL, 0, 5 * SIM_PS_PER_US, 0.0, 1);
+  engine_commit (e);
+  engine_run (e);
+  CU_ASSERT_EQUAL (log.end[0], 1000 * SIM_PS_PER_US + 2 * SIM_PS_PER_US);
+  CU_ASSERT_EQUAL (log.end[1], 5 * SIM_PS_PER_US);
+}
+
+/* Uniform all-to-all of N GPUs, one egress and one ingress port each into a
+ * non-blocking switch: every flow gets bw / (N-1), so all end at
+ * (N-1) * bytes / bw = (N-1)/N * (total bytes out) / bw, plus latency. */
+static void
+test_uniform_all_to_all_closed_form (void)
+{
+  const guint N = 32;
+  const double bw = 50e9, bytes = 1e6;
+  const SimTime lat = 3 * SIM_PS_PER_US;
+  Log log = { 0 };
+  g_autoptr (Engine) e = engine_new (&log_hooks, &log, 0.0);
+  for (guint i = 0; i < 2 * N; i++)
+    engine_add_link (e, bw);
+  guint tag = 0;
+  for (guint s = 0; s < N; s++)
+    for (guint d = 0; d < N; d++)
+      if (s != d)
+        {
+          guint path[] = { 2 * s, 2 * d + 1 };
+          engine_flow (e, bytes, path, 2, lat, 0.0, tag++);
+        }
+  engine_commit (e);
+  SimTime end = engine_run (e);
+  double total_out = bytes * N; /* a GPU's bytes if it also sent to itself */
+  double expect_s = (N - 1.0) / N * total_out / bw;
+  SimTime expect = sim_time_from_seconds (expect_s) + lat;
+  CU_ASSERT (llabs (end - expect) <= 1);
+}
+
+/* ---- brute-force reference: recompute max-min from scratch at every event ---- */
+
+typedef struct {
+  double start, bytes, rem, rate, end;
+  guint path[2];
+  gboolean started, done;
+} RefFlow;
+
+static void
+ref_rates (RefFlow *f, guint nf, const double *cap, guint nl)
+{
+  double rem[64];
+  guint cnt[64];
+  gboolean fixed[512];
+  for (guint l = 0; l < nl; l++)
+    rem[l] = cap[l], cnt[l] = 0;
+  for (guint i = 0; i < nf; i++)
+    {
+      fixed[i] = !(f[i].started && !f[i].done);
+      if (!fixed[i])
+        for (guint h = 0; h < 2; h++)
+          cnt[f[i].path[h]]++;
+    }
+  for (;;)
+    {
+      double best = G_MAXDOUBLE;
+      gint bl = -1;
+      for (guint l = 0; l < nl; l++)
+        if (cnt[l] > 0 && rem[l] / cnt[l] < best)
+          best = rem[l] / cnt[l], bl = (gint) l;
+      if (bl < 0)
+        break;
+      for (guint i = 0; i < nf; i++)
+        if (!fixed[i] && (f[i].path[0] == (guint) bl || f[i].path[1] == (guint) bl))
+          {
+            fixed[i] = TRUE;
+            f[i].rate = best;
+            for (guint h = 0; h < 2; h++)
+              rem[f[i].path[h]] -= best, cnt[f[i].path[h]]--;
+          }
+    }
+}
+
+static void
+ref_simulate (RefFlow *f, guint nf, const double *cap, guint nl)
+{
+  double now = 0;
+  for (;;)
+    {
+      ref_rates (f, nf, cap, nl);
+      double next = G_MAXDOUBLE;
+      for (guint i = 0; i < nf; i++)
+        {
+          if (!f[i].started)
+            next = MIN (next, f[i].start);
+          else if (!f[i].done)
+            next = MIN (next, now + f[i].rem / f[i].rate);
+        }
+      if (next == G_MAXDOUBLE)
+        return;
+      for (guint i = 0; i < nf; i++)
+        if (f[i].started && !f[i].done)
+          f[i].rem -= f[i].rate * (next - now);
+      now = next;
+      for (guint i = 0; i < nf; i++)
+        {
+          if (f[i].started && !f[i].done && f[i].rem <= 1e-6 * f[i].bytes)
+            f[i].done = TRUE, f[i].end = now;
+          if (!f[i].started && f[i].start <= now)
+            f[i].started = TRUE, f[i].rem = f[i].bytes;
+        }
+    }
+}
+
+static void
+test_matches_brute_force_reference (void)
+{
+  /* 8 GPUs, random sizes and start times: every flow's end agrees with a
+   * from-scratch max-min re-solve at every event */
+  const guint N = 8;
+  double cap[16];
+  for (guint i = 0; i < 2 * N; i++)
+    cap[i] = (i % 3 == 0) ? 40e9 : 50e9;
+  RefFlow ref[64];
+  guint nf = 0;
+  GRand *r = g_rand_new_with_seed (7);
+  Log log = { 0 };
+  g_autoptr (Engine) e = engine_new (&log_hooks, &log, 0.0);
+  for (guint i = 0; i < 2 * N; i++)
+    engine_add_link (e, cap[i]);
+  for (guint s = 0; s < N; s++)
+    for (guint d = 0; d < N; d++)
+      if (s != d && nf < 64)
+        {
+          RefFlow *f = &ref[nf];
+          memset (f, 0, sizeof *f);
+          f->bytes = g_rand_double_range (r, 0.2e6, 2e6);
+          f->start = (double) g_rand_int_range (r, 0, 40) * 1e-6; /* whole microseconds */
+          f->path[0] = 2 * s;
+          f->path[1] = 2 * d + 1;
+          /* start each flow after a compute task of its start time */
+          guint gpu = engine_add_gpu (e);
+          EngineTask wait = engine_compute (e, gpu, sim_time_from_seconds (f->start), 1000 + nf);
+          EngineTask fl = engine_flow (e, f->bytes, f->path, 2, 0, 0.0, nf);
+          engine_depend (e, wait, fl);
+          nf++;
+        }
+  g_rand_free (r);
+  engine_commit (e);
+  engine_run (e);
+  ref_simulate (ref, nf, cap, 2 * N);
+  for (guint i = 0; i < nf; i++)
+    ASSERT_REL (sim_time_to_seconds (log.end[i]), ref[i].end, 1e-6);
+}
+
+static void
+test_tolerance_stays_close_to_exact (void)
+{
+  /* the same random all-to-all solved exactly and with eps = 0.02 */
+  SimTime ends[2];
+  guint64 solves[2];
+  for (guint run = 0; run < 2; run++)
+    {
+      const guint N = 32;
+      GRand *r = g_rand_new_with_seed (11);
+      g_autoptr (Engine) e = engine_new (NULL, NULL, run == 0 ? 0.0 : 0.02);
+      for (guint i = 0; i < 2 * N; i++)
+        engine_add_link (e, 50e9);
+      for (guint s = 0; s < N; s++)
+        for (guint d = 0; d < N; d++)
+          if (s != d)
+            {
+              guint path[] = { 2 * s, 2 * d + 1 };
+              engine_flow (e, g_rand_double_range (r, 0.5e6, 1.5e6), path, 2, 0, 0.0, 0);
+            }
+      g_rand_free (r);
+      engine_commit (e);
+      ends[run] = engine_run (e);
+      solves[run] = flownet_solve_count (engine_flownet (e));
+    }
+  ASSERT_REL (ends[1], ends[0], 0.005);
+  CU_ASSERT (solves[1] * 4 < solves[0]);
+}
+
+int
+main (void)
+{
+  static const TestCase tests[] = {
+    TEST (test_dependencies_and_gpu_fifo),
+    TEST (test_sm_share_stretches_compute),
+    TEST (test_equal_time_tasks_finish_in_schedule_order),
+    TEST (test_flow_latency_and_rate),
+    TEST (test_uniform_all_to_all_closed_form),
+    TEST (test_matches_brute_force_reference),
+    TEST (test_tolerance_stays_close_to_exact),
+  };
+  return test_main ("engine", tests, G_N_ELEMENTS (tests));
+}

@@ -1,0 +1,173 @@
+/* Max-min fair solver against hand-computed allocations. */
+#include "flownet.h"
+#include "test_common.h"
+
+static void
+test_two_flows_share_a_link (void)
+{
+  g_autoptr (FlowNet) fn = flownet_new ();
+  guint l = flownet_add_link (fn, 100.0);
+  guint a = flownet_flow_add (fn, 0, 1000.0, &l, 1, 0.0, 1);
+  guint b = flownet_flow_add (fn, 0, 1000.0, &l, 1, 0.0, 2);
+  flownet_solve (fn, 0);
+  ASSERT_REL (flownet_flow_rate (fn, a), 50.0, 1e-12);
+  ASSERT_REL (flownet_flow_rate (fn, b), 50.0, 1e-12);
+  /* both end after 1000 B at 50 B/s = 20 s */
+  CU_ASSERT_EQUAL (flownet_next_end (fn), 20 * SIM_PS_PER_S);
+}
+
+static void
+test_classic_max_min (void)
+{
+  /* L1 = 10, L2 = 4; f1 over L1 and L2, f2 over L1, f3 over L2. L2 is the
+   * bottleneck at 4/2 = 2 for f1 and f3; f2 takes what is left of L1: 8. */
+  g_autoptr (FlowNet) fn = flownet_new ();
+  guint l1 = flownet_add_link (fn, 10.0), l2 = flownet_add_link (fn, 4.0);
+  guint p12[] = { l1, l2 };
+  guint f1 = flownet_flow_add (fn, 0, 1e6, p12, 2, 0.0, 1);
+  guint f2 = flownet_flow_add (fn, 0, 1e6, &l1, 1, 0.0, 2);
+  guint f3 = flownet_flow_add (fn, 0, 1e6, &l2, 1, 0.0, 3);
+  flownet_solve (fn, 0);
+  ASSERT_REL (flownet_flow_rate (fn, f1), 2.0, 1e-12);
+  ASSERT_REL (flownet_flow_rate (fn, f2), 8.0, 1e-12);
+  ASSERT_REL (flownet_flow_rate (fn, f3), 2.0, 1e-12);
+}
+
+static void
+test_rate_cap_leaves_bandwidth_to_others (void)
+{
+  g_autoptr (FlowNet) fn = flownet_new ();
+  guint l = flownet_add_link (fn, 90.0);
+  guint a = flownet_flow_add (fn, 0, 1e6, &l, 1, 10.0, 1);
+  guint b = flownet_flow_add (fn, 0, 1e6, &l, 1, 0.0, 2);
+  guint c = flownet_flow_add (fn, 0, 1e6, &l, 1, 0.0, 3);
+  flownet_solve (fn, 0);
+  ASSERT_REL (flownet_flow_rate (fn, a), 10.0, 1e-12);
+  ASSERT_REL (flownet_flow_rate (fn, b), 40.0, 1e-12);
+  ASSERT_REL (flownet_flow_rate (fn, c), 40.0, 1e-12);
+}
+
+static void
+test_only_touched_component_is_resolved (void)
+{
+  /* two disjoint links: a change on one must not re-solve the other */
+  g_autoptr (FlowNet) fn = flownet_new ();
+  guint l1 = flownet_add_link (fn, 10.0), l2 = flownet_add_link (fn, 10.0);
+  flownet_flow_add (fn, 0, 100.0, &l1, 1, 0.0, 1);
+  flownet_flow_add (fn, 0, 100.0, &l2, 1, 0.0, 2);
+  flownet_solve (fn, 0);
+  guint64 work0 = flownet_solve_work (fn);
+  flownet_flow_add (fn, 0, 100.0, &l1, 1, 0.0, 3);
+  flownet_solve (fn, 0);
+  /* visits only l1's two flows (component search + filling) */
+  CU_ASSERT (flownet_solve_work (fn) - work0 <= 4);
+}
+
+static void
+test_finish_frees_bandwidth_at_exact_tick (void)
+{
+  /* 1 GB/s link; flows of 1 MB and 3 MB share it at 0.5 GB/s. The small one
+   * ends at 2 ms; the big one has 2 MB left at the full 1 GB/s: 4 ms. */
+  g_autoptr (FlowNet) fn = flownet_new ();
+  guint l = flownet_add_link (fn, 1e9);
+  flownet_flow_add (fn, 0, 1e6, &l, 1, 0.0, 1);
+  flownet_flow_add (fn, 0, 3e6, &l, 1, 0.0, 2);
+  flownet_solve (fn, 0);
+  SimTime t1 = flownet_next_end (fn);
+  CU_ASSERT_EQUAL (t1, 2 * SIM_PS_PER_S / 1000);
+  guint n;
+  const FlowEnd *done = flownet_take_batch (fn, t1, 0.0, &n);
+  CU_ASSERT_EQUAL (n, 1);
+  CU_ASSERT_EQUAL (done[0].tag, 1);
+  CU_ASSERT_EQUAL (done[0].end, t1);
+  flownet_solve (fn, t1);
+  CU_ASSERT_EQUAL (flownet_next_end (fn), 4 * SIM_PS_PER_S / 1000);
+  done = flownet_take_batch (fn, 4 * SIM_PS_PER_S / 1000, 0.0, &n);
+  CU_ASSERT_EQUAL (n, 1);
+  CU_ASSERT_EQUAL (done[0].tag, 2);
+  CU_ASSERT_EQUAL (flownet_n_active (fn), 0);
+}
+
+static void
+test_tolerance_batches_near_ends_with_their_own_times (void)
+{
+  /* ends at 10 s and 10.05 s (ages 10 s): eps 0.01 allows 0.1 s of slack */
+  g_autoptr (FlowNet) fn = flownet_new ();
+  guint l1 = flownet_add_link (fn, 100.0), l2 = flownet_add_link (fn, 100.0);
+  flownet_flow_add (fn, 0, 1000.0, &l1, 1, 0.0, 1);
+  flownet_flow_add (fn, 0, 1005.0, &l2, 1, 0.0, 2);
+  flownet_solve (fn, 0);
+  SimTime t1 = flownet_next_end (fn);
+  CU_ASSERT_EQUAL (t1, 10 * SIM_PS_PER_S);
+  guint n;
+  const FlowEnd *done = flownet_take_batch (fn, t1, 0.01, &n);
+  CU_ASSERT_EQUAL (n, 2);
+  SimTime e1 = done[0].tag == 1 ? done[0].end : done[1].end;
+  SimTime e2 = done[0].tag == 2 ? done[0].end : done[1].end;
+  CU_ASSERT_EQUAL (e1, 10 * SIM_PS_PER_S);
+  CU_ASSERT_EQUAL (e2, 10 * SIM_PS_PER_S + SIM_PS_PER_S / 20);
+}
+
+static void
+test_many_flows_conserve_capacity (void)
+{
+  /* random paths on 16 links: every link's rates sum to at most its
+   * capacity, and every flow is bottlenecked somewhere (max-min) */
+  g_autoptr (FlowNet) fn = flownet_new ();
+  guint nl = 16;
+  for (guint i = 0; i < nl; i++)
+    flownet_add_link (fn, 10.0 + i);
+  GRand *r = g_rand_new_with_seed (42);
+  guint nf = 200;
+  guint paths[200][3];
+  guint ids[200];
+  for (guint f = 0; f < nf; f++)
+    {
+      guint a = (guint) g_rand_int_range (r, 0, (gint) nl);
+      guint b = (a + 1 + (guint) g_rand_int_range (r, 0, (gint) nl - 1)) % nl;
+      paths[f][0] = a;
+      paths[f][1] = b;
+      ids[f] = flownet_flow_add (fn, 0, 100.0, paths[f], 2, 0.0, f);
+    }
+  g_rand_free (r);
+  flownet_solve (fn, 0);
+  double load[16] = { 0 };
+  for (guint f = 0; f < nf; f++)
+    for (guint h = 0; h < 2; h++)
+      load[paths[f][h]] += flownet_flow_rate (fn, ids[f]);
+  for (guint i = 0; i < nl; i++)
+    CU_ASSERT (load[i] <= (10.0 + i) * (1 + 1e-9));
+  for (guint f = 0; f < nf; f++)
+    {
+      /* bottleneck: a saturated link on its path where it is among the fastest */
+      gboolean ok = FALSE;
+      for (guint h = 0; h < 2; h++)
+        {
+          guint li = paths[f][h];
+          if (load[li] < (10.0 + li) * (1 - 1e-9))
+            continue;
+          gboolean fastest = TRUE;
+          for (guint g = 0; g < nf; g++)
+            if ((paths[g][0] == li || paths[g][1] == li)
+                && flownet_flow_rate (fn, ids[g]) > flownet_flow_rate (fn, ids[f]) * (1 + 1e-9))
+              fastest = FALSE;
+          ok |= fastest;
+        }
+      CU_ASSERT (ok);
+    }
+}
+
+int
+main (void)
+{
+  static const TestCase tests[] = {
+    TEST (test_two_flows_share_a_link),
+    TEST (test_classic_max_min),
+    TEST (test_rate_cap_leaves_bandwidth_to_others),
+    TEST (test_only_touched_component_is_resolved),
+    TEST (test_finish_frees_bandwidth_at_exact_tick),
+    TEST (test_tolerance_batches_near_ends_with_their_own_times),
+    TEST (test_many_flows_conserve_capacity),
+  };
+  return test_main ("flownet", tests, G_N_ELEMENTS (tests));
+}
