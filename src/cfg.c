@@ -265,8 +265,16 @@ apply_map (CfgDoc *doc, const YNode *map, const char *prefix, GError **error)
           doc->origin[idx] = g_steal_pointer (&where);
           continue;
         }
-      if (v->kind == YNODE_MAP && cfg_has_prefix (doc, key))
+      if (cfg_has_prefix (doc, key))
         {
+          if (v->kind != YNODE_MAP)
+            {
+              g_autofree char *known = children_of (doc, key);
+              g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE,
+                           "%s: expected a mapping under '%s' (keys: %s), got %s", where, key,
+                           known, ynode_kind_name (v->kind));
+              return FALSE;
+            }
           if (!apply_map (doc, v, key, error))
             return FALSE;
           continue;

@@ -1,0 +1,225 @@
+/* MoE forward pass, routing and closed-form estimate: published arithmetic,
+ * agreement of simulation with the closed-form bound, conservation and
+ * determinism. */
+#include "estimate.h"
+#include "moe.h"
+#include "report.h"
+#include "routing.h"
+#include "test_common.h"
+
+static Scenario *
+load (const char *file, const char *const *sets)
+{
+  g_autofree char *p = g_build_filename (MOESIM_SOURCE_ROOT, "sim", file, NULL);
+  g_autoptr (GError) err = NULL;
+  Scenario *sc = scenario_load (p, sets, &err);
+  if (err)
+    g_printerr ("\n  %s\n", err->message);
+  return sc;
+}
+
+/* shared/reference/deepseek-v3.md: EP256, one expert per GPU, 4096 tokens,
+ * top-8, BF16: 32,640 copies, 467.9 MB per all-to-all, ~54 GB per pass. */
+static void
+test_estimate_reproduces_problem_statement (void)
+{
+  const char *sets[] = { "model.dispatch_dtype=bf16", "model.combine_dtype=bf16", NULL };
+  g_autoptr (Scenario) sc = load ("deepseek-v3-ep256.yaml", sets);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  Estimate e;
+  estimate_compute (scenario_spec (sc), topology_spec (scenario_topology (sc)), &e);
+  ASSERT_REL (e.copies_per_gpu, 32640.0, 1e-12);
+  ASSERT_REL (e.dispatch_bytes_per_gpu, 467927040.0, 1e-12);
+  ASSERT_REL (e.combine_bytes_per_gpu, 467927040.0, 1e-12);
+  ASSERT_REL (e.forward_bytes_per_gpu, 58.0 * 2 * 467927040.0, 1e-12);
+  CU_ASSERT (fabs (e.forward_bytes_per_gpu / 1e9 - 54.3) < 0.05);
+  ASSERT_REL (e.backward_bytes_per_gpu, e.forward_bytes_per_gpu, 1e-12);
+  /* and the text the CLI prints */
+  g_autoptr (GString) txt = g_string_new (NULL);
+  report_estimate_text (sc, &e, txt);
+  CU_ASSERT (strstr (txt->str, "32640") != NULL);
+  CU_ASSERT (strstr (txt->str, "467.9 MB") != NULL);
+  CU_ASSERT (strstr (txt->str, "54.28 GB") != NULL);
+}
+
+static void
+test_fp8_token_payload (void)
+{
+  g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  ASSERT_REL (scenario_token_bytes (scenario_spec (sc), DTYPE_FP8), 7392.0, 0);
+  ASSERT_REL (scenario_token_bytes (scenario_spec (sc), DTYPE_BF16), 14336.0, 0);
+}
+
+static void
+test_routing_counts_are_consistent (void)
+{
+  g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  const ScenarioSpec *s = scenario_spec (sc);
+  g_autoptr (RoutingLayer) r = routing_layer_new (64, 256);
+  routing_synthetic (s, 3, 0, 1024, r);
+  guint64 rows = 0;
+  for (guint e = 0; e < 256; e++)
+    rows += r->expert_rows[e];
+  CU_ASSERT_EQUAL (rows, 64ull * 1024 * 8);
+  for (guint src = 0; src < 64; src++)
+    {
+      guint64 out = 0;
+      for (guint d = 0; d < 64; d++)
+        out += r->pair_tokens[src * 64 + d];
+      /* each token reaches between 2 (8 experts, 4 per GPU) and 8 GPUs */
+      CU_ASSERT (out >= 2 * 1024 && out <= 8 * 1024);
+    }
+  /* group-limited: with groups of 32 experts = one node of 8 GPUs, a token
+   * reaches at most topk_group = 4 nodes; nodes reached per source <= 4 * tokens */
+  for (guint src = 0; src < 64; src++)
+    {
+      guint64 node_hits = 0;
+      for (guint node = 0; node < 8; node++)
+        {
+          guint64 m = 0;
+          for (guint d = node * 8; d < node * 8 + 8; d++)
+            m = MAX (m, r->pair_tokens[src * 64 + d]);
+          node_hits += m;
+        }
+      CU_ASSERT (node_hits <= 4 * 1024);
+    }
+}
+
+static void
+test_routing_is_uniform_on_average (void)
+{
+  /* no group limit: every expert gets tokens * k / E on average */
+  const char *sets[] = { "model.n_group=1", "model.topk_group=1", NULL };
+  g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", sets);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  g_autoptr (RoutingLayer) r = routing_layer_new (64, 256);
+  routing_synthetic (scenario_spec (sc), 0, 0, 4096, r);
+  double mean = 64.0 * 4096 * 8 / 256, var = 0;
+  for (guint e = 0; e < 256; e++)
+    var += (r->expert_rows[e] - mean) * (r->expert_rows[e] - mean) / 256;
+  /* multinomial: sd ~ sqrt(mean) = 90; allow 30 % slack on the variance */
+  CU_ASSERT (var > 0.7 * mean && var < 1.3 * mean);
+}
+
+static void
+test_run_agrees_with_estimate_on_single_switch (void)
+{
+  /* uniform routing, many tokens so sampling noise is small: the simulated
+   * dispatch and combine of every layer sit within 2 % of the bound */
+  const char *sets[] = { "parallel.tokens_per_gpu=16384", "model.experts=64", "model.top_k=6",
+                         "model.moe_layers=3", "sim.tolerance=0", NULL };
+  g_autoptr (Scenario) sc = load ("tiny.yaml", sets);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  Estimate e;
+  estimate_compute (scenario_spec (sc), topology_spec (scenario_topology (sc)), &e);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (RunResult) r = moe_run (sc, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (r);
+  /* the first layer starts aligned on every GPU */
+  ASSERT_REL (r->layers[0].dispatch.max_us, e.dispatch_bound_us, 0.02);
+  ASSERT_REL (r->layers[0].combine.max_us, e.combine_bound_us, 0.02);
+  /* later layers start skewed by the previous one; the pass as a whole still
+   * agrees with the bound */
+  double comm = 0;
+  for (guint i = 0; i < r->n_layers; i++)
+    {
+      comm += r->layers[i].dispatch.max_us + r->layers[i].combine.max_us;
+      CU_ASSERT (r->layers[i].dispatch.max_us >= e.dispatch_bound_us * 0.999);
+    }
+  ASSERT_REL (comm, e.forward_bound_us, 0.02);
+}
+
+static void
+test_bytes_are_conserved (void)
+{
+  g_autoptr (Scenario) sc = load ("tiny.yaml", NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (RunResult) r = moe_run (sc, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (r);
+  double out = 0, in = 0, payload = 0, wire = 0;
+  guint64 tokens_in = 0;
+  for (guint g = 0; g < r->n_gpus; g++)
+    {
+      out += r->gpus[g].bytes_out;
+      in += r->gpus[g].bytes_in;
+      tokens_in += r->gpus[g].tokens_in;
+    }
+  for (guint i = 0; i < r->n_layers; i++)
+    {
+      payload += r->layers[i].dispatch_bytes + r->layers[i].combine_bytes;
+      wire += r->layers[i].bytes[LCLASS_NVLINK] + r->layers[i].bytes[LCLASS_NIC];
+    }
+  ASSERT_REL (out, in, 1e-12);
+  ASSERT_REL (out, payload, 1e-12);
+  /* single switch, no forwarding: each transfer uses exactly one class */
+  ASSERT_REL (wire, payload, 1e-12);
+  CU_ASSERT (tokens_in > 0);
+  /* layer timeline is ordered and phases add up within a layer */
+  for (guint i = 0; i < r->n_layers; i++)
+    {
+      const LayerResult *l = &r->layers[i];
+      CU_ASSERT (l->end_us > l->start_us);
+      CU_ASSERT (l->dispatch.max_us + l->expert.max_us + l->combine.max_us
+                 >= (l->end_us - l->start_us) * 0.5);
+      if (i > 0)
+        CU_ASSERT (l->start_us >= r->layers[i - 1].start_us);
+    }
+  ASSERT_REL (r->total_us, r->layers[r->n_layers - 1].end_us, 1e-12);
+}
+
+static void
+test_runs_are_deterministic (void)
+{
+  char *json[2];
+  for (guint k = 0; k < 2; k++)
+    {
+      const char *sets[] = { "model.moe_layers=4", NULL };
+      g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", sets);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+      g_autoptr (GError) err = NULL;
+      g_autoptr (RunResult) r = moe_run (sc, &err);
+      json[k] = report_summary_json (sc, r);
+    }
+  CU_ASSERT_STRING_EQUAL (json[0], json[1]);
+  CU_ASSERT (strstr (json[0], "\"schema\": \"moesim.summary/1\"") != NULL);
+  g_free (json[0]);
+  g_free (json[1]);
+}
+
+static void
+test_faster_ib_helps_what_if (void)
+{
+  /* what-if sanity: doubling NIC bandwidth shortens an IB-bound layer */
+  double t[2];
+  for (guint k = 0; k < 2; k++)
+    {
+      const char *sets[] = { "model.moe_layers=2", k ? "nic.gbps=100" : "nic.gbps=50", NULL };
+      g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", sets);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+      g_autoptr (GError) err = NULL;
+      g_autoptr (RunResult) r = moe_run (sc, &err);
+      t[k] = r->layers[1].dispatch.max_us;
+      if (k == 0)
+        CU_ASSERT_EQUAL (r->bottleneck_class, LCLASS_NIC);
+    }
+  CU_ASSERT (t[1] < 0.7 * t[0]);
+}
+
+int
+main (void)
+{
+  static const TestCase tests[] = {
+    TEST (test_estimate_reproduces_problem_statement),
+    TEST (test_fp8_token_payload),
+    TEST (test_routing_counts_are_consistent),
+    TEST (test_routing_is_uniform_on_average),
+    TEST (test_run_agrees_with_estimate_on_single_switch),
+    TEST (test_bytes_are_conserved),
+    TEST (test_runs_are_deterministic),
+    TEST (test_faster_ib_helps_what_if),
+  };
+  return test_main ("moe", tests, G_N_ELEMENTS (tests));
+}
