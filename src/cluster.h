@@ -17,6 +17,7 @@
  */
 #pragma once
 
+#include "flownet.h"
 #include "simtime.h"
 #include "topo.h"
 
@@ -32,7 +33,7 @@ extern const char *const link_class_names[];
 
 typedef struct {
   guint n_hops;
-  guint links[8];
+  guint links[FLOWNET_MAX_HOPS];
   SimTime latency;
   gboolean uses_nvlink, uses_ib, uses_fabric;
 } ClusterPath;

@@ -12,33 +12,40 @@
  * costs O(F h + L log L) for F flows of h hops on L links.
  *
  * Only the connected component of links and flows reachable from a link whose
- * flow set changed is re-solved; rates elsewhere cannot change. Per-link flow
- * lists give that reachability and the flows of a bottleneck without a scan.
- * Flow slots are recycled through a free list, and every scratch array lives
- * in the FlowNet, so a steady run does not allocate.
+ * flow set changed is re-solved; rates elsewhere cannot change. When the
+ * searched component keeps covering most flows (an all-to-all), the search is
+ * skipped for a while and every flow is solved: a union of components solved
+ * at once has the same rates.
+ *
+ * Memory layout, because a large all-to-all is memory bound: what a solve
+ * touches per flow (rate, bytes, times, path) is one 64-byte line (FlowHot);
+ * whether a flow is fixed in the current solve is a 4-byte stamp in a dense
+ * array; the rest lives in FlowCold. Per-link solve state is in dense arrays.
+ * Flow slots are recycled through a free list and every scratch array lives in
+ * the FlowNet, so a steady run does not allocate.
  */
 #include "flownet.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
-  /* hot in a solve: first cache line */
-  guint epoch;  /* == fn->epoch: in the component being solved */
-  guint8 n_hops;
-  guint8 fixed; /* rate fixed in this solve */
-  double rate;  /* bytes/s */
-  guint path[FLOWNET_MAX_HOPS];
-  /* the rest */
-  double old_rate;  /* rate before the current solve */
+  double rate;      /* bytes/s */
   double remaining; /* bytes left as of t_update */
-  double cap;       /* rate cap, 0 when none */
   SimTime t_update; /* when remaining was last brought up to date */
   SimTime end;      /* projected end at the current rate, SIM_TIME_MAX at rate 0 */
+  guint path[FLOWNET_MAX_HOPS];
+  guint8 n_hops;
+} FlowHot;
+
+typedef struct {
+  double cap; /* rate cap, 0 when none */
   SimTime start;
   guint64 tag;
   guint pos[FLOWNET_MAX_HOPS]; /* index of this flow in each link's list */
   guint active_pos;            /* index in fn->active, G_MAXUINT when free */
-} Flow;
+  guint comp_epoch;            /* == fn->epoch: in the component being searched */
+} FlowCold;
 
 typedef struct {
   double capacity;
@@ -58,31 +65,34 @@ typedef struct {
 struct FlowNet {
   Link *links;
   guint n_links, cap_links;
-  /* hot per-link solve state, kept apart for cache locality */
+  /* hot per-link solve state */
   double *rem;   /* capacity left during a solve */
   guint *n_free; /* unfixed flows during a solve */
-  guint epoch;
 
-  Flow *flows;
-  guint n_flow_slots, cap_flow_slots;
+  FlowHot *hot;
+  FlowCold *cold;
+  guint *fixed; /* == fn->epoch: rate fixed in this solve */
+  guint n_slots, cap_slots;
   guint *free_slots;
-  guint n_free_slots;
+  guint n_free_slots, cap_free_slots;
 
   guint *active; /* ids of active flows */
   guint n_active, cap_active;
-  guint cap_free_slots;
-  gboolean removed;       /* flows ended since the last solve */
-  gboolean wide;          /* the last searched component held most flows */
-  SimTime added_first;    /* first start since the last solve, SIM_TIME_MAX if none */
-  double added_min_est;   /* shortest fair-share duration estimate of those, s */
+  guint *capped; /* active flows with a rate cap */
+  guint n_capped, cap_capped;
 
+  guint epoch;
   gboolean needs_solve;
+  gboolean removed;     /* flows ended since the last solve */
+  gboolean wide;        /* the last searched component held most flows */
+  SimTime added_first;  /* first start since the last solve, SIM_TIME_MAX if none */
+  double added_min_est; /* shortest rough duration of those, s */
   guint *dirty_links;
   guint n_dirty, cap_dirty;
 
-  /* scratch for solve, reused */
-  guint *comp_links, *comp_flows, *capped;
-  guint cap_comp_links, cap_comp_flows, cap_capped;
+  /* scratch, reused */
+  guint *comp_links, *comp_capped;
+  guint cap_comp_links, cap_comp_capped;
   HeapEntry *heap;
   guint cap_heap;
   FlowEnd *done;
@@ -112,6 +122,7 @@ flownet_new (void)
   FlowNet *fn = g_new0 (FlowNet, 1);
   fn->added_first = SIM_TIME_MAX;
   fn->added_min_est = G_MAXDOUBLE;
+  fn->epoch = 1;
   return fn;
 }
 
@@ -125,13 +136,15 @@ flownet_free (FlowNet *fn)
   g_free (fn->links);
   g_free (fn->rem);
   g_free (fn->n_free);
-  g_free (fn->flows);
+  free (fn->hot);
+  g_free (fn->cold);
+  g_free (fn->fixed);
   g_free (fn->free_slots);
   g_free (fn->active);
+  g_free (fn->capped);
   g_free (fn->dirty_links);
   g_free (fn->comp_links);
-  g_free (fn->comp_flows);
-  g_free (fn->capped);
+  g_free (fn->comp_capped);
   g_free (fn->heap);
   g_free (fn->done);
   g_free (fn);
@@ -182,53 +195,74 @@ mark_dirty (FlowNet *fn, guint link)
   fn->dirty_links[fn->n_dirty++] = link;
 }
 
+static guint
+slot_alloc (FlowNet *fn)
+{
+  if (fn->n_free_slots > 0)
+    return fn->free_slots[--fn->n_free_slots];
+  if (fn->n_slots == fn->cap_slots)
+    {
+      guint nc = fn->cap_slots ? 2 * fn->cap_slots : 256;
+      FlowHot *hot = NULL;
+      if (posix_memalign ((void **) &hot, 64, (gsize) nc * sizeof (FlowHot)) != 0)
+        g_error ("out of memory for %u flows", nc);
+      if (fn->hot)
+        memcpy (hot, fn->hot, (gsize) fn->n_slots * sizeof (FlowHot));
+      free (fn->hot);
+      fn->hot = hot;
+      fn->cold = g_realloc_n (fn->cold, nc, sizeof (FlowCold));
+      fn->fixed = g_realloc_n (fn->fixed, nc, sizeof (guint));
+      fn->cap_slots = nc;
+    }
+  fn->fixed[fn->n_slots] = 0;
+  return fn->n_slots++;
+}
+
 guint
 flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, guint n_hops,
                   double rate_cap, guint64 tag)
 {
   g_return_val_if_fail (bytes > 0.0 && isfinite (bytes), G_MAXUINT);
   g_return_val_if_fail (n_hops >= 1 && n_hops <= FLOWNET_MAX_HOPS, G_MAXUINT);
-
-  guint id;
-  if (fn->n_free_slots > 0)
-    id = fn->free_slots[--fn->n_free_slots];
-  else
+  for (guint h = 0; h < n_hops; h++)
     {
-      GROW (fn->flows, fn->cap_flow_slots, fn->n_flow_slots + 1);
-      id = fn->n_flow_slots++;
+      g_return_val_if_fail (path[h] < fn->n_links, G_MAXUINT);
+      for (guint k = 0; k < h; k++)
+        g_return_val_if_fail (path[k] != path[h], G_MAXUINT); /* a path visits a link once */
     }
-  Flow *f = &fn->flows[id];
+
+  guint id = slot_alloc (fn);
+  FlowHot *f = &fn->hot[id];
+  FlowCold *c = &fn->cold[id];
   memset (f, 0, sizeof *f);
+  memset (c, 0, sizeof *c);
   f->remaining = bytes;
-  f->cap = rate_cap > 0.0 ? rate_cap : 0.0;
-  f->start = now;
   f->t_update = now;
   f->end = SIM_TIME_MAX;
-  f->tag = tag;
   f->n_hops = (guint8) n_hops;
+  c->cap = rate_cap > 0.0 ? rate_cap : 0.0;
+  c->start = now;
+  c->tag = tag;
+  /* a rough duration: its bytes at an equal share of its most loaded link */
+  double est = 0.0;
   for (guint h = 0; h < n_hops; h++)
     {
-      guint li = path[h];
-      g_return_val_if_fail (li < fn->n_links, G_MAXUINT);
-      for (guint k = 0; k < h; k++)
-        g_assert (path[k] != li); /* a path visits a link once */
-      Link *l = &fn->links[li];
+      Link *l = &fn->links[path[h]];
       GROW (l->flows, l->cap_flows, l->n_flows + 1);
-      f->path[h] = li;
-      f->pos[h] = l->n_flows;
+      f->path[h] = path[h];
+      c->pos[h] = l->n_flows;
       l->flows[l->n_flows++] = id;
       l->bytes += bytes;
-      mark_dirty (fn, li);
+      est = MAX (est, bytes * l->n_flows / l->capacity);
+      mark_dirty (fn, path[h]);
     }
   GROW (fn->active, fn->cap_active, fn->n_active + 1);
-  f->active_pos = fn->n_active;
+  c->active_pos = fn->n_active;
   fn->active[fn->n_active++] = id;
-  /* a rough duration: its bytes at an equal share of its tightest link */
-  double est = G_MAXDOUBLE;
-  for (guint h = 0; h < n_hops; h++)
+  if (c->cap > 0.0)
     {
-      const Link *l = &fn->links[path[h]];
-      est = MIN (est, bytes * l->n_flows / l->capacity);
+      GROW (fn->capped, fn->cap_capped, fn->n_capped + 1);
+      fn->capped[fn->n_capped++] = id;
     }
   if (now < fn->added_first)
     fn->added_first = now;
@@ -239,30 +273,39 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
 static void
 flow_remove (FlowNet *fn, guint id)
 {
-  Flow *f = &fn->flows[id];
+  FlowHot *f = &fn->hot[id];
+  FlowCold *c = &fn->cold[id];
   for (guint h = 0; h < f->n_hops; h++)
     {
-      Link *l = &fn->links[f->path[h]];
-      guint p = f->pos[h];
+      guint li = f->path[h];
+      Link *l = &fn->links[li];
+      guint p = c->pos[h];
       guint moved = l->flows[--l->n_flows];
       if (moved != id)
         {
           l->flows[p] = moved;
-          Flow *g = &fn->flows[moved];
+          const FlowHot *g = &fn->hot[moved];
           for (guint k = 0; k < g->n_hops; k++)
-            if (g->path[k] == f->path[h])
+            if (g->path[k] == li)
               {
-                g->pos[k] = p;
+                fn->cold[moved].pos[k] = p;
                 break;
               }
         }
-      mark_dirty (fn, f->path[h]);
+      mark_dirty (fn, li);
     }
-  guint ap = f->active_pos;
+  guint ap = c->active_pos;
   guint last = fn->active[--fn->n_active];
   fn->active[ap] = last;
-  fn->flows[last].active_pos = ap;
-  f->active_pos = G_MAXUINT;
+  fn->cold[last].active_pos = ap;
+  c->active_pos = G_MAXUINT;
+  if (c->cap > 0.0)
+    for (guint i = 0; i < fn->n_capped; i++)
+      if (fn->capped[i] == id)
+        {
+          fn->capped[i] = fn->capped[--fn->n_capped];
+          break;
+        }
   fn->removed = TRUE;
   GROW (fn->free_slots, fn->cap_free_slots, fn->n_free_slots + 1);
   fn->free_slots[fn->n_free_slots++] = id;
@@ -322,11 +365,14 @@ heap_pop (FlowNet *fn, guint *n)
   return top;
 }
 
+/* Fixes a flow's rate for this solve at time `now`; when the rate changed,
+ * brings its bytes up to date at the old rate and projects its new end. A
+ * flow whose rate did not change keeps its bytes and end untouched. */
 static inline void
-fix_flow (FlowNet *fn, Flow *f, double rate)
+fix_flow (FlowNet *fn, guint id, double rate, SimTime now)
 {
-  f->rate = rate;
-  f->fixed = 1;
+  FlowHot *f = &fn->hot[id];
+  fn->fixed[id] = fn->epoch;
   for (guint h = 0; h < f->n_hops; h++)
     {
       guint li = f->path[h];
@@ -335,88 +381,79 @@ fix_flow (FlowNet *fn, Flow *f, double rate)
       fn->n_free[li]--;
     }
   fn->work += f->n_hops;
+  if (rate == f->rate)
+    return;
+  f->remaining -= f->rate * sim_time_to_seconds (now - f->t_update);
+  f->t_update = now;
+  f->rate = rate;
+  if (f->remaining <= rate * 1e-12 + 1e-9) /* drained but for rounding */
+    f->end = now;
+  else
+    f->end = now + sim_time_ceil_ps (f->remaining / rate * 1e12);
 }
 
 static int
 cmp_cap (const void *a, const void *b, void *user)
 {
-  const Flow *flows = user;
-  double ca = flows[*(const guint *) a].cap, cb = flows[*(const guint *) b].cap;
+  const FlowCold *cold = user;
+  double ca = cold[*(const guint *) a].cap, cb = cold[*(const guint *) b].cap;
   if (ca != cb)
     return ca < cb ? -1 : 1;
   return *(const guint *) a < *(const guint *) b ? -1 : 1;
 }
 
-/* Gathers the component reachable from the dirty links into comp_links and
- * comp_flows (breadth first over link -> flows -> links), marking members
- * with the current epoch. */
 static void
-gather_component (FlowNet *fn, guint *n_links, guint *n_flows)
+add_comp_link (FlowNet *fn, guint li, guint *nl)
+{
+  fn->links[li].epoch = fn->epoch;
+  GROW (fn->comp_links, fn->cap_comp_links, *nl + 1);
+  fn->comp_links[(*nl)++] = li;
+}
+
+/* Gathers the component reachable from the dirty links (breadth first over
+ * link -> flows -> links), marking links and flows with the current epoch.
+ * Returns the number of flows in it. */
+static guint
+gather_component (FlowNet *fn, guint *n_links)
 {
   guint nl = 0, nf = 0, ep = fn->epoch;
   for (guint i = 0; i < fn->n_dirty; i++)
-    {
-      guint li = fn->dirty_links[i];
-      fn->links[li].dirty = 0;
-      if (fn->links[li].epoch == ep)
-        continue;
-      fn->links[li].epoch = ep;
-      GROW (fn->comp_links, fn->cap_comp_links, nl + 1);
-      fn->comp_links[nl++] = li;
-    }
-  fn->n_dirty = 0;
+    if (fn->links[fn->dirty_links[i]].epoch != ep)
+      add_comp_link (fn, fn->dirty_links[i], &nl);
   for (guint q = 0; q < nl; q++)
     {
       const Link *l = &fn->links[fn->comp_links[q]];
       for (guint j = 0; j < l->n_flows; j++)
         {
           guint fi = l->flows[j];
-          Flow *f = &fn->flows[fi];
-          if (f->epoch == ep)
+          FlowCold *c = &fn->cold[fi];
+          if (c->comp_epoch == ep)
             continue;
-          f->epoch = ep;
-          GROW (fn->comp_flows, fn->cap_comp_flows, nf + 1);
-          fn->comp_flows[nf++] = fi;
+          c->comp_epoch = ep;
+          nf++;
+          const FlowHot *f = &fn->hot[fi];
           for (guint h = 0; h < f->n_hops; h++)
-            {
-              Link *m = &fn->links[f->path[h]];
-              if (m->epoch == ep)
-                continue;
-              m->epoch = ep;
-              GROW (fn->comp_links, fn->cap_comp_links, nl + 1);
-              fn->comp_links[nl++] = f->path[h];
-            }
+            if (fn->links[f->path[h]].epoch != ep)
+              add_comp_link (fn, f->path[h], &nl);
         }
       fn->work += l->n_flows;
     }
   *n_links = nl;
-  *n_flows = nf;
+  return nf;
 }
 
-/* The whole network as one component: every active flow, every link that
- * carries one. */
-static void
-gather_all (FlowNet *fn, guint *n_links, guint *n_flows)
+/* The whole network as one component: every link that carries a flow. */
+static guint
+gather_all (FlowNet *fn, guint *n_links)
 {
-  guint nl = 0, ep = fn->epoch;
-  for (guint i = 0; i < fn->n_dirty; i++)
-    fn->links[fn->dirty_links[i]].dirty = 0;
-  fn->n_dirty = 0;
-  GROW (fn->comp_links, fn->cap_comp_links, fn->n_links);
+  guint nl = 0;
   for (guint li = 0; li < fn->n_links; li++)
     if (fn->links[li].n_flows > 0)
-      {
-        fn->links[li].epoch = ep;
-        fn->comp_links[nl++] = li;
-      }
-  GROW (fn->comp_flows, fn->cap_comp_flows, fn->n_active);
-  for (guint i = 0; i < fn->n_active; i++)
-    {
-      fn->comp_flows[i] = fn->active[i];
-      fn->flows[fn->active[i]].epoch = ep;
-    }
+      add_comp_link (fn, li, &nl);
+  for (guint i = 0; i < fn->n_capped; i++)
+    fn->cold[fn->capped[i]].comp_epoch = fn->epoch;
   *n_links = nl;
-  *n_flows = fn->n_active;
+  return fn->n_active;
 }
 
 void
@@ -429,42 +466,35 @@ flownet_solve (FlowNet *fn, SimTime now)
   fn->added_first = SIM_TIME_MAX;
   fn->added_min_est = G_MAXDOUBLE;
   fn->solves++;
-  if (++fn->epoch == 0) /* wrapped: clear stale marks */
+  if (++fn->epoch == 0) /* wrapped: clear stale stamps */
     {
       for (guint i = 0; i < fn->n_links; i++)
         fn->links[i].epoch = 0;
-      for (guint i = 0; i < fn->n_flow_slots; i++)
-        fn->flows[i].epoch = 0;
+      for (guint i = 0; i < fn->n_slots; i++)
+        fn->fixed[i] = fn->cold[i].comp_epoch = 0;
       fn->epoch = 1;
     }
+  guint ep = fn->epoch;
 
-  guint nl, nf;
+  guint nl;
   if (fn->wide && fn->solves % 16 != 0)
-    gather_all (fn, &nl, &nf);
+    gather_all (fn, &nl);
   else
-    {
-      gather_component (fn, &nl, &nf);
-      /* when changes keep touching nearly everything, skip the search for a
-       * while: solving a union of components at once gives the same rates */
-      fn->wide = nf >= fn->n_active / 2 + 1;
-    }
+    /* when changes keep touching most flows, skip the search for a while */
+    fn->wide = gather_component (fn, &nl) > fn->n_active / 2;
+  for (guint i = 0; i < fn->n_dirty; i++)
+    fn->links[fn->dirty_links[i]].dirty = 0;
+  fn->n_dirty = 0;
 
   guint n_capped = 0;
-  for (guint i = 0; i < nf; i++)
-    {
-      Flow *f = &fn->flows[fn->comp_flows[i]];
-      g_assert (now >= f->t_update);
-      f->old_rate = f->rate;
-      f->fixed = 0;
-      f->rate = 0.0;
-      if (f->cap > 0.0)
-        {
-          GROW (fn->capped, fn->cap_capped, n_capped + 1);
-          fn->capped[n_capped++] = fn->comp_flows[i];
-        }
-    }
+  for (guint i = 0; i < fn->n_capped; i++)
+    if (fn->cold[fn->capped[i]].comp_epoch == ep)
+      {
+        GROW (fn->comp_capped, fn->cap_comp_capped, n_capped + 1);
+        fn->comp_capped[n_capped++] = fn->capped[i];
+      }
   if (n_capped > 1)
-    g_qsort_with_data (fn->capped, (gint) n_capped, sizeof (guint), cmp_cap, fn->flows);
+    g_qsort_with_data (fn->comp_capped, (gint) n_capped, sizeof (guint), cmp_cap, fn->cold);
 
   guint hn = 0;
   for (guint i = 0; i < nl; i++)
@@ -489,19 +519,17 @@ flownet_solve (FlowNet *fn, SimTime now)
           heap_push (fn, &hn, share, li); /* stale key: shares only grow */
           continue;
         }
-      /* a capped flow slower than this share is fixed first at its cap */
+      /* a capped flow slower than this share is fixed first, at its cap */
       gboolean capped_any = FALSE;
-      while (next_cap < n_capped)
+      for (; next_cap < n_capped; next_cap++)
         {
-          Flow *c = &fn->flows[fn->capped[next_cap]];
-          if (!c->fixed && c->cap >= share)
+          guint c = fn->comp_capped[next_cap];
+          if (fn->fixed[c] == ep)
+            continue;
+          if (fn->cold[c].cap >= share)
             break;
-          if (!c->fixed)
-            {
-              fix_flow (fn, c, c->cap);
-              capped_any = TRUE;
-            }
-          next_cap++;
+          fix_flow (fn, c, fn->cold[c].cap, now);
+          capped_any = TRUE;
         }
       if (capped_any)
         {
@@ -511,34 +539,13 @@ flownet_solve (FlowNet *fn, SimTime now)
         }
       const Link *l = &fn->links[li];
       for (guint j = 0; j < l->n_flows && fn->n_free[li] > 0; j++)
-        {
-          Flow *f = &fn->flows[l->flows[j]];
-          if (!f->fixed)
-            fix_flow (fn, f, share);
-        }
+        if (fn->fixed[l->flows[j]] != ep)
+          fix_flow (fn, l->flows[j], share, now);
     }
-  /* capped flows on links that never became a bottleneck run at their cap */
+  /* capped flows whose links never became a bottleneck run at their cap */
   for (; next_cap < n_capped; next_cap++)
-    {
-      Flow *c = &fn->flows[fn->capped[next_cap]];
-      if (!c->fixed)
-        fix_flow (fn, c, c->cap);
-    }
-
-  for (guint i = 0; i < nf; i++)
-    {
-      Flow *f = &fn->flows[fn->comp_flows[i]];
-      if (f->rate == f->old_rate)
-        continue; /* same rate: its bytes and projected end still hold */
-      f->remaining -= f->old_rate * sim_time_to_seconds (now - f->t_update);
-      f->t_update = now;
-      if (f->rate <= 0.0)
-        f->end = SIM_TIME_MAX;
-      else if (f->remaining <= f->rate * 1e-12 + 1e-9) /* drained but for rounding */
-        f->end = now;
-      else
-        f->end = now + sim_time_ceil_ps (f->remaining / f->rate * 1e12);
-    }
+    if (fn->fixed[fn->comp_capped[next_cap]] != ep)
+      fix_flow (fn, fn->comp_capped[next_cap], fn->cold[fn->comp_capped[next_cap]].cap, now);
 }
 
 SimTime
@@ -547,7 +554,7 @@ flownet_next_end (const FlowNet *fn)
   SimTime first = SIM_TIME_MAX;
   for (guint i = 0; i < fn->n_active; i++)
     {
-      SimTime end = fn->flows[fn->active[i]].end;
+      SimTime end = fn->hot[fn->active[i]].end;
       if (end < first)
         first = end;
     }
@@ -561,13 +568,14 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
   for (guint i = 0; i < fn->n_active;)
     {
       guint id = fn->active[i];
-      Flow *f = &fn->flows[id];
+      const FlowHot *f = &fn->hot[id];
       if (f->end != SIM_TIME_MAX
-          && f->end <= now + (SimTime) (tolerance * (double) (now - f->start)))
+          && (f->end <= now
+              || f->end <= now + (SimTime) (tolerance * (double) (now - fn->cold[id].start))))
         {
           g_assert (f->end >= now);
           GROW (fn->done, fn->cap_done, n + 1);
-          fn->done[n].tag = f->tag;
+          fn->done[n].tag = fn->cold[id].tag;
           fn->done[n].end = f->end;
           fn->done[n].rate = f->rate;
           n++;
@@ -580,6 +588,14 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
   return fn->done;
 }
 
+SimTime
+flownet_added_due (const FlowNet *fn, double tolerance)
+{
+  if (!fn->needs_solve || fn->removed || fn->added_first == SIM_TIME_MAX)
+    return 0;
+  return fn->added_first + sim_time_from_seconds (tolerance * fn->added_min_est);
+}
+
 guint
 flownet_n_active (const FlowNet *fn)
 {
@@ -589,24 +605,16 @@ flownet_n_active (const FlowNet *fn)
 double
 flownet_flow_rate (const FlowNet *fn, guint flow)
 {
-  g_return_val_if_fail (flow < fn->n_flow_slots, 0.0);
-  return fn->flows[flow].rate;
+  g_return_val_if_fail (flow < fn->n_slots, 0.0);
+  return fn->hot[flow].rate;
 }
 
 double
 flownet_flow_remaining (const FlowNet *fn, guint flow, SimTime now)
 {
-  g_return_val_if_fail (flow < fn->n_flow_slots, 0.0);
-  const Flow *f = &fn->flows[flow];
+  g_return_val_if_fail (flow < fn->n_slots, 0.0);
+  const FlowHot *f = &fn->hot[flow];
   return f->remaining - f->rate * sim_time_to_seconds (now - f->t_update);
-}
-
-SimTime
-flownet_added_due (const FlowNet *fn, double tolerance)
-{
-  if (!fn->needs_solve || fn->removed || fn->added_first == SIM_TIME_MAX)
-    return 0;
-  return fn->added_first + sim_time_from_seconds (tolerance * fn->added_min_est);
 }
 
 guint64
