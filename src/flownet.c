@@ -33,17 +33,14 @@ typedef struct {
   double rate;      /* bytes/s */
   double remaining; /* bytes left as of t_update */
   SimTime t_update; /* when remaining was last brought up to date */
-  SimTime end;      /* projected end at the current rate, SIM_TIME_MAX at rate 0 */
   guint path[FLOWNET_MAX_HOPS];
   guint8 n_hops;
 } FlowHot;
 
 typedef struct {
   double cap; /* rate cap, 0 when none */
-  SimTime start;
   guint64 tag;
   guint pos[FLOWNET_MAX_HOPS]; /* index of this flow in each link's list */
-  guint active_pos;            /* index in fn->active, G_MAXUINT when free */
   guint comp_epoch;            /* == fn->epoch: in the component being searched */
 } FlowCold;
 
@@ -71,13 +68,14 @@ struct FlowNet {
 
   FlowHot *hot;
   FlowCold *cold;
-  guint *fixed; /* == fn->epoch: rate fixed in this solve */
+  /* dense per-slot arrays, scanned in slot order (sequential memory) */
+  SimTime *end;   /* projected end at the current rate; SIM_TIME_MAX at rate 0 or free */
+  SimTime *start; /* when the flow started */
+  guint *fixed;   /* == fn->epoch: rate fixed in this solve */
   guint n_slots, cap_slots;
   guint *free_slots;
   guint n_free_slots, cap_free_slots;
-
-  guint *active; /* ids of active flows */
-  guint n_active, cap_active;
+  guint n_active;
   guint *capped; /* active flows with a rate cap */
   guint n_capped, cap_capped;
 
@@ -139,8 +137,9 @@ flownet_free (FlowNet *fn)
   free (fn->hot);
   g_free (fn->cold);
   g_free (fn->fixed);
+  g_free (fn->end);
+  g_free (fn->start);
   g_free (fn->free_slots);
-  g_free (fn->active);
   g_free (fn->capped);
   g_free (fn->dirty_links);
   g_free (fn->comp_links);
@@ -212,6 +211,8 @@ slot_alloc (FlowNet *fn)
       fn->hot = hot;
       fn->cold = g_realloc_n (fn->cold, nc, sizeof (FlowCold));
       fn->fixed = g_realloc_n (fn->fixed, nc, sizeof (guint));
+      fn->end = g_realloc_n (fn->end, nc, sizeof (SimTime));
+      fn->start = g_realloc_n (fn->start, nc, sizeof (SimTime));
       fn->cap_slots = nc;
     }
   fn->fixed[fn->n_slots] = 0;
@@ -238,10 +239,10 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
   memset (c, 0, sizeof *c);
   f->remaining = bytes;
   f->t_update = now;
-  f->end = SIM_TIME_MAX;
   f->n_hops = (guint8) n_hops;
+  fn->end[id] = SIM_TIME_MAX;
+  fn->start[id] = now;
   c->cap = rate_cap > 0.0 ? rate_cap : 0.0;
-  c->start = now;
   c->tag = tag;
   /* a rough duration: its bytes at an equal share of its most loaded link */
   double est = 0.0;
@@ -256,9 +257,7 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
       est = MAX (est, bytes * l->n_flows / l->capacity);
       mark_dirty (fn, path[h]);
     }
-  GROW (fn->active, fn->cap_active, fn->n_active + 1);
-  c->active_pos = fn->n_active;
-  fn->active[fn->n_active++] = id;
+  fn->n_active++;
   if (c->cap > 0.0)
     {
       GROW (fn->capped, fn->cap_capped, fn->n_capped + 1);
@@ -294,11 +293,8 @@ flow_remove (FlowNet *fn, guint id)
         }
       mark_dirty (fn, li);
     }
-  guint ap = c->active_pos;
-  guint last = fn->active[--fn->n_active];
-  fn->active[ap] = last;
-  fn->cold[last].active_pos = ap;
-  c->active_pos = G_MAXUINT;
+  fn->n_active--;
+  fn->end[id] = SIM_TIME_MAX; /* free slots are never taken by a scan */
   if (c->cap > 0.0)
     for (guint i = 0; i < fn->n_capped; i++)
       if (fn->capped[i] == id)
@@ -387,9 +383,9 @@ fix_flow (FlowNet *fn, guint id, double rate, SimTime now)
   f->t_update = now;
   f->rate = rate;
   if (f->remaining <= rate * 1e-12 + 1e-9) /* drained but for rounding */
-    f->end = now;
+    fn->end[id] = now;
   else
-    f->end = now + sim_time_ceil_ps (f->remaining / rate * 1e12);
+    fn->end[id] = now + sim_time_ceil_ps (f->remaining / rate * 1e12);
 }
 
 static int
@@ -552,12 +548,9 @@ SimTime
 flownet_next_end (const FlowNet *fn)
 {
   SimTime first = SIM_TIME_MAX;
-  for (guint i = 0; i < fn->n_active; i++)
-    {
-      SimTime end = fn->hot[fn->active[i]].end;
-      if (end < first)
-        first = end;
-    }
+  for (guint i = 0; i < fn->n_slots; i++)
+    if (fn->end[i] < first)
+      first = fn->end[i];
   return first;
 }
 
@@ -565,24 +558,19 @@ const FlowEnd *
 flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
 {
   guint n = 0;
-  for (guint i = 0; i < fn->n_active;)
+  for (guint id = 0; id < fn->n_slots; id++)
     {
-      guint id = fn->active[i];
-      const FlowHot *f = &fn->hot[id];
-      if (f->end != SIM_TIME_MAX
-          && (f->end <= now
-              || f->end <= now + (SimTime) (tolerance * (double) (now - fn->cold[id].start))))
-        {
-          g_assert (f->end >= now);
-          GROW (fn->done, fn->cap_done, n + 1);
-          fn->done[n].tag = fn->cold[id].tag;
-          fn->done[n].end = f->end;
-          fn->done[n].rate = f->rate;
-          n++;
-          flow_remove (fn, id); /* moves the last active flow into slot i */
-          continue;
-        }
-      i++;
+      SimTime end = fn->end[id];
+      if (end == SIM_TIME_MAX
+          || (end > now && end > now + (SimTime) (tolerance * (double) (now - fn->start[id]))))
+        continue;
+      g_assert (end >= now);
+      GROW (fn->done, fn->cap_done, n + 1);
+      fn->done[n].tag = fn->cold[id].tag;
+      fn->done[n].end = end;
+      fn->done[n].rate = fn->hot[id].rate;
+      n++;
+      flow_remove (fn, id);
     }
   *n_done = n;
   return fn->done;
