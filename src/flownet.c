@@ -41,7 +41,6 @@ typedef struct {
   double cap; /* rate cap, 0 when none */
   guint64 tag;
   guint pos[FLOWNET_MAX_HOPS]; /* index of this flow in each link's list */
-  guint comp_epoch;            /* == fn->epoch: in the component being searched */
 } FlowCold;
 
 typedef struct {
@@ -72,6 +71,7 @@ struct FlowNet {
   SimTime *end;   /* projected end at the current rate; SIM_TIME_MAX at rate 0 or free */
   SimTime *start; /* when the flow started */
   guint *fixed;   /* == fn->epoch: rate fixed in this solve */
+  guint *seen;    /* == fn->epoch: in the component being searched */
   guint n_slots, cap_slots;
   guint *free_slots;
   guint n_free_slots, cap_free_slots;
@@ -137,6 +137,7 @@ flownet_free (FlowNet *fn)
   free (fn->hot);
   g_free (fn->cold);
   g_free (fn->fixed);
+  g_free (fn->seen);
   g_free (fn->end);
   g_free (fn->start);
   g_free (fn->free_slots);
@@ -211,11 +212,12 @@ slot_alloc (FlowNet *fn)
       fn->hot = hot;
       fn->cold = g_realloc_n (fn->cold, nc, sizeof (FlowCold));
       fn->fixed = g_realloc_n (fn->fixed, nc, sizeof (guint));
+      fn->seen = g_realloc_n (fn->seen, nc, sizeof (guint));
       fn->end = g_realloc_n (fn->end, nc, sizeof (SimTime));
       fn->start = g_realloc_n (fn->start, nc, sizeof (SimTime));
       fn->cap_slots = nc;
     }
-  fn->fixed[fn->n_slots] = 0;
+  fn->fixed[fn->n_slots] = fn->seen[fn->n_slots] = 0;
   return fn->n_slots++;
 }
 
@@ -422,10 +424,11 @@ gather_component (FlowNet *fn, guint *n_links)
       for (guint j = 0; j < l->n_flows; j++)
         {
           guint fi = l->flows[j];
-          FlowCold *c = &fn->cold[fi];
-          if (c->comp_epoch == ep)
+          if (j + 8 < l->n_flows)
+            __builtin_prefetch (&fn->hot[l->flows[j + 8]]);
+          if (fn->seen[fi] == ep)
             continue;
-          c->comp_epoch = ep;
+          fn->seen[fi] = ep;
           nf++;
           const FlowHot *f = &fn->hot[fi];
           for (guint h = 0; h < f->n_hops; h++)
@@ -447,7 +450,7 @@ gather_all (FlowNet *fn, guint *n_links)
     if (fn->links[li].n_flows > 0)
       add_comp_link (fn, li, &nl);
   for (guint i = 0; i < fn->n_capped; i++)
-    fn->cold[fn->capped[i]].comp_epoch = fn->epoch;
+    fn->seen[fn->capped[i]] = fn->epoch;
   *n_links = nl;
   return fn->n_active;
 }
@@ -467,7 +470,7 @@ flownet_solve (FlowNet *fn, SimTime now)
       for (guint i = 0; i < fn->n_links; i++)
         fn->links[i].epoch = 0;
       for (guint i = 0; i < fn->n_slots; i++)
-        fn->fixed[i] = fn->cold[i].comp_epoch = 0;
+        fn->fixed[i] = fn->seen[i] = 0;
       fn->epoch = 1;
     }
   guint ep = fn->epoch;
@@ -484,7 +487,7 @@ flownet_solve (FlowNet *fn, SimTime now)
 
   guint n_capped = 0;
   for (guint i = 0; i < fn->n_capped; i++)
-    if (fn->cold[fn->capped[i]].comp_epoch == ep)
+    if (fn->seen[fn->capped[i]] == ep)
       {
         GROW (fn->comp_capped, fn->cap_comp_capped, n_capped + 1);
         fn->comp_capped[n_capped++] = fn->capped[i];
@@ -534,9 +537,19 @@ flownet_solve (FlowNet *fn, SimTime now)
           continue;
         }
       const Link *l = &fn->links[li];
-      for (guint j = 0; j < l->n_flows && fn->n_free[li] > 0; j++)
-        if (fn->fixed[l->flows[j]] != ep)
-          fix_flow (fn, l->flows[j], share, now);
+      const guint *ids = l->flows;
+      guint n = l->n_flows;
+      for (guint j = 0; j < n && fn->n_free[li] > 0; j++)
+        {
+          /* flows of a link sit at scattered slots: fetch ahead to overlap misses */
+          if (j + 8 < n)
+            {
+              __builtin_prefetch (&fn->hot[ids[j + 8]]);
+              __builtin_prefetch (&fn->fixed[ids[j + 8]]);
+            }
+          if (fn->fixed[ids[j]] != ep)
+            fix_flow (fn, ids[j], share, now);
+        }
     }
   /* capped flows whose links never became a bottleneck run at their cap */
   for (; next_cap < n_capped; next_cap++)

@@ -44,7 +44,7 @@ static const CfgField scenario_fields[] = {
   E ("cross_rail", cross_rail, cross_rail_names, "auto",
      "traffic between rails: spine, nvlink (forward inside the node first), auto"),
   F ("output.dir", CFG_STRING, output.dir, 0, 0, "\"\"", "output folder (default out/<name>)"),
-  F ("sim.tolerance", CFG_DOUBLE, sim.tolerance, 0, 0.5, "0.001",
+  F ("sim.tolerance", CFG_DOUBLE, sim.tolerance, 0, 0.5, "0.02",
      "flow solver batching tolerance (0 = exact max-min event by event)"),
   F ("sim.max_memory_gb", CFG_DOUBLE, sim.max_memory_gb, 0.001, 1e6, "16",
      "refuse scenarios whose simulation needs more host memory than this"),
