@@ -78,6 +78,7 @@ struct Engine {
   SimTime hold_until;       /* no re-solve before this (see maybe_solve) */
   gboolean batch_consumed;
   guint64 events;
+  SimTime last_done; /* when the last task finished */
 };
 
 #define GROW(arr, capv, need)                                                                      \
@@ -297,6 +298,7 @@ task_finish (Engine *e, guint id)
 {
   Task *t = &e->tasks[id];
   SimTime now = sim_queue_now (e->q);
+  e->last_done = now;
   if (e->hooks.task_done)
     e->hooks.task_done (e->user, t->tag, t->start, now);
   t = &e->tasks[id]; /* hooks may create tasks and move the array */
@@ -525,7 +527,8 @@ engine_run (Engine *e)
       drain_ready (e);
       maybe_solve (e, ev.time);
     }
-  return sim_queue_now (e->q);
+  /* superseded events may pop after the last task; they are not work */
+  return e->last_done;
 }
 
 SimTime

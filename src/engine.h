@@ -55,8 +55,8 @@ void engine_depend (Engine *e, EngineTask before, EngineTask after);
  * done; call after adding all their dependencies. */
 void engine_commit (Engine *e);
 
-/* Runs until no event is left; returns the time of the last event. Hooks may
- * create and commit tasks while it runs. */
+/* Runs until no event is left; returns when the last task finished. Hooks
+ * may create and commit tasks while it runs. */
 SimTime engine_run (Engine *e);
 
 SimTime engine_now (const Engine *e);
