@@ -217,7 +217,8 @@ engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime l
   t->cap = rate_cap;
   t->duration = latency;
   t->n_hops = (guint8) n_hops;
-  memcpy (t->path, path, n_hops * sizeof (guint));
+  if (n_hops > 0)
+    memcpy (t->path, path, n_hops * sizeof (guint));
   return handle_of (id, t->gen);
 }
 

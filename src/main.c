@@ -10,6 +10,7 @@
 #include "scenario.h"
 
 #include <locale.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -117,9 +118,14 @@ cmd_run (int argc, char **argv, gboolean estimate_only)
     report_summary_text (sc, r, text);
   g_string_append_printf (text, "%s  outputs: %s/summary.json\n", o.quiet ? "" : "\n", dir);
   if (!o.quiet)
-    g_string_append_printf (text, "  simulated in %.3f s wall (%" G_GUINT64_FORMAT " flows, %"
-                                  G_GUINT64_FORMAT " events, %" G_GUINT64_FORMAT " solves)\n",
-                            r->wall_s, r->flows, r->events, r->solves);
+    {
+      struct rusage ru;
+      getrusage (RUSAGE_SELF, &ru);
+      g_string_append_printf (text, "  simulated in %.3f s wall, peak RSS %.0f MB (%" G_GUINT64_FORMAT
+                                    " flows, %" G_GUINT64_FORMAT " events, %" G_GUINT64_FORMAT
+                                    " solver runs)\n",
+                              r->wall_s, ru.ru_maxrss / 1024.0, r->flows, r->events, r->solves);
+    }
   fputs (text->str, stdout);
   return 0;
 }
