@@ -476,7 +476,7 @@ flownet_solve (FlowNet *fn, SimTime now)
   guint ep = fn->epoch;
 
   guint nl;
-  if (fn->wide && fn->solves % 16 != 0)
+  if (fn->wide && fn->solves % 64 != 0)
     gather_all (fn, &nl);
   else
     /* when changes keep touching most flows, skip the search for a while */
