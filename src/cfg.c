@@ -34,17 +34,27 @@ type_name (const CfgField *f)
     }
 }
 
+/* A number must be a plain (unquoted) scalar. */
+static gboolean
+check_plain_scalar (const YNode *n, const char *what, const char *where, const char *key,
+                    GError **error)
+{
+  if (n->kind == YNODE_SCALAR && !n->quoted)
+    return TRUE;
+  if (n->kind == YNODE_SCALAR)
+    g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE,
+                 "%s: %s: expected %s, got the string '%s'", where, key, what, n->value);
+  else
+    g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE, "%s: %s: expected %s, got %s",
+                 where, key, what, ynode_kind_name (n->kind));
+  return FALSE;
+}
+
 gboolean
 cfg_scalar_double (const YNode *n, double *out, const char *where, const char *key, GError **error)
 {
-  if (n->kind != YNODE_SCALAR || n->quoted)
-    {
-      g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE,
-                   "%s: %s: expected a number, got %s%s%s", where, key,
-                   n->kind == YNODE_SCALAR ? "the string '" : ynode_kind_name (n->kind),
-                   n->kind == YNODE_SCALAR ? n->value : "", n->kind == YNODE_SCALAR ? "'" : "");
-      return FALSE;
-    }
+  if (!check_plain_scalar (n, "a number", where, key, error))
+    return FALSE;
   char *end = NULL;
   errno = 0;
   double v = g_ascii_strtod (n->value, &end);
@@ -61,14 +71,8 @@ cfg_scalar_double (const YNode *n, double *out, const char *where, const char *k
 gboolean
 cfg_scalar_int (const YNode *n, gint64 *out, const char *where, const char *key, GError **error)
 {
-  if (n->kind != YNODE_SCALAR || n->quoted)
-    {
-      g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE,
-                   "%s: %s: expected an integer, got %s%s%s", where, key,
-                   n->kind == YNODE_SCALAR ? "the string '" : ynode_kind_name (n->kind),
-                   n->kind == YNODE_SCALAR ? n->value : "", n->kind == YNODE_SCALAR ? "'" : "");
-      return FALSE;
-    }
+  if (!check_plain_scalar (n, "an integer", where, key, error))
+    return FALSE;
   char *end = NULL;
   errno = 0;
   gint64 v = g_ascii_strtoll (n->value, &end, 10);

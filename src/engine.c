@@ -12,6 +12,7 @@
 #include "engine.h"
 
 #include "evq.h"
+#include "util.h"
 
 #include <string.h>
 
@@ -43,8 +44,7 @@ typedef struct {
 typedef struct {
   double sm_share;
   gboolean busy;
-  guint *fifo; /* ready compute tasks */
-  guint head, len, cap;
+  IdFifo fifo; /* ready compute tasks */
 } Gpu;
 
 struct Engine {
@@ -67,8 +67,7 @@ struct Engine {
   guint *uncommitted;
   guint n_uncommitted, cap_uncommitted;
 
-  guint *ready; /* FIFO of ready task ids */
-  guint ready_head, ready_len, ready_cap;
+  IdFifo ready; /* tasks ready to start, in order of readiness */
 
   Gpu *gpus;
   guint n_gpus, cap_gpus;
@@ -81,19 +80,7 @@ struct Engine {
   SimTime last_done; /* when the last task finished */
 };
 
-#define GROW(arr, capv, need)                                                                      \
-  do                                                                                               \
-    {                                                                                              \
-      if ((need) > (capv))                                                                         \
-        {                                                                                          \
-          guint nc_ = (capv) ? (capv) : 16;                                                        \
-          while (nc_ < (need))                                                                     \
-            nc_ *= 2;                                                                              \
-          (arr) = g_realloc_n ((arr), nc_, sizeof *(arr));                                         \
-          (capv) = nc_;                                                                            \
-        }                                                                                          \
-    }                                                                                              \
-  while (0)
+#define GROW UTIL_GROW
 
 static inline EngineTask
 handle_of (guint idx, guint gen)
@@ -123,13 +110,13 @@ engine_free (Engine *e)
   if (e == NULL)
     return;
   for (guint i = 0; i < e->n_gpus; i++)
-    g_free (e->gpus[i].fifo);
+    id_fifo_clear (&e->gpus[i].fifo);
   g_free (e->gpus);
   g_free (e->tasks);
   g_free (e->free_tasks);
   g_free (e->edges);
   g_free (e->uncommitted);
-  g_free (e->ready);
+  id_fifo_clear (&e->ready);
   sim_queue_free (e->q);
   flownet_free (e->net);
   g_free (e);
@@ -261,24 +248,6 @@ engine_depend (Engine *e, EngineTask before, EngineTask after)
   a->pending++;
 }
 
-static void
-ready_push (Engine *e, guint id)
-{
-  if (e->ready_len == e->ready_cap)
-    {
-      guint nc = e->ready_cap ? 2 * e->ready_cap : 256;
-      guint *n = g_new (guint, nc);
-      for (guint i = 0; i < e->ready_len; i++)
-        n[i] = e->ready[(e->ready_head + i) % e->ready_cap];
-      g_free (e->ready);
-      e->ready = n;
-      e->ready_head = 0;
-      e->ready_cap = nc;
-    }
-  e->ready[(e->ready_head + e->ready_len) % e->ready_cap] = id;
-  e->ready_len++;
-}
-
 void
 engine_commit (Engine *e)
 {
@@ -287,7 +256,7 @@ engine_commit (Engine *e)
       Task *t = &e->tasks[e->uncommitted[i]];
       t->state = ST_WAIT;
       if (t->pending == 0)
-        ready_push (e, e->uncommitted[i]);
+        id_fifo_push (&e->ready, e->uncommitted[i]);
     }
   e->n_uncommitted = 0;
 }
@@ -311,7 +280,7 @@ task_finish (Engine *e, guint id)
         {
           g_assert (s->pending > 0);
           if (--s->pending == 0 && s->state == ST_WAIT)
-            ready_push (e, ed->task);
+            id_fifo_push (&e->ready, ed->task);
         }
       guint next = ed->next;
       ed->next = e->free_edge;
@@ -336,11 +305,9 @@ static void
 gpu_try_start (Engine *e, guint gpu)
 {
   Gpu *g = &e->gpus[gpu];
-  if (g->busy || g->len == 0)
+  if (g->busy || g->fifo.len == 0)
     return;
-  guint id = g->fifo[g->head];
-  g->head = (g->head + 1) % g->cap;
-  g->len--;
+  guint id = id_fifo_pop (&g->fifo);
   g->busy = TRUE;
   Task *t = &e->tasks[id];
   SimTime now = sim_queue_now (e->q);
@@ -352,26 +319,6 @@ gpu_try_start (Engine *e, guint gpu)
   if (e->hooks.task_started)
     e->hooks.task_started (e->user, t->tag, now);
   sim_queue_push (e->q, now + d, EV_TASK_DONE, e->tasks[id].gen, id);
-}
-
-static void
-gpu_enqueue (Engine *e, guint gpu, guint id)
-{
-  Gpu *g = &e->gpus[gpu];
-  if (g->len == g->cap)
-    {
-      guint nc = g->cap ? 2 * g->cap : 16;
-      guint *n = g_new (guint, nc);
-      for (guint i = 0; i < g->len; i++)
-        n[i] = g->fifo[(g->head + i) % g->cap];
-      g_free (g->fifo);
-      g->fifo = n;
-      g->head = 0;
-      g->cap = nc;
-    }
-  g->fifo[(g->head + g->len) % g->cap] = id;
-  g->len++;
-  gpu_try_start (e, gpu);
 }
 
 static void
@@ -389,7 +336,8 @@ task_start (Engine *e, guint id)
       task_finish (e, id);
       break;
     case TASK_COMPUTE:
-      gpu_enqueue (e, e->tasks[id].gpu, id);
+      id_fifo_push (&e->gpus[t->gpu].fifo, id);
+      gpu_try_start (e, t->gpu);
       break;
     case TASK_FLOW:
       t->start = now;
@@ -410,13 +358,8 @@ task_start (Engine *e, guint id)
 static void
 drain_ready (Engine *e)
 {
-  while (e->ready_len > 0)
-    {
-      guint id = e->ready[e->ready_head];
-      e->ready_head = (e->ready_head + 1) % e->ready_cap;
-      e->ready_len--;
-      task_start (e, id);
-    }
+  while (e->ready.len > 0)
+    task_start (e, id_fifo_pop (&e->ready));
 }
 
 /* ---- event handlers (indexed by EV_*) ---- */

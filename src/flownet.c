@@ -26,6 +26,8 @@
  */
 #include "flownet.h"
 
+#include "util.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,19 +102,7 @@ struct FlowNet {
   guint64 work;
 };
 
-#define GROW(arr, capv, need)                                                                      \
-  do                                                                                               \
-    {                                                                                              \
-      if ((need) > (capv))                                                                         \
-        {                                                                                          \
-          guint nc_ = (capv) ? (capv) : 16;                                                        \
-          while (nc_ < (need))                                                                     \
-            nc_ *= 2;                                                                              \
-          (arr) = g_realloc_n ((arr), nc_, sizeof *(arr));                                         \
-          (capv) = nc_;                                                                            \
-        }                                                                                          \
-    }                                                                                              \
-  while (0)
+#define GROW UTIL_GROW
 
 FlowNet *
 flownet_new (void)
