@@ -32,12 +32,20 @@
 #include <string.h>
 
 typedef struct {
-  double rate;      /* bytes/s */
   double remaining; /* bytes left as of t_update */
   SimTime t_update; /* when remaining was last brought up to date */
   guint path[FLOWNET_MAX_HOPS];
   guint8 n_hops;
 } FlowHot;
+
+/* An entry of a link's flow list carries the flow's whole path, so that a
+ * solve walking a bottleneck's list updates the other links of its flows
+ * from sequential memory, without touching the flows themselves. */
+typedef struct {
+  guint id;
+  guint n_hops;
+  guint path[FLOWNET_MAX_HOPS];
+} LinkEntry;
 
 typedef struct {
   double cap; /* rate cap, 0 when none */
@@ -48,7 +56,7 @@ typedef struct {
 typedef struct {
   double capacity;
   double bytes;
-  guint *flows;
+  LinkEntry *flows;
   guint n_flows;
   guint cap_flows;
   guint epoch; /* == fn->epoch: in the component being solved */
@@ -70,6 +78,7 @@ struct FlowNet {
   FlowHot *hot;
   FlowCold *cold;
   /* dense per-slot arrays, scanned in slot order (sequential memory) */
+  double *rate;   /* bytes/s */
   SimTime *end;   /* projected end at the current rate; SIM_TIME_MAX at rate 0 or free */
   SimTime *start; /* when the flow started */
   guint *fixed;   /* == fn->epoch: rate fixed in this solve */
@@ -128,6 +137,7 @@ flownet_free (FlowNet *fn)
   g_free (fn->cold);
   g_free (fn->fixed);
   g_free (fn->seen);
+  g_free (fn->rate);
   g_free (fn->end);
   g_free (fn->start);
   g_free (fn->free_slots);
@@ -203,6 +213,7 @@ slot_alloc (FlowNet *fn)
       fn->cold = g_realloc_n (fn->cold, nc, sizeof (FlowCold));
       fn->fixed = g_realloc_n (fn->fixed, nc, sizeof (guint));
       fn->seen = g_realloc_n (fn->seen, nc, sizeof (guint));
+      fn->rate = g_realloc_n (fn->rate, nc, sizeof (double));
       fn->end = g_realloc_n (fn->end, nc, sizeof (SimTime));
       fn->start = g_realloc_n (fn->start, nc, sizeof (SimTime));
       fn->cap_slots = nc;
@@ -232,6 +243,8 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
   f->remaining = bytes;
   f->t_update = now;
   f->n_hops = (guint8) n_hops;
+  memcpy (f->path, path, n_hops * sizeof (guint));
+  fn->rate[id] = 0.0;
   fn->end[id] = SIM_TIME_MAX;
   fn->start[id] = now;
   c->cap = rate_cap > 0.0 ? rate_cap : 0.0;
@@ -242,9 +255,11 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
     {
       Link *l = &fn->links[path[h]];
       GROW (l->flows, l->cap_flows, l->n_flows + 1);
-      f->path[h] = path[h];
-      c->pos[h] = l->n_flows;
-      l->flows[l->n_flows++] = id;
+      LinkEntry *le = &l->flows[l->n_flows];
+      le->id = id;
+      le->n_hops = n_hops;
+      memcpy (le->path, path, n_hops * sizeof (guint));
+      c->pos[h] = l->n_flows++;
       l->bytes += bytes;
       est = MAX (est, bytes * l->n_flows / l->capacity);
       mark_dirty (fn, path[h]);
@@ -271,17 +286,16 @@ flow_remove (FlowNet *fn, guint id)
       guint li = f->path[h];
       Link *l = &fn->links[li];
       guint p = c->pos[h];
-      guint moved = l->flows[--l->n_flows];
-      if (moved != id)
+      const LinkEntry *last = &l->flows[--l->n_flows];
+      if (last->id != id)
         {
-          l->flows[p] = moved;
-          const FlowHot *g = &fn->hot[moved];
-          for (guint k = 0; k < g->n_hops; k++)
-            if (g->path[k] == li)
+          for (guint k = 0; k < last->n_hops; k++)
+            if (last->path[k] == li)
               {
-                fn->cold[moved].pos[k] = p;
+                fn->cold[last->id].pos[k] = p;
                 break;
               }
+          l->flows[p] = *last;
         }
       mark_dirty (fn, li);
     }
@@ -357,27 +371,35 @@ heap_pop (FlowNet *fn, guint *n)
  * brings its bytes up to date at the old rate and projects its new end. A
  * flow whose rate did not change keeps its bytes and end untouched. */
 static inline void
-fix_flow (FlowNet *fn, guint id, double rate, SimTime now)
+fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, double rate, SimTime now)
 {
-  FlowHot *f = &fn->hot[id];
   fn->fixed[id] = fn->epoch;
-  for (guint h = 0; h < f->n_hops; h++)
+  for (guint h = 0; h < n_hops; h++)
     {
-      guint li = f->path[h];
+      guint li = path[h];
       double r = fn->rem[li] - rate;
       fn->rem[li] = r > 0.0 ? r : 0.0;
       fn->n_free[li]--;
     }
-  fn->work += f->n_hops;
-  if (rate == f->rate)
-    return;
-  f->remaining -= f->rate * sim_time_to_seconds (now - f->t_update);
+  fn->work += n_hops;
+  double old = fn->rate[id];
+  if (rate == old)
+    return; /* most flows keep their rate: their record is not touched */
+  FlowHot *f = &fn->hot[id];
+  f->remaining -= old * sim_time_to_seconds (now - f->t_update);
   f->t_update = now;
-  f->rate = rate;
+  fn->rate[id] = rate;
   if (f->remaining <= rate * 1e-12 + 1e-9) /* drained but for rounding */
     fn->end[id] = now;
   else
     fn->end[id] = now + sim_time_ceil_ps (f->remaining / rate * 1e12);
+}
+
+static inline void
+fix_capped (FlowNet *fn, guint id, SimTime now)
+{
+  const FlowHot *f = &fn->hot[id];
+  fix_flow (fn, id, f->n_hops, f->path, fn->cold[id].cap, now);
 }
 
 static int
@@ -413,17 +435,14 @@ gather_component (FlowNet *fn, guint *n_links)
       const Link *l = &fn->links[fn->comp_links[q]];
       for (guint j = 0; j < l->n_flows; j++)
         {
-          guint fi = l->flows[j];
-          if (j + 8 < l->n_flows)
-            __builtin_prefetch (&fn->hot[l->flows[j + 8]]);
-          if (fn->seen[fi] == ep)
+          const LinkEntry *le = &l->flows[j];
+          if (fn->seen[le->id] == ep)
             continue;
-          fn->seen[fi] = ep;
+          fn->seen[le->id] = ep;
           nf++;
-          const FlowHot *f = &fn->hot[fi];
-          for (guint h = 0; h < f->n_hops; h++)
-            if (fn->links[f->path[h]].epoch != ep)
-              add_comp_link (fn, f->path[h], &nl);
+          for (guint h = 0; h < le->n_hops; h++)
+            if (fn->links[le->path[h]].epoch != ep)
+              add_comp_link (fn, le->path[h], &nl);
         }
       fn->work += l->n_flows;
     }
@@ -517,7 +536,7 @@ flownet_solve (FlowNet *fn, SimTime now)
             continue;
           if (fn->cold[c].cap >= share)
             break;
-          fix_flow (fn, c, fn->cold[c].cap, now);
+          fix_capped (fn, c, now);
           capped_any = TRUE;
         }
       if (capped_any)
@@ -526,25 +545,21 @@ flownet_solve (FlowNet *fn, SimTime now)
             heap_push (fn, &hn, fn->rem[li] / fn->n_free[li], li);
           continue;
         }
-      const Link *l = &fn->links[li];
-      const guint *ids = l->flows;
-      guint n = l->n_flows;
+      const LinkEntry *le = fn->links[li].flows;
+      guint n = fn->links[li].n_flows;
       for (guint j = 0; j < n && fn->n_free[li] > 0; j++)
         {
-          /* flows of a link sit at scattered slots: fetch ahead to overlap misses */
-          if (j + 8 < n)
-            {
-              __builtin_prefetch (&fn->hot[ids[j + 8]]);
-              __builtin_prefetch (&fn->fixed[ids[j + 8]]);
-            }
-          if (fn->fixed[ids[j]] != ep)
-            fix_flow (fn, ids[j], share, now);
+          /* the stamps of a link's flows sit at scattered slots: fetch ahead */
+          if (j + 16 < n)
+            __builtin_prefetch (&fn->fixed[le[j + 16].id]);
+          if (fn->fixed[le[j].id] != ep)
+            fix_flow (fn, le[j].id, le[j].n_hops, le[j].path, share, now);
         }
     }
   /* capped flows whose links never became a bottleneck run at their cap */
   for (; next_cap < n_capped; next_cap++)
     if (fn->fixed[fn->comp_capped[next_cap]] != ep)
-      fix_flow (fn, fn->comp_capped[next_cap], fn->cold[fn->comp_capped[next_cap]].cap, now);
+      fix_capped (fn, fn->comp_capped[next_cap], now);
 }
 
 SimTime
@@ -571,7 +586,7 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
       GROW (fn->done, fn->cap_done, n + 1);
       fn->done[n].tag = fn->cold[id].tag;
       fn->done[n].end = end;
-      fn->done[n].rate = fn->hot[id].rate;
+      fn->done[n].rate = fn->rate[id];
       n++;
       flow_remove (fn, id);
     }
@@ -597,7 +612,7 @@ double
 flownet_flow_rate (const FlowNet *fn, guint flow)
 {
   g_return_val_if_fail (flow < fn->n_slots, 0.0);
-  return fn->hot[flow].rate;
+  return fn->rate[flow];
 }
 
 double
@@ -605,7 +620,7 @@ flownet_flow_remaining (const FlowNet *fn, guint flow, SimTime now)
 {
   g_return_val_if_fail (flow < fn->n_slots, 0.0);
   const FlowHot *f = &fn->hot[flow];
-  return f->remaining - f->rate * sim_time_to_seconds (now - f->t_update);
+  return f->remaining - fn->rate[flow] * sim_time_to_seconds (now - f->t_update);
 }
 
 guint64
