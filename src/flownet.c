@@ -551,7 +551,12 @@ flownet_solve (FlowNet *fn, SimTime now)
         {
           /* the stamps of a link's flows sit at scattered slots: fetch ahead */
           if (j + 16 < n)
-            __builtin_prefetch (&fn->fixed[le[j + 16].id]);
+            {
+              guint ahead = le[j + 16].id;
+              __builtin_prefetch (&fn->fixed[ahead]);
+              __builtin_prefetch (&fn->rate[ahead]);
+              __builtin_prefetch (&fn->hot[ahead]);
+            }
           if (fn->fixed[le[j].id] != ep)
             fix_flow (fn, le[j].id, le[j].n_hops, le[j].path, share, now);
         }
