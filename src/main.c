@@ -3,6 +3,7 @@
  * Exit status: 0 success, 2 bad input or usage (with a message naming the
  * file and line:column, or the option), 1 an internal error. */
 #include "cluster.h"
+#include "cmd.h"
 #include "estimate.h"
 #include "moe.h"
 #include "moesim-config.h"
@@ -14,15 +15,15 @@
 #include <stdio.h>
 #include <string.h>
 
-#define EXIT_BAD_INPUT 2
-
-static int
-fail (GError *error)
+int
+cmd_fail (GError *error)
 {
   g_printerr ("moesim: error: %s\n", error->message);
   g_error_free (error);
   return EXIT_BAD_INPUT;
 }
+
+#define fail cmd_fail
 
 static int
 usage_error (GOptionContext *ctx, const char *msg)
@@ -38,6 +39,7 @@ static const char *top_help
       "  moesim run SCENARIO [--set KEY=VALUE]... [-o DIR] [--quiet]\n"
       "  moesim estimate SCENARIO [--set KEY=VALUE]...\n"
       "  moesim topo show TOPOLOGY [--set KEY=VALUE]... [--nodes N]\n"
+      "  moesim trace info|check|stats|import|export ...   routing traces\n"
       "  moesim keys            list every scenario and topology key\n"
       "  moesim --version\n\n"
       "SCENARIO is a sim/*.yaml file; TOPOLOGY a topologies/*.yaml file.\n"
@@ -250,6 +252,8 @@ main (int argc, char **argv)
     return cmd_topo (argc - 1, argv + 1);
   if (strcmp (cmd, "keys") == 0)
     return cmd_keys ();
+  if (strcmp (cmd, "trace") == 0)
+    return cmd_trace (argc - 1, argv + 1);
   g_printerr ("moesim: error: unknown command '%s'\n\n%s", cmd, top_help);
   return EXIT_BAD_INPUT;
 }

@@ -97,6 +97,58 @@ test_estimate_and_topo_show (void)
   CU_ASSERT (kout && strstr (kout, "parallel.ep") && strstr (kout, "fabric.kind"));
 }
 
+static void
+test_trace_commands (void)
+{
+  /* a bad .npy: exit 2, a message naming it, no trace written */
+  g_autofree char *bad = g_build_filename (tmpdir, "bad.npy", NULL);
+  static const char bad_npy[] = "\x93NUMPY\x01\x00\x10\x00{'descr': '<i2'}";
+  g_file_set_contents (bad, bad_npy, sizeof bad_npy - 1, NULL);
+  g_autofree char *out = g_build_filename (tmpdir, "t.mrt", NULL);
+  g_autofree char *args = g_strdup_printf ("trace import --experts %s -o %s", bad, out);
+  g_autofree char *err = NULL;
+  CU_ASSERT_EQUAL (run (args, NULL, &err), 2);
+  CU_ASSERT (err && strstr (err, "bad.npy") && strstr (err, "malformed .npy header"));
+  CU_ASSERT_FALSE (g_file_test (out, G_FILE_TEST_EXISTS));
+  /* a good one: import, check, stats --json, export */
+  gint16 ids[8] = { 0, 1, 2, 3, 1, 2, -1, -1 };
+  g_autofree char *good = g_build_filename (tmpdir, "good.npy", NULL);
+  GString *npy = g_string_new_len ("\x93NUMPY\x01\x00", 8);
+  const char *dict = "{'descr': '<i2', 'fortran_order': False, 'shape': (2, 2, 2), }";
+  GString *h = g_string_new (dict);
+  while ((10 + h->len + 1) % 64)
+    g_string_append_c (h, ' ');
+  g_string_append_c (h, '\n');
+  guint16 hl = (guint16) h->len;
+  g_string_append_len (npy, (char *) &hl, 2);
+  g_string_append_len (npy, h->str, (gssize) h->len);
+  g_string_append_len (npy, (char *) ids, sizeof ids);
+  g_file_set_contents (good, npy->str, (gssize) npy->len, NULL);
+  g_string_free (npy, TRUE);
+  g_string_free (h, TRUE);
+  g_autofree char *imp = g_strdup_printf ("trace import --experts %s -o %s", good, out);
+  CU_ASSERT_EQUAL (run (imp, NULL, NULL), 0);
+  g_autofree char *chk = g_strdup_printf ("trace check %s", out);
+  CU_ASSERT_EQUAL (run (chk, NULL, NULL), 0);
+  g_autofree char *sts = g_strdup_printf ("trace stats %s --json", out);
+  g_autofree char *js = NULL;
+  CU_ASSERT_EQUAL (run (sts, &js, NULL), 0);
+  CU_ASSERT (js && strstr (js, "\"layers\": [") && strstr (js, "\"max_over_mean\""));
+  g_autofree char *back = g_build_filename (tmpdir, "back.npy", NULL);
+  g_autofree char *exp = g_strdup_printf ("trace export %s --experts %s", out, back);
+  CU_ASSERT_EQUAL (run (exp, NULL, NULL), 0);
+  g_autofree char *b1 = NULL, *b2 = NULL;
+  gsize l1 = 0, l2 = 0;
+  g_file_get_contents (good, &b1, &l1, NULL);
+  g_file_get_contents (back, &b2, &l2, NULL);
+  CU_ASSERT (l1 == l2 && b1 && b2 && memcmp (b1, b2, l1) == 0); /* byte for byte */
+  g_autofree char *noweights = g_strdup_printf ("trace export %s --experts %s --weights %s/w.npy",
+                                                out, back, tmpdir);
+  g_autofree char *err2 = NULL;
+  CU_ASSERT_EQUAL (run (noweights, NULL, &err2), 2);
+  CU_ASSERT (err2 && strstr (err2, "no gate weights"));
+}
+
 int
 main (void)
 {
@@ -105,6 +157,7 @@ main (void)
     TEST (test_run_writes_summary),
     TEST (test_bad_input_exits_2_without_outputs),
     TEST (test_estimate_and_topo_show),
+    TEST (test_trace_commands),
   };
   int rc = test_main ("cli", tests, G_N_ELEMENTS (tests));
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmpdir);

@@ -1,0 +1,11 @@
+/* Subcommands of the moesim executable (not part of the library). */
+#pragma once
+
+#include <glib.h>
+
+#define EXIT_BAD_INPUT 2
+
+/* Prints "moesim: error: MESSAGE", frees the error, returns EXIT_BAD_INPUT. */
+int cmd_fail (GError *error);
+
+int cmd_trace (int argc, char **argv);

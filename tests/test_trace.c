@@ -1,0 +1,325 @@
+/* Routing traces: the file format (round trip, damage detection), .npy
+ * input errors, and load statistics of real third-party captures against the
+ * figures published with them (stats.txt of each capture in
+ * ../shared/data/routing). */
+#include "npy.h"
+#include "test_common.h"
+#include "traceio.h"
+#include "tracestats.h"
+
+#include <glib/gstdio.h>
+
+static char *tmpdir;
+static char *data_dir; /* ../shared/data/routing, NULL when absent */
+
+static char *
+tmp_path (const char *name)
+{
+  return g_build_filename (tmpdir, name, NULL);
+}
+
+/* ---- format ---- */
+
+static void
+write_small (const char *path, gboolean weights, gboolean batch)
+{
+  TraceShape s = { 300, 3, 2, 4, weights, batch }; /* 300 experts: 2-byte ids */
+  g_autoptr (GError) err = NULL;
+  TraceWriter *w = trace_writer_new (path, &s, &err);
+  g_assert_no_error (err);
+  trace_writer_meta (w, "producer", "test");
+  gint32 ids[2][12] = { { 0, 1, 2, 299, 5, 7, -1, -1, -1, 10, 11, 12 },
+                        { 3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2, 3 } };
+  float wts[12] = { 0.5f, 0.25f, 0.25f, 1, 0, 0, 0, 0, 0, 0.1f, 0.2f, 0.7f };
+  for (guint l = 0; l < 2; l++)
+    CU_ASSERT (trace_writer_layer (w, ids[l], weights ? wts : NULL, &err));
+  if (batch)
+    {
+      guint32 req[4] = { 0, 0, 1, 1 }, step[4] = { 0, 1, 0, 0 }, pos[4] = { 0, 0, 0, 1 };
+      guint8 ph[4] = { 'P', 'D', 'P', 'P' };
+      CU_ASSERT (trace_writer_batch (w, req, step, pos, ph, &err));
+    }
+  CU_ASSERT (trace_writer_finish (w, &err));
+  g_assert_no_error (err);
+}
+
+static void
+test_write_read_round_trip (void)
+{
+  g_autofree char *p = tmp_path ("small.mrt");
+  write_small (p, TRUE, TRUE);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (Trace) t = trace_open (p, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (t);
+  CU_ASSERT (trace_check (t, &err));
+  const TraceShape *s = trace_shape (t);
+  CU_ASSERT_EQUAL (s->experts, 300);
+  CU_ASSERT_EQUAL (trace_id_bytes (t), 2);
+  CU_ASSERT_EQUAL (trace_id (t, 0, 1, 0), 299);
+  CU_ASSERT_EQUAL (trace_id (t, 0, 2, 1), TRACE_MISSING);
+  CU_ASSERT_EQUAL (trace_id (t, 1, 3, 2), 3);
+  CU_ASSERT_DOUBLE_EQUAL (trace_layer_weights (t, 0)[11], 0.7f, 0);
+  CU_ASSERT_EQUAL (trace_batch_phase (t)[1], 'D');
+  CU_ASSERT_STRING_EQUAL (trace_meta (t, "producer"), "test");
+  /* the file is 64-byte aligned blocks: ids of layer 1 start on a boundary */
+  CU_ASSERT_EQUAL (((guintptr) trace_layer_ids (t, 1)) % 64, 0);
+}
+
+static void
+test_damage_is_detected (void)
+{
+  g_autofree char *p = tmp_path ("dmg.mrt");
+  write_small (p, TRUE, FALSE);
+  g_autofree guint8 *bytes = NULL;
+  gsize len;
+  g_file_get_contents (p, (char **) &bytes, &len, NULL);
+  /* flip a byte of layer 0's ids (first block, at offset 128) */
+  g_autofree guint8 *copy = g_memdup2 (bytes, len);
+  copy[128 + 3] ^= 0x40;
+  g_autofree char *q = tmp_path ("dmg2.mrt");
+  g_file_set_contents (q, (char *) copy, (gssize) len, NULL);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (Trace) t = trace_open (q, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (t);
+  CU_ASSERT_FALSE (trace_check (t, &err));
+  CU_ASSERT (err && err->code == TRACE_ERROR_CHECKSUM && strstr (err->message, "layer 0"));
+  /* truncated */
+  g_file_set_contents (q, (char *) bytes, (gssize) len - 10, NULL);
+  g_clear_error (&err);
+  g_autoptr (Trace) t2 = trace_open (q, &err);
+  CU_ASSERT_PTR_NULL (t2);
+  CU_ASSERT (err && strstr (err->message, "truncated"));
+  /* header damage */
+  memcpy (copy, bytes, len);
+  copy[16] ^= 1; /* experts */
+  g_file_set_contents (q, (char *) copy, (gssize) len, NULL);
+  g_clear_error (&err);
+  g_autoptr (Trace) t3 = trace_open (q, &err);
+  CU_ASSERT_PTR_NULL (t3);
+  CU_ASSERT (err != NULL);
+  /* not a trace */
+  g_file_set_contents (q, "hello", 5, NULL);
+  g_clear_error (&err);
+  g_autoptr (Trace) t4 = trace_open (q, &err);
+  CU_ASSERT (t4 == NULL && err && strstr (err->message, "not a moesim trace"));
+}
+
+/* ---- .npy input ---- */
+
+static char *
+write_raw (const char *name, const char *header, gsize data_bytes)
+{
+  char *p = tmp_path (name);
+  GString *s = g_string_new_len ("\x93NUMPY\x01\x00", 8);
+  guint16 hl = (guint16) strlen (header);
+  g_string_append_len (s, (char *) &hl, 2);
+  g_string_append (s, header);
+  for (gsize i = 0; i < data_bytes; i++)
+    g_string_append_c (s, 0);
+  g_file_set_contents (p, s->str, (gssize) s->len, NULL);
+  g_string_free (s, TRUE);
+  return p;
+}
+
+static void
+expect_import_error (const char *experts, const char *weights, guint num, const char *needle)
+{
+  g_autofree char *out = tmp_path ("bad.mrt");
+  TraceImport in = { experts, weights, NULL, num };
+  g_autoptr (GError) err = NULL;
+  CU_ASSERT_FALSE (trace_import (&in, out, &err));
+  CU_ASSERT (err && strstr (err->message, needle));
+  if (err && !strstr (err->message, needle))
+    g_printerr ("\n  '%s' lacks '%s'\n", err->message, needle);
+  CU_ASSERT_FALSE (g_file_test (out, G_FILE_TEST_EXISTS)); /* nothing half-written */
+}
+
+static void
+test_npy_errors (void)
+{
+  g_autofree char *ok = write_raw ("ok.npy", "{'descr': '<i2', 'fortran_order': False, 'shape': (2, 1, 2), }\n", 8);
+  g_autofree char *big = write_raw ("big.npy", "{'descr': '>i2', 'fortran_order': False, 'shape': (2, 1, 2), }\n", 8);
+  g_autofree char *f16 = write_raw ("c.npy", "{'descr': '<c8', 'fortran_order': False, 'shape': (2, 1, 2), }\n", 32);
+  g_autofree char *two = write_raw ("two.npy", "{'descr': '<i2', 'fortran_order': False, 'shape': (2, 2), }\n", 8);
+  g_autofree char *trunc = write_raw ("trunc.npy", "{'descr': '<i2', 'fortran_order': False, 'shape': (2, 1, 2), }\n", 5);
+  g_autofree char *junk = write_raw ("junk.npy", "{'descr': '<i2', 'fortran_order': False, 'shape': (2, x), }\n", 8);
+  g_autofree char *fort = write_raw ("fort.npy", "{'descr': '<i2', 'fortran_order': True, 'shape': (2, 1, 2), }\n", 8);
+  expect_import_error (big, NULL, 0, "unsupported dtype '>i2'");
+  expect_import_error (f16, NULL, 0, "unsupported dtype '<c8'");
+  expect_import_error (two, NULL, 0, "wrong shape (2, 2)");
+  expect_import_error (trunc, NULL, 0, "truncated data");
+  expect_import_error (junk, NULL, 0, "malformed .npy header");
+  expect_import_error (fort, NULL, 0, "Fortran-order");
+  g_autofree char *missing = tmp_path ("nope.npy");
+  expect_import_error (missing, NULL, 0, "cannot read");
+  g_autofree char *notnpy = tmp_path ("text.npy");
+  g_file_set_contents (notnpy, "hello world", -1, NULL);
+  expect_import_error (notnpy, NULL, 0, "not a .npy file");
+  /* ids out of range: experts array of zeros except one 9 with 4 experts */
+  gint16 ids[4] = { 0, 1, 9, -1 };
+  gsize shape[3] = { 2, 1, 2 };
+  g_autofree char *range = tmp_path ("range.npy");
+  g_assert_true (npy_save (range, NPY_I2, 3, shape, ids, NULL));
+  expect_import_error (range, NULL, 4, "[1, 0, 0] = 9");
+  gint16 neg[4] = { 0, 1, -2, 1 };
+  g_autofree char *negp = tmp_path ("neg.npy");
+  g_assert_true (npy_save (negp, NPY_I2, 3, shape, neg, NULL));
+  expect_import_error (negp, NULL, 0, "= -2");
+  /* weights whose shape differs from the ids */
+  float w[2] = { 1, 2 };
+  gsize wshape[3] = { 1, 1, 2 };
+  g_autofree char *wp = tmp_path ("w.npy");
+  g_assert_true (npy_save (wp, NPY_F4, 3, wshape, w, NULL));
+  expect_import_error (ok, wp, 4, "does not match");
+}
+
+/* ---- real captures ---- */
+
+typedef struct {
+  guint64 tokens, assignments, max_load, min_load;
+  double max_over_mean, cv;
+} RefRow;
+
+/* Rows of the section of stats.txt whose title starts with `title`. */
+static GArray *
+read_reference (const char *stats_txt, const char *title)
+{
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (stats_txt, &text, NULL, NULL));
+  g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+  GArray *rows = g_array_new (FALSE, TRUE, sizeof (RefRow));
+  gboolean in = FALSE;
+  for (guint i = 0; lines[i]; i++)
+    {
+      if (g_str_has_prefix (lines[i], "=="))
+        {
+          in = g_str_has_prefix (lines[i] + 3, title);
+          continue;
+        }
+      RefRow r;
+      guint layer;
+      double mean;
+      if (in && sscanf (lines[i], "%u %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
+                        " %lf %lf %" G_GUINT64_FORMAT " %lf",
+                        &layer, &r.tokens, &r.assignments, &r.max_load, &mean, &r.max_over_mean,
+                        &r.min_load, &r.cv) == 8)
+        g_array_append_val (rows, r);
+    }
+  return rows;
+}
+
+static void
+compare_with_reference (const char *dir, const char *stem, const char *section, char phase)
+{
+  if (data_dir == NULL)
+    return;
+  g_autofree char *ex = g_strdup_printf ("%s/%s/%s.experts.npy", data_dir, dir, stem);
+  g_autofree char *wt = g_strdup_printf ("%s/%s/%s.weights.npy", data_dir, dir, stem);
+  g_autofree char *tk = g_strdup_printf ("%s/%s/%s.tokens.csv", data_dir, dir, stem);
+  g_autofree char *st = g_strdup_printf ("%s/%s/stats.txt", data_dir, dir);
+  g_autofree char *out = tmp_path ("real.mrt");
+  TraceImport in = { ex, wt, tk, 0 };
+  g_autoptr (GError) err = NULL;
+  CU_ASSERT_FATAL (trace_import (&in, out, &err));
+  g_autoptr (Trace) t = trace_open (out, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (t);
+  CU_ASSERT (trace_check (t, &err));
+  g_autoptr (TraceStats) s = trace_stats_compute (t, phase, 0, 0, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (s);
+  g_autoptr (GArray) ref = read_reference (st, section);
+  CU_ASSERT_EQUAL_FATAL (ref->len, s->n_layers);
+  for (guint l = 0; l < s->n_layers; l++)
+    {
+      const RefRow *r = &g_array_index (ref, RefRow, l);
+      const TraceLayerStats *ls = &s->layers[l];
+      CU_ASSERT_EQUAL (ls->tokens, r->tokens);
+      CU_ASSERT_EQUAL (ls->assignments, r->assignments);
+      CU_ASSERT_EQUAL (ls->max_load, r->max_load);
+      CU_ASSERT_EQUAL (ls->min_load, r->min_load);
+      CU_ASSERT (fabs (ls->max_over_mean - r->max_over_mean) <= 0.0005 + 1e-9);
+      CU_ASSERT (fabs (ls->cv - r->cv) <= 0.0005 + 1e-9);
+    }
+  /* and the export gives the same arrays back */
+  g_autofree char *ex2 = tmp_path ("e2.npy"), *wt2 = tmp_path ("w2.npy"), *tk2 = tmp_path ("t2.csv");
+  CU_ASSERT (trace_export (t, ex2, wt2, tk2, &err));
+  g_autoptr (NpyArray) a = npy_load (ex, NULL), b = npy_load (ex2, NULL);
+  CU_ASSERT_FATAL (a && b && a->count == b->count);
+  gboolean same = TRUE;
+  for (gsize i = 0; i < a->count; i++)
+    same &= npy_get_int (a, i) == npy_get_int (b, i);
+  CU_ASSERT (same);
+  g_autoptr (NpyArray) wa = npy_load (wt, NULL), wb = npy_load (wt2, NULL);
+  CU_ASSERT (wa && wb && wa->dtype == NPY_F4 && wb->dtype == NPY_F4 && wa->count == wb->count
+             && memcmp (wa->data, wb->data, wa->count * 4) == 0);
+  g_autofree char *c1 = NULL, *c2 = NULL;
+  g_file_get_contents (tk, &c1, NULL, NULL);
+  g_file_get_contents (tk2, &c2, NULL, NULL);
+  CU_ASSERT (c1 && c2 && strcmp (c1, c2) == 0);
+}
+
+static void
+test_flame_moe_prefill_matches_published_stats (void)
+{
+  compare_with_reference ("flame-moe-290m-prefill", "prefill_2048tok", "prefill_2048tok", 0);
+}
+
+static void
+test_mixtral_vllm_capture_matches_published_stats (void)
+{
+  /* decode of 4 requests, with missing (-1) records */
+  compare_with_reference ("mixtral-8x7b-instruct-fp8-vllm", "decode_4req", "decode_4req", 0);
+  /* one request: the prefill pass and the decode steps, split by phase */
+  compare_with_reference ("mixtral-8x7b-instruct-fp8-vllm", "humaneval0_prefill_decode",
+                          "humaneval0_prefill_decode: prefill", 'P');
+  compare_with_reference ("mixtral-8x7b-instruct-fp8-vllm", "humaneval0_prefill_decode",
+                          "humaneval0_prefill_decode: decode", 'D');
+}
+
+static void
+test_placement_stats (void)
+{
+  g_autofree char *p = tmp_path ("small2.mrt");
+  write_small (p, FALSE, TRUE);
+  g_autoptr (Trace) t = trace_open (p, NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (t);
+  /* 300 experts on 3 GPUs of 1 per node: experts 0..99 on node 0, ... */
+  g_autoptr (TraceStats) s = trace_stats_compute (t, 0, 3, 1, NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (s);
+  /* layer 0 tokens: {0,1,2}: 1 node; {299,5,7}: 2 nodes; all missing: none; {10,11,12}: 1 */
+  CU_ASSERT_EQUAL (s->layers[0].fanout[1], 2);
+  CU_ASSERT_EQUAL (s->layers[0].fanout[2], 1);
+  CU_ASSERT_EQUAL (s->layers[0].tokens, 3);
+  g_autoptr (TraceStats) sp = trace_stats_compute (t, 'D', 0, 0, NULL);
+  CU_ASSERT_EQUAL (sp->layers[0].tokens, 1);
+  g_autofree char *js = trace_stats_json (t, s);
+  CU_ASSERT (strstr (js, "\"max_over_mean\"") && strstr (js, "\"gini\"") && strstr (js, "\"node_fanout\""));
+}
+
+int
+main (void)
+{
+  tmpdir = g_dir_make_tmp ("moesim-trace-XXXXXX", NULL);
+  char *d = g_build_filename (MOESIM_SOURCE_ROOT, "..", "shared", "data", "routing", NULL);
+  if (g_file_test (d, G_FILE_TEST_IS_DIR))
+    data_dir = d;
+  else
+    {
+      g_printerr ("test_trace: %s not found: real-capture checks skipped\n", d);
+      g_free (d);
+    }
+  static const TestCase tests[] = {
+    TEST (test_write_read_round_trip),
+    TEST (test_damage_is_detected),
+    TEST (test_npy_errors),
+    TEST (test_flame_moe_prefill_matches_published_stats),
+    TEST (test_mixtral_vllm_capture_matches_published_stats),
+    TEST (test_placement_stats),
+  };
+  int rc = test_main ("trace", tests, G_N_ELEMENTS (tests));
+  g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmpdir);
+  if (system (cmd) != 0)
+    rc = 1;
+  g_free (tmpdir);
+  g_free (data_dir);
+  return rc;
+}
