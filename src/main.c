@@ -98,6 +98,8 @@ cmd_run (int argc, char **argv, gboolean estimate_only)
       g_free (o.out_dir);
       return fail (g_steal_pointer (&error));
     }
+  for (const char *const *n = scenario_notes (sc); *n; n++)
+    g_printerr ("moesim: note: %s\n", *n);
   g_autoptr (GString) text = g_string_new (NULL);
   if (estimate_only)
     {

@@ -187,7 +187,7 @@ moe_run (const Scenario *sc, GError **error)
   m.n_steps = (guint) (s->model.moe_layers * s->parallel.microbatches);
   m.tokens_per_mb = (guint) (s->parallel.tokens_per_gpu / s->parallel.microbatches);
   guint threads = MAX (1u, g_get_num_processors () - 1); /* the engine keeps a core */
-  m.routing = routing_stream_new (s, m.n_steps, m.tokens_per_mb, threads, 2 * threads + 1);
+  m.routing = routing_stream_new (s, scenario_trace (sc), m.n_steps, m.tokens_per_mb, threads, 2 * threads + 1);
   m.prev_done = g_new (EngineTask, m.ep);
   for (guint g = 0; g < m.ep; g++)
     m.prev_done[g] = ENGINE_TASK_NONE;

@@ -40,7 +40,20 @@ report_summary_json (const Scenario *sc, const RunResult *r)
   json_string (&w, "dispatch", "direct");
   json_string (&w, "dispatch_dtype", dtype_names[s->model.dispatch_dtype]);
   json_string (&w, "combine_dtype", dtype_names[s->model.combine_dtype]);
-  json_int (&w, "seed", s->routing.synthetic.seed);
+  json_begin_object (&w, "routing");
+  if (scenario_trace (sc))
+    {
+      json_string (&w, "source", "trace");
+      json_string (&w, "file", trace_path (scenario_trace (sc)));
+      json_double (&w, "token_reuse", scenario_trace_reuse (sc));
+    }
+  else
+    {
+      json_string (&w, "source", "synthetic");
+      json_string (&w, "kind", "uniform");
+      json_int (&w, "seed", s->routing.synthetic.seed);
+    }
+  json_end_object (&w);
   json_double (&w, "solver_tolerance", s->sim.tolerance);
   json_end_object (&w);
 

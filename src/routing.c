@@ -128,6 +128,39 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
     }
 }
 
+void
+routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb, guint tokens,
+                    RoutingLayer *out)
+{
+  const TraceShape *sh = trace_shape (t);
+  guint ep = out->ep, E = out->experts, K = sh->top_k, per_gpu = E / ep;
+  guint tl = layer % sh->layers;
+  guint64 T = sh->tokens, B = (guint64) s->parallel.tokens_per_gpu;
+  memset (out->pair_tokens, 0, (gsize) ep * ep * sizeof (guint32));
+  memset (out->expert_rows, 0, E * sizeof (guint32));
+  g_autofree guint32 *dstamp = g_new0 (guint32, ep);
+  guint32 stamp = 0;
+  for (guint src = 0; src < ep; src++)
+    {
+      guint32 *row = out->pair_tokens + (gsize) src * ep;
+      guint64 tok = (src * B + (guint64) mb * tokens) % T;
+      for (guint i = 0; i < tokens; i++, tok = tok + 1 == T ? 0 : tok + 1)
+        {
+          stamp++;
+          for (guint k = 0; k < K; k++)
+            {
+              gint e = trace_id (t, tl, tok, k);
+              if (e == TRACE_MISSING)
+                continue;
+              out->expert_rows[e]++;
+              guint d = (guint) e / per_gpu;
+              row[d] += dstamp[d] != stamp;
+              dstamp[d] = stamp;
+            }
+        }
+    }
+}
+
 /* ---- generation ahead of use ---- */
 
 typedef struct {
@@ -138,6 +171,7 @@ typedef struct {
 
 struct RoutingStream {
   const ScenarioSpec *spec;
+  const Trace *trace;
   guint n_steps, tokens, window, mbs;
   Slot *slots;
   GThreadPool *pool;
@@ -152,7 +186,10 @@ generate (gpointer data, gpointer user)
   RoutingStream *rs = user;
   Slot *slot = &rs->slots[GPOINTER_TO_UINT (data) - 1];
   guint step = slot->step;
-  routing_synthetic (rs->spec, step / rs->mbs, step % rs->mbs, rs->tokens, slot->layer);
+  if (rs->trace)
+    routing_from_trace (rs->spec, rs->trace, step / rs->mbs, step % rs->mbs, rs->tokens, slot->layer);
+  else
+    routing_synthetic (rs->spec, step / rs->mbs, step % rs->mbs, rs->tokens, slot->layer);
   g_mutex_lock (&rs->lock);
   slot->ready = TRUE;
   g_cond_broadcast (&rs->cond);
@@ -175,10 +212,12 @@ queue_next (RoutingStream *rs)
 }
 
 RoutingStream *
-routing_stream_new (const ScenarioSpec *s, guint n_steps, guint tokens, guint threads, guint window)
+routing_stream_new (const ScenarioSpec *s, const Trace *trace, guint n_steps, guint tokens,
+                    guint threads, guint window)
 {
   RoutingStream *rs = g_new0 (RoutingStream, 1);
   rs->spec = s;
+  rs->trace = trace;
   rs->n_steps = n_steps;
   rs->tokens = tokens;
   rs->mbs = (guint) s->parallel.microbatches;

@@ -29,13 +29,20 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RoutingLayer, routing_layer_free)
 void routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens,
                         RoutingLayer *out);
 
+/* The same from a trace: GPU g, micro-batch m takes `tokens` consecutive
+ * trace tokens from (g x tokens_per_gpu + m x tokens) mod T, wrapping; MoE
+ * layer l replays trace layer l mod L; missing records route nowhere. The
+ * trace's experts must equal the scenario's (scenario_load checks). */
+void routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb,
+                         guint tokens, RoutingLayer *out);
+
 /* A stream of routing layers for steps 0..n_steps-1 (step = layer *
- * microbatches + mb), generated ahead by worker threads into a ring of
+ * microbatches + mb), from the trace when given, else synthetic, generated ahead by worker threads into a ring of
  * `window` slots while the caller simulates. Every step's content depends
  * only on the seed and the step, never on threads or timing. */
 typedef struct RoutingStream RoutingStream;
-RoutingStream *routing_stream_new (const ScenarioSpec *s, guint n_steps, guint tokens,
-                                   guint threads, guint window);
+RoutingStream *routing_stream_new (const ScenarioSpec *s, const Trace *trace, guint n_steps,
+                                   guint tokens, guint threads, guint window);
 /* Blocks until step `step` is ready and returns it; steps must be asked for
  * in order, and the previous step's layer is recycled by this call. */
 const RoutingLayer *routing_stream_get (RoutingStream *rs, guint step);

@@ -10,6 +10,9 @@ struct Scenario {
   ScenarioSpec spec;
   CfgDoc doc;
   Topology *topo;
+  Trace *trace;
+  GPtrArray *notes;
+  double reuse;
   char *path;
 };
 
@@ -41,6 +44,8 @@ static const CfgField scenario_fields[] = {
      "synthetic routing model"),
   F ("routing.synthetic.seed", CFG_INT, routing.synthetic.seed, 0, (double) G_MAXUINT32, "1",
      "seed of the synthetic routing"),
+  F ("routing.trace", CFG_STRING, routing.trace, 0, 0, "\"\"",
+     "replay this routing trace (relative to the scenario) instead of synthetic routing"),
   E ("cross_rail", cross_rail, cross_rail_names, "auto",
      "traffic between rails: spine, nvlink (forward inside the node first), auto"),
   F ("output.dir", CFG_STRING, output.dir, 0, 0, "\"\"", "output folder (default out/<name>)"),
@@ -65,6 +70,9 @@ scenario_free (Scenario *s)
     return;
   cfg_clear (&s->doc);
   topology_free (s->topo);
+  trace_free (s->trace);
+  if (s->notes)
+    g_ptr_array_unref (s->notes);
   g_free (s->path);
   g_free (s);
 }
@@ -103,6 +111,46 @@ fail_at (GError **error, const char *where, const char *fmt, ...)
   va_end (ap);
   g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_RANGE, "%s: %s", where, msg);
   return FALSE;
+}
+
+/* Opens and checks the trace, and decides how it covers the scenario: GPU g,
+ * micro-batch m takes consecutive trace tokens from (g B + m B / mb) mod T,
+ * wrapping; MoE layer l replays trace layer l mod L. */
+static gboolean
+load_trace (Scenario *sc, GError **error)
+{
+  ScenarioSpec *s = &sc->spec;
+  const char *where = cfg_origin (&sc->doc, "routing.trace");
+  g_autofree char *dir = g_path_get_dirname (sc->path);
+  g_autofree char *path = g_path_is_absolute (s->routing.trace)
+                              ? g_strdup (s->routing.trace)
+                              : g_build_filename (dir, s->routing.trace, NULL);
+  g_autoptr (GError) terr = NULL;
+  sc->trace = trace_open (path, &terr);
+  if (sc->trace == NULL || !trace_check (sc->trace, &terr))
+    return fail_at (error, where, "routing.trace: %s", terr->message);
+  const TraceShape *t = trace_shape (sc->trace);
+  if ((gint64) t->experts != s->model.experts)
+    return fail_at (error, where, "the trace %s has %u experts, the scenario's model.experts is %"
+                    G_GINT64_FORMAT, path, t->experts, s->model.experts);
+  if ((gint64) t->top_k != s->model.top_k)
+    return fail_at (error, where, "the trace %s has top-%u routing, the scenario's model.top_k is %"
+                    G_GINT64_FORMAT, path, t->top_k, s->model.top_k);
+  if (t->tokens == 0 || t->layers == 0)
+    return fail_at (error, where, "the trace %s is empty", path);
+  double need = (double) s->parallel.ep * (double) s->parallel.tokens_per_gpu;
+  sc->reuse = need / (double) t->tokens;
+  if (need > (double) t->tokens)
+    g_ptr_array_add (sc->notes, g_strdup_printf (
+        "routing: the trace has %" G_GUINT64_FORMAT " tokens per layer, the scenario needs %.0f "
+        "(ep %" G_GINT64_FORMAT " x %" G_GINT64_FORMAT " tokens per GPU): each trace token is used "
+        "%.2f times (each GPU takes its own window, wrapping)",
+        t->tokens, need, s->parallel.ep, s->parallel.tokens_per_gpu, sc->reuse));
+  if (s->model.moe_layers > (gint64) t->layers)
+    g_ptr_array_add (sc->notes, g_strdup_printf (
+        "routing: the trace has %u MoE layers, the scenario %" G_GINT64_FORMAT
+        ": layer l replays trace layer l mod %u", t->layers, s->model.moe_layers, t->layers));
+  return TRUE;
 }
 
 static gboolean
@@ -144,6 +192,8 @@ validate (Scenario *sc, GError **error)
     return fail_at (error, cfg_origin (&sc->doc, "cross_rail"),
                     "cross_rail = spine is impossible on the multi_plane fabric of %s (its planes "
                     "share no switch); use nvlink or auto", topology_path (sc->topo));
+  if (s->routing.trace[0] && !load_trace (sc, error))
+    return FALSE;
   double need = scenario_sim_memory_bytes (s);
   if (need > s->sim.max_memory_gb * 1e9)
     return fail_at (error, cfg_origin (&sc->doc, "parallel.ep"),
@@ -164,6 +214,7 @@ scenario_load (const char *path, const char *const *sets, GError **error)
     return NULL;
   g_autoptr (Scenario) sc = g_new0 (Scenario, 1);
   sc->path = g_strdup (path);
+  sc->notes = g_ptr_array_new_with_free_func (g_free);
   cfg_init (&sc->doc, scenario_fields, G_N_ELEMENTS (scenario_fields), &sc->spec, sc->path);
   if (!cfg_apply_tree (&sc->doc, root, NULL, error))
     return NULL;
@@ -237,6 +288,26 @@ const Topology *
 scenario_topology (const Scenario *s)
 {
   return s->topo;
+}
+
+const Trace *
+scenario_trace (const Scenario *s)
+{
+  return s->trace;
+}
+
+const char *const *
+scenario_notes (const Scenario *s)
+{
+  if (s->notes->len == 0 || g_ptr_array_index (s->notes, s->notes->len - 1) != NULL)
+    g_ptr_array_add (s->notes, NULL);
+  return (const char *const *) s->notes->pdata;
+}
+
+double
+scenario_trace_reuse (const Scenario *s)
+{
+  return s->trace ? s->reuse : 0.0;
 }
 
 const char *

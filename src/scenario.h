@@ -8,6 +8,7 @@
 
 #include "cluster.h"
 #include "topo.h"
+#include "trace.h"
 
 typedef enum { DISPATCH_DIRECT } DispatchAlgo;
 typedef enum { SYNTH_UNIFORM } SynthKind;
@@ -29,6 +30,7 @@ typedef struct {
       int kind; /* SynthKind */
       gint64 seed;
     } synthetic;
+    char *trace; /* "" = synthetic; else a trace file, relative to the scenario */
   } routing;
   int cross_rail; /* CrossRail */
   struct {
@@ -51,6 +53,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (Scenario, scenario_free)
 
 const ScenarioSpec *scenario_spec (const Scenario *s);
 const Topology *scenario_topology (const Scenario *s);
+/* The routing trace the scenario replays, or NULL for synthetic routing. */
+const Trace *scenario_trace (const Scenario *s);
+/* Notes for the user about how the inputs were fitted (e.g. trace tokens
+ * reused); NULL-terminated, owned by the scenario. */
+const char *const *scenario_notes (const Scenario *s);
+/* How many times each trace token is used per layer (1 = each once). */
+double scenario_trace_reuse (const Scenario *s);
 const char *scenario_path (const Scenario *s);
 /* Output folder: output.dir, or out/<name> when empty. Caller frees. */
 char *scenario_output_dir (const Scenario *s);

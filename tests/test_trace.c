@@ -3,6 +3,8 @@
  * figures published with them (stats.txt of each capture in
  * ../shared/data/routing). */
 #include "npy.h"
+#include "moe.h"
+#include "routing.h"
 #include "test_common.h"
 #include "traceio.h"
 #include "tracestats.h"
@@ -295,6 +297,90 @@ test_placement_stats (void)
   CU_ASSERT (strstr (js, "\"max_over_mean\"") && strstr (js, "\"gini\"") && strstr (js, "\"node_fanout\""));
 }
 
+/* A trace of E experts, top-2, where token t of layer l picks experts
+ * (t + l) mod E and (t + l + 1) mod E; written at `path`. */
+static void
+write_pattern (const char *path, guint E, guint layers, guint tokens)
+{
+  TraceShape s = { E, 2, layers, tokens, FALSE, FALSE };
+  TraceWriter *w = trace_writer_new (path, &s, NULL);
+  g_autofree gint32 *ids = g_new (gint32, tokens * 2);
+  for (guint l = 0; l < layers; l++)
+    {
+      for (guint t = 0; t < tokens; t++)
+        {
+          ids[2 * t] = (gint32) ((t + l) % E);
+          ids[2 * t + 1] = (gint32) ((t + l + 1) % E);
+        }
+      g_assert_true (trace_writer_layer (w, ids, NULL, NULL));
+    }
+  g_assert_true (trace_writer_finish (w, NULL));
+}
+
+static Scenario *
+replay_scenario (const char *trace, const char *extra, GError **error)
+{
+  g_autofree char *path = tmp_path ("replay.yaml");
+  g_autofree char *text = g_strdup_printf (
+      "name: replay\ntopology: %s/topologies/tiny-2node.yaml\n"
+      "model: {hidden: 256, moe_intermediate: 256, experts: 16, top_k: 2, moe_layers: 3}\n"
+      "parallel: {ep: 8, tokens_per_gpu: 32}\nrouting: {trace: %s}\n%s",
+      MOESIM_SOURCE_ROOT, trace, extra ? extra : "");
+  g_file_set_contents (path, text, -1, NULL);
+  return scenario_load (path, NULL, error);
+}
+
+static void
+test_replay_windows_and_counts (void)
+{
+  g_autofree char *p = tmp_path ("pattern.mrt");
+  write_pattern (p, 16, 2, 64); /* 64 tokens, the scenario needs 8 x 32 = 256: reuse 4 */
+  g_autoptr (GError) err = NULL;
+  g_autoptr (Scenario) sc = replay_scenario (p, NULL, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  CU_ASSERT_DOUBLE_EQUAL (scenario_trace_reuse (sc), 4.0, 1e-12);
+  const char *const *notes = scenario_notes (sc);
+  CU_ASSERT (notes[0] && strstr (notes[0], "used 4.00 times"));
+  CU_ASSERT (notes[1] && strstr (notes[1], "l mod 2"));
+  g_autoptr (RoutingLayer) r = routing_layer_new (8, 16);
+  /* layer 2 replays trace layer 0; GPU 1 takes tokens 32..63 */
+  routing_from_trace (scenario_spec (sc), scenario_trace (sc), 2, 0, 32, r);
+  /* token t picks experts t mod 16 and t+1 mod 16: GPUs (t/2) mod 8 and
+   * ((t+1)/2) mod 8; each of GPU 1's 32 tokens reaches 1 or 2 GPUs */
+  guint64 out = 0;
+  for (guint d = 0; d < 8; d++)
+    out += r->pair_tokens[1 * 8 + d];
+  CU_ASSERT_EQUAL (out, 32 + 16); /* odd t: two GPUs; even t: one */
+  guint64 rows = 0;
+  for (guint e = 0; e < 16; e++)
+    {
+      rows += r->expert_rows[e];
+      CU_ASSERT_EQUAL (r->expert_rows[e], 32); /* 256 tokens x 2 / 16, by symmetry */
+    }
+  CU_ASSERT_EQUAL (rows, 8 * 32 * 2);
+  /* and a run replays it deterministically */
+  g_autoptr (RunResult) a = moe_run (sc, &err);
+  g_autoptr (RunResult) b = moe_run (sc, &err);
+  CU_ASSERT_FATAL (a && b);
+  CU_ASSERT_DOUBLE_EQUAL (a->total_us, b->total_us, 0);
+  CU_ASSERT (a->total_us > 0);
+}
+
+static void
+test_replay_rejects_mismatches (void)
+{
+  g_autofree char *p = tmp_path ("pattern32.mrt");
+  write_pattern (p, 32, 1, 16);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (Scenario) sc = replay_scenario (p, NULL, &err);
+  CU_ASSERT_PTR_NULL (sc);
+  CU_ASSERT (err && strstr (err->message, "replay.yaml:5:18") && strstr (err->message, "32 experts")
+             && strstr (err->message, "model.experts is 16"));
+  g_clear_error (&err);
+  g_autoptr (Scenario) sc2 = replay_scenario ("nowhere.mrt", NULL, &err);
+  CU_ASSERT (sc2 == NULL && err && strstr (err->message, "nowhere.mrt") && strstr (err->message, "cannot read"));
+}
+
 int
 main (void)
 {
@@ -314,6 +400,8 @@ main (void)
     TEST (test_flame_moe_prefill_matches_published_stats),
     TEST (test_mixtral_vllm_capture_matches_published_stats),
     TEST (test_placement_stats),
+    TEST (test_replay_windows_and_counts),
+    TEST (test_replay_rejects_mismatches),
   };
   int rc = test_main ("trace", tests, G_N_ELEMENTS (tests));
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmpdir);
