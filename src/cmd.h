@@ -9,3 +9,4 @@
 int cmd_fail (GError *error);
 
 int cmd_trace (int argc, char **argv);
+int cmd_gate (int argc, char **argv);

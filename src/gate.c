@@ -1,0 +1,371 @@
+/* CPU gate: blocked logits GEMM and the selection epilogue. */
+#include "gate.h"
+
+#include "rng.h"
+
+#include <math.h>
+#include <string.h>
+
+static const GateConfig presets[] = {
+  /* DeepSeek-V3 config_671B.json: sigmoid, noaux_tc bias, 8 groups / top-4 by
+   * the sum of the top-2 scores, top-8, normalised, x2.5 */
+  { "deepseek-v3", 7168, 256, 8, GATE_SIGMOID, TRUE, 8, 4, GATE_GROUP_TOP2_SUM, 0, 0, TRUE, 2.5 },
+  /* Mixtral-8x7B: softmax over 8 experts, top-2, renormalised over the two */
+  { "mixtral", 4096, 8, 2, GATE_SOFTMAX, FALSE, 1, 1, GATE_GROUP_MAX, 0, 0, TRUE, 1.0 },
+  /* Qwen1.5-MoE-A2.7B: softmax over 60 experts, top-4, not renormalised */
+  { "qwen-moe", 2048, 60, 4, GATE_SOFTMAX, FALSE, 1, 1, GATE_GROUP_MAX, 0, 0, FALSE, 1.0 },
+};
+
+const GateConfig *
+gate_preset (const char *name)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (presets); i++)
+    if (g_strcmp0 (presets[i].name, name) == 0)
+      return &presets[i];
+  return NULL;
+}
+
+const char *
+gate_preset_names (void)
+{
+  return "deepseek-v3, mixtral, qwen-moe";
+}
+
+const GateSynth gate_synth_default = { 1, 16, 1.0, 1.0, 64 };
+
+/* ---- selection ---- */
+
+/* Index of the best of n values among those with allowed[i], ties to the
+ * lower index; -1 when none. */
+static inline gint
+argmax_allowed (const float *v, const guint8 *allowed, guint n)
+{
+  gint best = -1;
+  for (guint i = 0; i < n; i++)
+    if (allowed[i] && (best < 0 || v[i] > v[best]))
+      best = (gint) i;
+  return best;
+}
+
+/* Sum of the `m` largest of v[0..n) that are allowed. */
+static float
+top_sum (const float *v, const guint8 *allowed, guint n, guint m)
+{
+  float best[64];
+  guint have = 0;
+  m = MIN (m, 64u);
+  for (guint i = 0; i < n; i++)
+    {
+      if (!allowed[i])
+        continue;
+      float x = v[i];
+      if (have < m)
+        best[have++] = x;
+      else
+        {
+          guint lo = 0;
+          for (guint j = 1; j < m; j++)
+            if (best[j] < best[lo])
+              lo = j;
+          if (x > best[lo])
+            best[lo] = x;
+          else
+            continue;
+        }
+    }
+  float s = 0;
+  /* fixed order: sort descending, then add */
+  for (guint i = 0; i < have; i++)
+    for (guint j = i + 1; j < have; j++)
+      if (best[j] > best[i])
+        {
+          float t = best[i];
+          best[i] = best[j];
+          best[j] = t;
+        }
+  for (guint i = 0; i < have; i++)
+    s += best[i];
+  return s;
+}
+
+/* Keeps the `keep` best of `n` blocks of `size` entries by block score. */
+static void
+limit_blocks (const float *sel, guint8 *allowed, guint n, guint size, guint keep, gboolean by_max,
+              guint top)
+{
+  float score[1024];
+  guint8 block_ok[1024];
+  g_assert (n <= 1024);
+  for (guint b = 0; b < n; b++)
+    {
+      const float *v = sel + (gsize) b * size;
+      const guint8 *a = allowed + (gsize) b * size;
+      gboolean any = FALSE;
+      for (guint i = 0; i < size; i++)
+        any |= a[i];
+      block_ok[b] = any;
+      if (!any)
+        score[b] = -INFINITY;
+      else if (by_max)
+        {
+          gint m = argmax_allowed (v, a, size);
+          score[b] = v[m];
+        }
+      else
+        score[b] = top_sum (v, a, size, top);
+    }
+  guint8 chosen[1024] = { 0 };
+  for (guint k = 0; k < keep; k++)
+    {
+      gint best = argmax_allowed (score, block_ok, n);
+      if (best < 0)
+        break;
+      chosen[best] = 1;
+      block_ok[best] = 0;
+    }
+  for (guint b = 0; b < n; b++)
+    if (!chosen[b])
+      memset (allowed + (gsize) b * size, 0, size);
+}
+
+void
+gate_select (const GateConfig *g, const float *logits, const float *bias, gint32 *ids,
+             float *weights)
+{
+  guint E = g->experts;
+  float scores[4096], sel[4096];
+  guint8 allowed[4096];
+  g_assert (E <= 4096);
+  if (g->scoring == GATE_SIGMOID)
+    for (guint e = 0; e < E; e++)
+      scores[e] = 1.0f / (1.0f + expf (-logits[e]));
+  else
+    {
+      float mx = logits[0];
+      for (guint e = 1; e < E; e++)
+        mx = MAX (mx, logits[e]);
+      float sum = 0;
+      for (guint e = 0; e < E; e++)
+        {
+          scores[e] = expf (logits[e] - mx);
+          sum += scores[e];
+        }
+      for (guint e = 0; e < E; e++)
+        scores[e] /= sum;
+    }
+  for (guint e = 0; e < E; e++)
+    {
+      sel[e] = (g->use_bias && bias) ? scores[e] + bias[e] : scores[e];
+      allowed[e] = 1;
+    }
+  if (g->n_group > 1 && g->topk_group < g->n_group)
+    limit_blocks (sel, allowed, g->n_group, E / g->n_group, g->topk_group,
+                  g->group_score == GATE_GROUP_MAX, 2);
+  if (g->node_limit > 0 && g->experts_per_node > 0 && E / g->experts_per_node > g->node_limit)
+    limit_blocks (sel, allowed, E / g->experts_per_node, g->experts_per_node, g->node_limit, FALSE,
+                  (g->top_k + g->node_limit - 1) / g->node_limit);
+  float sum = 0;
+  for (guint k = 0; k < g->top_k; k++)
+    {
+      gint best = argmax_allowed (sel, allowed, E);
+      ids[k] = best;
+      if (best < 0)
+        {
+          weights[k] = 0;
+          continue;
+        }
+      allowed[best] = 0;
+      weights[k] = scores[best];
+      sum += scores[best];
+    }
+  for (guint k = 0; k < g->top_k; k++)
+    {
+      if (g->normalize && sum > 0)
+        weights[k] /= sum;
+      weights[k] *= (float) g->scaling;
+    }
+}
+
+/* ---- logits GEMM ---- */
+
+#define LANES 8
+#define TB 3 /* tokens per block */
+#define EB 4 /* experts per block */
+
+/* Dot products of TB token rows with EB weight rows over H, each as LANES
+ * interleaved partial sums added in a fixed order at the end. The compiler
+ * turns the lane loop into vector code; no reassociation is needed. */
+typedef float V8 __attribute__ ((vector_size (32)));
+
+/* Dot products of TB token rows with EB weight rows over H, each as LANES
+ * interleaved partial sums (GCC vector extensions: one AVX register, or two
+ * SSE registers), added in a fixed order at the end. Cloned for AVX2: every
+ * clone performs the same IEEE operations in the same order, so the bits
+ * are the same whichever runs. */
+__attribute__ ((target_clones ("avx2", "default"))) static void
+block_dot (const float *const *x, const float *const *w, guint H, float out[TB][EB])
+{
+  V8 acc[TB][EB];
+  memset (acc, 0, sizeof acc);
+  guint h = 0;
+  for (; h + LANES <= H; h += LANES)
+    {
+      V8 xv[TB], wv[EB];
+      for (guint t = 0; t < TB; t++)
+        memcpy (&xv[t], x[t] + h, sizeof (V8));
+      for (guint e = 0; e < EB; e++)
+        memcpy (&wv[e], w[e] + h, sizeof (V8));
+      for (guint t = 0; t < TB; t++)
+        for (guint e = 0; e < EB; e++)
+          acc[t][e] += xv[t] * wv[e];
+    }
+  for (guint t = 0; t < TB; t++)
+    for (guint e = 0; e < EB; e++)
+      {
+        float s = 0;
+        for (guint l = 0; l < LANES; l++)
+          s += acc[t][e][l];
+        for (guint r = h; r < H; r++)
+          s += x[t][r] * w[e][r];
+        out[t][e] = s;
+      }
+}
+
+typedef struct {
+  const float *hidden, *weight;
+  guint64 t0, t1;
+  guint E, H;
+  float *out;
+} GemmJob;
+
+static void
+gemm_rows (const GemmJob *j)
+{
+  /* experts in chunks that stay in cache while a run of tokens streams by */
+  const guint e_chunk = 64;
+  for (guint e0 = 0; e0 < j->E; e0 += e_chunk)
+    {
+      guint e1 = MIN (j->E, e0 + e_chunk);
+      for (guint64 t = j->t0; t < j->t1; t += TB)
+        for (guint e = e0; e < e1; e += EB)
+          {
+            const float *x[TB], *w[EB];
+            for (guint i = 0; i < TB; i++)
+              x[i] = j->hidden + (gsize) MIN (t + i, j->t1 - 1) * j->H;
+            for (guint i = 0; i < EB; i++)
+              w[i] = j->weight + (gsize) MIN (e + i, e1 - 1) * j->H;
+            float o[TB][EB];
+            block_dot (x, w, j->H, o);
+            for (guint i = 0; i < TB && t + i < j->t1; i++)
+              for (guint k = 0; k < EB && e + k < e1; k++)
+                j->out[(t + i) * j->E + e + k] = o[i][k];
+          }
+    }
+}
+
+static gpointer
+gemm_thread (gpointer data)
+{
+  gemm_rows (data);
+  return NULL;
+}
+
+void
+gate_logits (const float *hidden, guint64 tokens, const float *weight, guint experts,
+             guint hidden_size, float *out, guint threads)
+{
+  if (threads == 0)
+    threads = g_get_num_processors ();
+  threads = (guint) MAX (1, MIN ((guint64) threads, tokens / 64));
+  GemmJob jobs[64];
+  GThread *th[64];
+  threads = MIN (threads, 64u);
+  for (guint i = 0; i < threads; i++)
+    {
+      jobs[i] = (GemmJob){ hidden, weight, tokens * i / threads, tokens * (i + 1) / threads,
+                           experts, hidden_size, out };
+      th[i] = i ? g_thread_new ("gate", gemm_thread, &jobs[i]) : NULL;
+    }
+  gemm_rows (&jobs[0]);
+  for (guint i = 1; i < threads; i++)
+    g_thread_join (th[i]);
+}
+
+void
+gate_route (const GateConfig *g, const float *hidden, guint64 tokens, const float *weight,
+            const float *bias, gint32 *ids, float *out_weights, guint threads)
+{
+  const guint64 chunk = 1024; /* bounds the logits buffer */
+  g_autofree float *logits = g_new (float, chunk * g->experts);
+  for (guint64 t0 = 0; t0 < tokens; t0 += chunk)
+    {
+      guint64 n = MIN (chunk, tokens - t0);
+      gate_logits (hidden + t0 * g->hidden, n, weight, g->experts, g->hidden, logits, threads);
+      for (guint64 i = 0; i < n; i++)
+        gate_select (g, logits + i * g->experts, bias, ids + (t0 + i) * g->top_k,
+                     out_weights + (t0 + i) * g->top_k);
+    }
+}
+
+/* ---- synthetic inputs ---- */
+
+static inline double
+normal (Rng *r)
+{
+  /* Box-Muller from two 32-bit uniforms in (0, 1) */
+  double u1 = (rng_bits (r, 32) + 1.0) / 4294967297.0;
+  double u2 = rng_bits (r, 32) / 4294967296.0;
+  return sqrt (-2.0 * log (u1)) * cos (2.0 * G_PI * u2);
+}
+
+void
+gate_synth_hidden (const GateSynth *s, guint H, guint64 tokens, float *out)
+{
+  /* topic centres */
+  g_autofree float *centre = g_new (float, (gsize) s->topics * H);
+  for (guint c = 0; c < s->topics; c++)
+    {
+      Rng r;
+      rng_seed (&r, s->seed, 0x7091c, c);
+      for (guint h = 0; h < H; h++)
+        centre[(gsize) c * H + h] = (float) normal (&r);
+    }
+  /* Zipf cumulative weights over topics */
+  g_autofree double *cdf = g_new (double, s->topics);
+  double tot = 0;
+  for (guint c = 0; c < s->topics; c++)
+    cdf[c] = (tot += 1.0 / pow (c + 1.0, s->zipf));
+  guint doc_len = MAX (1u, s->doc_tokens);
+  guint topic = 0;
+  for (guint64 t = 0; t < tokens; t++)
+    {
+      if (t % doc_len == 0)
+        {
+          Rng r;
+          rng_seed (&r, s->seed, 0xd0c, t / doc_len);
+          double u = rng_bits (&r, 32) / 4294967296.0 * tot;
+          topic = 0;
+          while (topic + 1 < s->topics && cdf[topic] <= u)
+            topic++;
+        }
+      Rng r;
+      rng_seed (&r, s->seed, 0x70c, t);
+      float *x = out + t * H;
+      const float *c = centre + (gsize) topic * H;
+      for (guint h = 0; h < H; h++)
+        x[h] = (float) (s->strength * c[h] + normal (&r));
+    }
+}
+
+void
+gate_synth_weight (const GateSynth *s, guint layer, guint experts, guint H, float *out)
+{
+  double scale = 1.0 / sqrt ((double) H);
+  for (guint e = 0; e < experts; e++)
+    {
+      Rng r;
+      rng_seed (&r, s->seed, 0x3e19 + ((guint64) layer << 20), e);
+      for (guint h = 0; h < H; h++)
+        out[(gsize) e * H + h] = (float) (normal (&r) * scale);
+    }
+}
