@@ -15,6 +15,8 @@ static const char *usage
       "  moesim gate --preset NAME [--hidden X.npy] [--weights W.npy] [--bias B.npy]\n"
       "              [--layers N] [--tokens T] [--seed S] [--topics N] [--zipf Z]\n"
       "              [--strength S] [--doc-tokens N] [--node-limit M --experts-per-node N]\n"
+      "              [--experts E] [--top-k K] [--hidden-size H] [--n-group N]\n"
+      "              [--topk-group N] [--scoring softmax|sigmoid]\n"
       "              [--backend auto|cpu|cuda] [--threads N] -o OUT\n"
       "Presets: deepseek-v3, mixtral, qwen-moe. Without --hidden, hidden states are\n"
       "synthetic (topic clusters, see README); without --weights, gate weights are\n"
@@ -61,8 +63,9 @@ load_floats (const char *path, guint ndim_a, guint ndim_b, gsize *dims, GError *
 }
 
 typedef struct {
-  char *preset, *hidden, *weights, *bias, *out, *backend;
+  char *preset, *hidden, *weights, *bias, *out, *backend, *scoring;
   gint layers, tokens, threads, node_limit, experts_per_node, topics, doc_tokens;
+  gint experts, top_k, hidden_size, n_group, topk_group;
   gint64 seed;
   double zipf, strength;
 } GateArgs;
@@ -102,6 +105,29 @@ run_gate (const GateArgs *a, GError **error)
     g_printerr ("moesim: note: gate backend: cpu (%s)\n",
                 HAVE_CUDA ? "no CUDA device selected" : "built without CUDA");
   GateConfig g = *base;
+  if (a->experts > 0)
+    g.experts = (guint) a->experts;
+  if (a->top_k > 0)
+    g.top_k = (guint) a->top_k;
+  if (a->hidden_size > 0)
+    g.hidden = (guint) a->hidden_size;
+  if (a->n_group > 0)
+    g.n_group = (guint) a->n_group;
+  if (a->topk_group > 0)
+    g.topk_group = (guint) a->topk_group;
+  if (a->scoring)
+    {
+      if (strcmp (a->scoring, "softmax") == 0)
+        g.scoring = GATE_SOFTMAX;
+      else if (strcmp (a->scoring, "sigmoid") == 0)
+        g.scoring = GATE_SIGMOID;
+      else
+        return usage_error (error, "--scoring %s: expected softmax or sigmoid", a->scoring);
+    }
+  if (g.experts > 4096 || g.top_k > g.experts || g.n_group == 0 || g.experts % g.n_group != 0
+      || g.topk_group > g.n_group || g.top_k > g.topk_group * (g.experts / g.n_group))
+    return usage_error (error, "inconsistent gate: %u experts (at most 4096), top-%u, %u groups of "
+                               "which %u may be used", g.experts, g.top_k, g.n_group, g.topk_group);
   g.node_limit = (guint) a->node_limit;
   g.experts_per_node = (guint) a->experts_per_node;
   if (a->node_limit && g.experts % (guint) a->experts_per_node != 0)
@@ -236,10 +262,16 @@ cmd_gate (int argc, char **argv)
     { "seed", 0, 0, G_OPTION_ARG_INT64, &a.seed, "Seed of synthetic inputs (default 1)", "S" },
     { "topics", 0, 0, G_OPTION_ARG_INT, &a.topics, "Synthetic topic clusters (default 16)", "N" },
     { "zipf", 0, 0, G_OPTION_ARG_DOUBLE, &a.zipf, "Topic popularity exponent (default 1)", "Z" },
-    { "strength", 0, 0, G_OPTION_ARG_DOUBLE, &a.strength, "Topic centre weight (default 1)", "S" },
+    { "strength", 0, 0, G_OPTION_ARG_DOUBLE, &a.strength, "Topic centre weight (default 0.3)", "S" },
     { "doc-tokens", 0, 0, G_OPTION_ARG_INT, &a.doc_tokens, "Tokens per document (default 64)", "N" },
     { "node-limit", 0, 0, G_OPTION_ARG_INT, &a.node_limit, "At most M nodes per token", "M" },
     { "experts-per-node", 0, 0, G_OPTION_ARG_INT, &a.experts_per_node, "Experts per node for --node-limit", "N" },
+    { "experts", 0, 0, G_OPTION_ARG_INT, &a.experts, "Override the preset's routed experts", "E" },
+    { "top-k", 0, 0, G_OPTION_ARG_INT, &a.top_k, "Override the preset's top-k", "K" },
+    { "hidden-size", 0, 0, G_OPTION_ARG_INT, &a.hidden_size, "Override the preset's hidden size", "H" },
+    { "n-group", 0, 0, G_OPTION_ARG_INT, &a.n_group, "Override the preset's expert groups", "N" },
+    { "topk-group", 0, 0, G_OPTION_ARG_INT, &a.topk_group, "Override the groups a token may use", "N" },
+    { "scoring", 0, 0, G_OPTION_ARG_STRING, &a.scoring, "Override the scoring: softmax or sigmoid", "S" },
     { "backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "auto (default), cpu or cuda", "B" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "CPU threads (default: all cores)", "N" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &a.out, "Trace to write", "OUT" },
@@ -270,5 +302,6 @@ cmd_gate (int argc, char **argv)
   g_free (a.bias);
   g_free (a.out);
   g_free (a.backend);
+  g_free (a.scoring);
   return rc;
 }

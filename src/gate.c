@@ -31,7 +31,7 @@ gate_preset_names (void)
   return "deepseek-v3, mixtral, qwen-moe";
 }
 
-const GateSynth gate_synth_default = { 1, 16, 1.0, 1.0, 64 };
+const GateSynth gate_synth_default = { 1, 16, 1.0, 0.3, 64 };
 
 /* ---- selection ---- */
 
@@ -186,49 +186,129 @@ gate_select (const GateConfig *g, const float *logits, const float *bias, gint32
     }
 }
 
-/* ---- logits GEMM ---- */
+/* ---- logits GEMM ----
+ *
+ * Every dot product is 16 interleaved partial sums, lane l being the chain
+ * of fused multiply-adds over h = l, l + 16, l + 32, ... in increasing h;
+ * then the 16 partial sums are added in lane order, then the tail. The
+ * AVX-512 kernel does exactly that with one 16-wide vfmadd per step, the
+ * AVX2+FMA kernel with two 8-wide halves (lanes 0-7, then 8-15), the
+ * portable kernel with fmaf(), which C defines as the same correctly rounded
+ * operation. Blocking
+ * over h keeps each lane's chain in the same order. So the bits depend only
+ * on the inputs, never on the processor, the blocking or the threads.
+ *
+ * Blocking: a thread takes chunks of TC tokens; for each slice of HC
+ * channels (the chunk's rows stay in L2, four weight rows in L1) it walks
+ * blocks of TB tokens x EB experts, keeping TB x EB vector accumulators in
+ * registers and parking them in `acc` between slices. */
 
-#define LANES 8
-#define TB 3 /* tokens per block */
-#define EB 4 /* experts per block */
+#define LANES 16
+#define TB 3   /* tokens per block: 3 x 4 accumulators + 3 + 1 loads = 16 registers */
+#define EB 4   /* experts per block */
+#define TC 48  /* tokens per chunk */
+#define HC 512 /* channels per slice */
 
-/* Dot products of TB token rows with EB weight rows over H, each as LANES
- * interleaved partial sums added in a fixed order at the end. The compiler
- * turns the lane loop into vector code; no reassociation is needed. */
-typedef float V8 __attribute__ ((vector_size (32)));
+/* Kernels take row pointers at the start of a slice and its length n (a
+ * multiple of LANES; slices start at multiples of LANES, so lane l of a
+ * slice is lane l of the row). */
+typedef void (*BlockKernel) (const float *const *x, const float *const *w, guint n,
+                             float *acc /* [TB][EB][LANES] */);
 
-/* Dot products of TB token rows with EB weight rows over H, each as LANES
- * interleaved partial sums (GCC vector extensions: one AVX register, or two
- * SSE registers), added in a fixed order at the end. Cloned for AVX2: every
- * clone performs the same IEEE operations in the same order, so the bits
- * are the same whichever runs. */
-__attribute__ ((target_clones ("avx2", "default"))) static void
-block_dot (const float *const *x, const float *const *w, guint H, float out[TB][EB])
+static void
+block_portable (const float *const *x, const float *const *w, guint n, float *acc)
 {
-  V8 acc[TB][EB];
-  memset (acc, 0, sizeof acc);
-  guint h = 0;
-  for (; h + LANES <= H; h += LANES)
-    {
-      V8 xv[TB], wv[EB];
-      for (guint t = 0; t < TB; t++)
-        memcpy (&xv[t], x[t] + h, sizeof (V8));
+  for (guint h = 0; h < n; h += LANES)
+    for (guint t = 0; t < TB; t++)
       for (guint e = 0; e < EB; e++)
-        memcpy (&wv[e], w[e] + h, sizeof (V8));
-      for (guint t = 0; t < TB; t++)
-        for (guint e = 0; e < EB; e++)
-          acc[t][e] += xv[t] * wv[e];
-    }
-  for (guint t = 0; t < TB; t++)
-    for (guint e = 0; e < EB; e++)
-      {
-        float s = 0;
         for (guint l = 0; l < LANES; l++)
-          s += acc[t][e][l];
-        for (guint r = h; r < H; r++)
-          s += x[t][r] * w[e][r];
-        out[t][e] = s;
-      }
+          {
+            float *a = &acc[(t * EB + e) * LANES + l];
+            *a = fmaf (x[t][h + l], w[e][h + l], *a);
+          }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+__attribute__ ((target ("avx2,fma"))) static void
+block_fma (const float *const *x, const float *const *w, guint n, float *acc)
+{
+  for (guint half = 0; half < LANES; half += 8)
+    {
+      __m256 a[TB][EB];
+      #pragma GCC unroll 8
+      for (guint t = 0; t < TB; t++)
+        #pragma GCC unroll 8
+        for (guint e = 0; e < EB; e++)
+          a[t][e] = _mm256_loadu_ps (&acc[(t * EB + e) * LANES + half]);
+      for (guint h = half; h < n; h += LANES)
+        {
+          __m256 xv[TB];
+          #pragma GCC unroll 8
+          for (guint t = 0; t < TB; t++)
+            xv[t] = _mm256_loadu_ps (x[t] + h);
+          #pragma GCC unroll 8
+          for (guint e = 0; e < EB; e++)
+            {
+              __m256 wv = _mm256_loadu_ps (w[e] + h);
+              #pragma GCC unroll 8
+              for (guint t = 0; t < TB; t++)
+                a[t][e] = _mm256_fmadd_ps (xv[t], wv, a[t][e]);
+            }
+        }
+      #pragma GCC unroll 8
+      for (guint t = 0; t < TB; t++)
+        #pragma GCC unroll 8
+        for (guint e = 0; e < EB; e++)
+          _mm256_storeu_ps (&acc[(t * EB + e) * LANES + half], a[t][e]);
+    }
+}
+
+__attribute__ ((target ("avx512f"))) static void
+block_avx512 (const float *const *x, const float *const *w, guint n, float *acc)
+{
+  __m512 a[TB][EB];
+  #pragma GCC unroll 8
+  for (guint t = 0; t < TB; t++)
+    #pragma GCC unroll 8
+    for (guint e = 0; e < EB; e++)
+      a[t][e] = _mm512_loadu_ps (&acc[(t * EB + e) * LANES]);
+  for (guint h = 0; h < n; h += LANES)
+    {
+      __m512 xv[TB];
+      #pragma GCC unroll 8
+      for (guint t = 0; t < TB; t++)
+        xv[t] = _mm512_loadu_ps (x[t] + h);
+      #pragma GCC unroll 8
+      for (guint e = 0; e < EB; e++)
+        {
+          __m512 wv = _mm512_loadu_ps (w[e] + h);
+          #pragma GCC unroll 8
+          for (guint t = 0; t < TB; t++)
+            a[t][e] = _mm512_fmadd_ps (xv[t], wv, a[t][e]);
+        }
+    }
+  #pragma GCC unroll 8
+  for (guint t = 0; t < TB; t++)
+    #pragma GCC unroll 8
+    for (guint e = 0; e < EB; e++)
+      _mm512_storeu_ps (&acc[(t * EB + e) * LANES], a[t][e]);
+}
+#endif
+
+static BlockKernel
+pick_kernel (GateImpl impl)
+{
+#if defined(__x86_64__)
+  __builtin_cpu_init ();
+  if (impl == GATE_IMPL_AUTO && __builtin_cpu_supports ("avx512f"))
+    return block_avx512;
+  if (impl != GATE_IMPL_PORTABLE && __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma"))
+    return block_fma;
+#endif
+  (void) impl;
+  return block_portable;
 }
 
 typedef struct {
@@ -236,30 +316,69 @@ typedef struct {
   guint64 t0, t1;
   guint E, H;
   float *out;
+  BlockKernel kernel;
 } GemmJob;
+
+/* Rows of a slice are copied to buffers with a padded stride: hidden rows
+ * are H floats apart (28 KiB at H = 7168, a multiple of 4 KiB), so reading
+ * seven of them at once would map every stream to the same L1 sets. */
+#define PAD 16
 
 static void
 gemm_rows (const GemmJob *j)
 {
-  /* experts in chunks that stay in cache while a run of tokens streams by */
-  const guint e_chunk = 64;
-  for (guint e0 = 0; e0 < j->E; e0 += e_chunk)
+  guint E = j->E, H = j->H, Hv = H / LANES * LANES;
+  guint eblocks = (E + EB - 1) / EB;
+  guint stride = HC + PAD;
+  g_autofree float *acc = g_new (float, (gsize) ((TC + TB - 1) / TB) * eblocks * TB * EB * LANES);
+  g_autofree float *xp = g_new (float, (gsize) TC * stride);
+  g_autofree float *wp = g_new (float, (gsize) eblocks * EB * stride);
+  for (guint64 c0 = j->t0; c0 < j->t1; c0 += TC)
     {
-      guint e1 = MIN (j->E, e0 + e_chunk);
-      for (guint64 t = j->t0; t < j->t1; t += TB)
-        for (guint e = e0; e < e1; e += EB)
-          {
-            const float *x[TB], *w[EB];
-            for (guint i = 0; i < TB; i++)
-              x[i] = j->hidden + (gsize) MIN (t + i, j->t1 - 1) * j->H;
-            for (guint i = 0; i < EB; i++)
-              w[i] = j->weight + (gsize) MIN (e + i, e1 - 1) * j->H;
-            float o[TB][EB];
-            block_dot (x, w, j->H, o);
-            for (guint i = 0; i < TB && t + i < j->t1; i++)
-              for (guint k = 0; k < EB && e + k < e1; k++)
-                j->out[(t + i) * j->E + e + k] = o[i][k];
-          }
+      guint64 c1 = MIN (j->t1, c0 + TC);
+      guint rows = (guint) (c1 - c0);
+      guint tblocks = (rows + TB - 1) / TB;
+      memset (acc, 0, (gsize) tblocks * eblocks * TB * EB * LANES * sizeof (float));
+      for (guint h0 = 0; h0 < Hv; h0 += HC)
+        {
+          guint n = MIN (Hv, h0 + HC) - h0;
+          for (guint r = 0; r < rows; r++)
+            memcpy (xp + (gsize) r * stride, j->hidden + (c0 + r) * H + h0, n * sizeof (float));
+          for (guint e = 0; e < E; e++)
+            memcpy (wp + (gsize) e * stride, j->weight + (gsize) e * H + h0, n * sizeof (float));
+          for (guint eb = 0; eb < eblocks; eb++)
+            {
+              const float *w[EB];
+              for (guint i = 0; i < EB; i++)
+                w[i] = wp + (gsize) MIN (eb * EB + i, E - 1) * stride;
+              for (guint tb = 0; tb < tblocks; tb++)
+                {
+                  const float *x[TB];
+                  for (guint i = 0; i < TB; i++)
+                    x[i] = xp + (gsize) MIN (tb * TB + i, rows - 1) * stride;
+                  j->kernel (x, w, n, acc + ((gsize) tb * eblocks + eb) * TB * EB * LANES);
+                }
+            }
+        }
+      /* lanes in order, then the tail */
+      for (guint tb = 0; tb < tblocks; tb++)
+        for (guint eb = 0; eb < eblocks; eb++)
+          for (guint t = 0; t < TB; t++)
+            for (guint e = 0; e < EB; e++)
+              {
+                guint64 tok = c0 + tb * TB + t;
+                guint ex = eb * EB + e;
+                if (tok >= c1 || ex >= E)
+                  continue;
+                const float *a = acc + (((gsize) tb * eblocks + eb) * TB * EB + t * EB + e) * LANES;
+                float s = 0;
+                for (guint l = 0; l < LANES; l++)
+                  s += a[l];
+                const float *xr = j->hidden + tok * H, *wr = j->weight + (gsize) ex * H;
+                for (guint r = Hv; r < H; r++)
+                  s = fmaf (xr[r], wr[r], s);
+                j->out[tok * E + ex] = s;
+              }
     }
 }
 
@@ -272,19 +391,22 @@ gemm_thread (gpointer data)
 
 void
 gate_logits (const float *hidden, guint64 tokens, const float *weight, guint experts,
-             guint hidden_size, float *out, guint threads)
+             guint hidden_size, float *out, guint threads, GateImpl impl)
 {
   if (threads == 0)
     threads = g_get_num_processors ();
-  threads = (guint) MAX (1, MIN ((guint64) threads, tokens / 64));
+  threads = (guint) MAX (1, MIN ((guint64) MIN (threads, 64u), (tokens + TC - 1) / TC));
+  BlockKernel k = pick_kernel (impl);
   GemmJob jobs[64];
-  GThread *th[64];
-  threads = MIN (threads, 64u);
+  GThread *th[64] = { NULL };
   for (guint i = 0; i < threads; i++)
     {
-      jobs[i] = (GemmJob){ hidden, weight, tokens * i / threads, tokens * (i + 1) / threads,
-                           experts, hidden_size, out };
-      th[i] = i ? g_thread_new ("gate", gemm_thread, &jobs[i]) : NULL;
+      /* chunk-aligned split, so a chunk never straddles two threads */
+      guint64 chunks = (tokens + TC - 1) / TC;
+      guint64 a = MIN (tokens, chunks * i / threads * TC), b = MIN (tokens, chunks * (i + 1) / threads * TC);
+      jobs[i] = (GemmJob){ hidden, weight, a, b, experts, hidden_size, out, k };
+      if (i > 0)
+        th[i] = g_thread_new ("gate", gemm_thread, &jobs[i]);
     }
   gemm_rows (&jobs[0]);
   for (guint i = 1; i < threads; i++)
@@ -300,7 +422,8 @@ gate_route (const GateConfig *g, const float *hidden, guint64 tokens, const floa
   for (guint64 t0 = 0; t0 < tokens; t0 += chunk)
     {
       guint64 n = MIN (chunk, tokens - t0);
-      gate_logits (hidden + t0 * g->hidden, n, weight, g->experts, g->hidden, logits, threads);
+      gate_logits (hidden + t0 * g->hidden, n, weight, g->experts, g->hidden, logits, threads,
+                   GATE_IMPL_AUTO);
       for (guint64 i = 0; i < n; i++)
         gate_select (g, logits + i * g->experts, bias, ids + (t0 + i) * g->top_k,
                      out_weights + (t0 + i) * g->top_k);

@@ -50,9 +50,14 @@ void gate_route (const GateConfig *g, const float *hidden, guint64 tokens, const
 void gate_select (const GateConfig *g, const float *logits, const float *bias, gint32 *ids,
                   float *weights);
 
-/* Logits GEMM alone: out [tokens, E] = hidden [tokens, H] . weight^T. */
+typedef enum { GATE_IMPL_AUTO, GATE_IMPL_AVX2, GATE_IMPL_PORTABLE } GateImpl;
+
+/* Logits GEMM alone: out [tokens, E] = hidden [tokens, H] . weight^T. AUTO
+ * uses the fastest kernel the processor has (AVX-512, else AVX2+FMA), AVX2
+ * the AVX2+FMA one where present, PORTABLE the plain C one. All give the
+ * same bits (tests check). */
 void gate_logits (const float *hidden, guint64 tokens, const float *weight, guint experts,
-                  guint hidden_size, float *out, guint threads);
+                  guint hidden_size, float *out, guint threads, GateImpl impl);
 
 /* ---- synthetic inputs ---- */
 
