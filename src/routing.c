@@ -128,6 +128,31 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
     }
 }
 
+/* Sums the selections of `tokens` consecutive trace tokens (wrapping) of one
+ * layer into GPU src's row. Reads the id block in place; ID is guint8 or
+ * guint16 and MISSING all ones. */
+#define TRACE_ROW_LOOP(ID, MISSING)                                                                \
+  do                                                                                               \
+    {                                                                                              \
+      const ID *ids = (const ID *) trace_layer_ids (t, tl);                                        \
+      for (guint i = 0; i < tokens; i++, tok = tok + 1 == T ? 0 : tok + 1)                         \
+        {                                                                                          \
+          const ID *r = ids + tok * K;                                                             \
+          stamp++;                                                                                 \
+          for (guint k = 0; k < K; k++)                                                            \
+            {                                                                                      \
+              guint e = r[k];                                                                      \
+              if (e == (MISSING))                                                                  \
+                continue;                                                                          \
+              out->expert_rows[e]++;                                                               \
+              guint d = gpu_of[e];                                                                 \
+              row[d] += dstamp[d] != stamp;                                                        \
+              dstamp[d] = stamp;                                                                   \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+  while (0)
+
 void
 routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb, guint tokens,
                     RoutingLayer *out)
@@ -136,28 +161,22 @@ routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb
   guint ep = out->ep, E = out->experts, K = sh->top_k, per_gpu = E / ep;
   guint tl = layer % sh->layers;
   guint64 T = sh->tokens, B = (guint64) s->parallel.tokens_per_gpu;
+  g_return_if_fail (sh->experts == E);
   memset (out->pair_tokens, 0, (gsize) ep * ep * sizeof (guint32));
   memset (out->expert_rows, 0, E * sizeof (guint32));
   g_autofree guint32 *dstamp = g_new0 (guint32, ep);
+  g_autofree guint32 *gpu_of = g_new (guint32, E);
+  for (guint e = 0; e < E; e++)
+    gpu_of[e] = e / per_gpu;
   guint32 stamp = 0;
   for (guint src = 0; src < ep; src++)
     {
       guint32 *row = out->pair_tokens + (gsize) src * ep;
       guint64 tok = (src * B + (guint64) mb * tokens) % T;
-      for (guint i = 0; i < tokens; i++, tok = tok + 1 == T ? 0 : tok + 1)
-        {
-          stamp++;
-          for (guint k = 0; k < K; k++)
-            {
-              gint e = trace_id (t, tl, tok, k);
-              if (e == TRACE_MISSING)
-                continue;
-              out->expert_rows[e]++;
-              guint d = (guint) e / per_gpu;
-              row[d] += dstamp[d] != stamp;
-              dstamp[d] = stamp;
-            }
-        }
+      if (trace_id_bytes (t) == 1)
+        TRACE_ROW_LOOP (guint8, 0xffu);
+      else
+        TRACE_ROW_LOOP (guint16, 0xffffu);
     }
 }
 
