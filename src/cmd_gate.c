@@ -17,7 +17,7 @@ static const char *usage
       "              [--strength S] [--doc-tokens N] [--node-limit M --experts-per-node N]\n"
       "              [--experts E] [--top-k K] [--hidden-size H] [--n-group N]\n"
       "              [--topk-group N] [--scoring softmax|sigmoid]\n"
-      "              [--backend auto|cpu|cuda] [--threads N] -o OUT\n"
+      "              [--no-weights] [--backend auto|cpu|cuda] [--threads N] -o OUT\n"
       "Presets: deepseek-v3, mixtral, qwen-moe. Without --hidden, hidden states are\n"
       "synthetic (topic clusters, see README); without --weights, gate weights are\n"
       "random N(0, 1/H) per layer. X.npy is [tokens, hidden] float32/float16, or\n"
@@ -66,6 +66,7 @@ typedef struct {
   char *preset, *hidden, *weights, *bias, *out, *backend, *scoring;
   gint layers, tokens, threads, node_limit, experts_per_node, topics, doc_tokens;
   gint experts, top_k, hidden_size, n_group, topk_group;
+  gboolean no_weights;
   gint64 seed;
   double zipf, strength;
 } GateArgs;
@@ -176,7 +177,7 @@ run_gate (const GateArgs *a, GError **error)
         return usage_error (error, "%s: wrong shape: expected [experts %u] or [layers %d, experts]",
                             a->bias, g.experts, a->layers);
     }
-  TraceShape shape = { g.experts, g.top_k, (guint) a->layers, T, TRUE, FALSE };
+  TraceShape shape = { g.experts, g.top_k, (guint) a->layers, T, !a->no_weights, FALSE };
   TraceWriter *w = trace_writer_new (a->out, &shape, error);
   if (w == NULL)
     return FALSE;
@@ -217,7 +218,7 @@ run_gate (const GateArgs *a, GError **error)
         gate_synth_weight (&syn, (guint) l, g.experts, g.hidden, layer_w);
       const float *bl = bias ? bias + (per_layer_b ? (gsize) l * g.experts : 0) : NULL;
       gate_route (&g, hidden, T, wl, bl, ids, wts, (guint) a->threads);
-      if (!trace_writer_layer (w, ids, wts, error))
+      if (!trace_writer_layer (w, ids, a->no_weights ? NULL : wts, error))
         {
           trace_writer_abort (w);
           return FALSE;
@@ -272,6 +273,7 @@ cmd_gate (int argc, char **argv)
     { "n-group", 0, 0, G_OPTION_ARG_INT, &a.n_group, "Override the preset's expert groups", "N" },
     { "topk-group", 0, 0, G_OPTION_ARG_INT, &a.topk_group, "Override the groups a token may use", "N" },
     { "scoring", 0, 0, G_OPTION_ARG_STRING, &a.scoring, "Override the scoring: softmax or sigmoid", "S" },
+    { "no-weights", 0, 0, G_OPTION_ARG_NONE, &a.no_weights, "Write expert ids only (smaller traces)", NULL },
     { "backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "auto (default), cpu or cuda", "B" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "CPU threads (default: all cores)", "N" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &a.out, "Trace to write", "OUT" },

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <glib/gstdio.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <string.h>
 
 G_DEFINE_QUARK (moesim-npy-error-quark, moesim_npy_error)
@@ -351,6 +352,7 @@ npy_save (const char *path, NpyDtype dtype, guint ndim, const gsize *shape, cons
                    g_strerror (e));
       return FALSE;
     }
+  fchmod (fd, 0644); /* mkstemp makes 0600; outputs are ordinary files */
   FILE *f = fdopen (fd, "wb");
   guint8 head[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (guint8) (dict->len & 0xff),
                       (guint8) (dict->len >> 8) };

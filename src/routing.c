@@ -160,7 +160,8 @@ routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb
   const TraceShape *sh = trace_shape (t);
   guint ep = out->ep, E = out->experts, K = sh->top_k, per_gpu = E / ep;
   guint tl = layer % sh->layers;
-  guint64 T = sh->tokens, B = (guint64) s->parallel.tokens_per_gpu;
+  guint64 T = sh->tokens;
+  (void) s;
   g_return_if_fail (sh->experts == E);
   memset (out->pair_tokens, 0, (gsize) ep * ep * sizeof (guint32));
   memset (out->expert_rows, 0, E * sizeof (guint32));
@@ -172,7 +173,7 @@ routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb
   for (guint src = 0; src < ep; src++)
     {
       guint32 *row = out->pair_tokens + (gsize) src * ep;
-      guint64 tok = (src * B + (guint64) mb * tokens) % T;
+      guint64 tok = (src * T / ep + (guint64) mb * tokens) % T;
       if (trace_id_bytes (t) == 1)
         TRACE_ROW_LOOP (guint8, 0xffu);
       else

@@ -29,8 +29,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RoutingLayer, routing_layer_free)
 void routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens,
                         RoutingLayer *out);
 
-/* The same from a trace: GPU g, micro-batch m takes `tokens` consecutive
- * trace tokens from (g x tokens_per_gpu + m x tokens) mod T, wrapping; MoE
+/* The same from a trace of T tokens: GPU g, micro-batch m takes `tokens`
+ * consecutive trace tokens from (floor(g T / ep) + m x tokens) mod T,
+ * wrapping: disjoint windows when the trace is long enough, evenly spread
+ * overlapping ones when not (so GPUs never all see the same tokens); MoE
  * layer l replays trace layer l mod L; missing records route nowhere. The
  * trace's experts must equal the scenario's (scenario_load checks). */
 void routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb,

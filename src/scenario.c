@@ -114,8 +114,8 @@ fail_at (GError **error, const char *where, const char *fmt, ...)
 }
 
 /* Opens and checks the trace, and decides how it covers the scenario: GPU g,
- * micro-batch m takes consecutive trace tokens from (g B + m B / mb) mod T,
- * wrapping; MoE layer l replays trace layer l mod L. */
+ * micro-batch m takes consecutive trace tokens from (floor(g T / ep) +
+ * m B / mb) mod T, wrapping; MoE layer l replays trace layer l mod L. */
 static gboolean
 load_trace (Scenario *sc, GError **error)
 {
@@ -144,7 +144,7 @@ load_trace (Scenario *sc, GError **error)
     g_ptr_array_add (sc->notes, g_strdup_printf (
         "routing: the trace has %" G_GUINT64_FORMAT " tokens per layer, the scenario needs %.0f "
         "(ep %" G_GINT64_FORMAT " x %" G_GINT64_FORMAT " tokens per GPU): each trace token is used "
-        "%.2f times (each GPU takes its own window, wrapping)",
+        "%.2f times (GPU g starts at trace token g T / ep and wraps)",
         t->tokens, need, s->parallel.ep, s->parallel.tokens_per_gpu, sc->reuse));
   if (s->model.moe_layers > (gint64) t->layers)
     g_ptr_array_add (sc->notes, g_strdup_printf (

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -426,6 +427,7 @@ trace_writer_new (const char *path, const TraceShape *shape, GError **error)
       trace_writer_abort (w);
       return NULL;
     }
+  fchmod (fd, 0644); /* mkstemp makes 0600; outputs are ordinary files */
   w->f = fdopen (fd, "wb");
   w->shape = *shape;
   w->id_bytes = ids_width (shape->experts);

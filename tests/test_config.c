@@ -65,7 +65,7 @@ test_good_scenario_loads (void)
 static void
 test_shipped_files_load (void)
 {
-  const char *scen[] = { "deepseek-v3-ep64.yaml", "deepseek-v3-ep256.yaml", "tiny.yaml" };
+  const char *scen[] = { "deepseek-v3-ep64.yaml", "deepseek-v3-ep256.yaml", "deepseek-v3-ep64-trace.yaml", "tiny.yaml" };
   for (guint i = 0; i < G_N_ELEMENTS (scen); i++)
     {
       g_autofree char *p = g_build_filename (MOESIM_SOURCE_ROOT, "sim", scen[i], NULL);
