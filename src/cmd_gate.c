@@ -1,7 +1,7 @@
 /* `moesim gate`: run the gate over hidden states (from .npy or synthetic)
  * and write a routing trace. */
 #include "cmd.h"
-#include "gate.h"
+#include "gate_backend.h"
 #include "moesim-config.h"
 #include "npy.h"
 #include "trace.h"
@@ -95,16 +95,12 @@ run_gate (const GateArgs *a, GError **error)
       || a->threads < 0 || a->node_limit < 0 || (a->node_limit > 0 && a->experts_per_node < 1))
     return usage_error (error, "--layers, --tokens, --topics and --doc-tokens must be >= 1, "
                                "--zipf >= 0, and --node-limit needs --experts-per-node");
-  if (a->backend && strcmp (a->backend, "auto") != 0 && strcmp (a->backend, "cpu") != 0)
-    {
-      if (strcmp (a->backend, "cuda") == 0)
-        return usage_error (error, "--backend cuda: this moesim was built without CUDA "
-                                   "(meson -Dcuda=enabled needs nvcc)");
-      return usage_error (error, "--backend %s: expected auto, cpu or cuda", a->backend);
-    }
-  if (a->backend == NULL || strcmp (a->backend, "auto") == 0)
-    g_printerr ("moesim: note: gate backend: cpu (%s)\n",
-                HAVE_CUDA ? "no CUDA device selected" : "built without CUDA");
+  g_autofree char *note = NULL, *why = NULL;
+  const GateBackend *backend = gate_backend_choose (a->backend, &note, &why);
+  if (backend == NULL)
+    return usage_error (error, "%s", why);
+  if (note)
+    g_printerr ("moesim: note: %s\n", note);
   GateConfig g = *base;
   if (a->experts > 0)
     g.experts = (guint) a->experts;
@@ -183,6 +179,7 @@ run_gate (const GateArgs *a, GError **error)
     return FALSE;
   trace_writer_meta (w, "producer", "moesim gate " MOESIM_VERSION);
   trace_writer_meta (w, "gate.preset", g.name);
+  trace_writer_meta (w, "gate.backend", backend->name);
   trace_writer_meta (w, "gate.scoring", g.scoring == GATE_SIGMOID ? "sigmoid" : "softmax");
   g_autofree char *grp = g_strdup_printf ("%u/%u (%s)", g.n_group, g.topk_group,
                                           g.group_score == GATE_GROUP_MAX ? "group max" : "sum of top-2");
@@ -217,7 +214,17 @@ run_gate (const GateArgs *a, GError **error)
       if (!weight)
         gate_synth_weight (&syn, (guint) l, g.experts, g.hidden, layer_w);
       const float *bl = bias ? bias + (per_layer_b ? (gsize) l * g.experts : 0) : NULL;
-      gate_route (&g, hidden, T, wl, bl, ids, wts, (guint) a->threads);
+      if (backend == gate_backend_cpu ())
+        gate_route (&g, hidden, T, wl, bl, ids, wts, (guint) a->threads);
+      else
+        {
+          g_autofree char *fail = NULL;
+          if (!backend->route (&g, hidden, T, wl, bl, ids, wts, &fail))
+            {
+              trace_writer_abort (w);
+              return usage_error (error, "%s", fail);
+            }
+        }
       if (!trace_writer_layer (w, ids, a->no_weights ? NULL : wts, error))
         {
           trace_writer_abort (w);
@@ -236,9 +243,9 @@ run_gate (const GateArgs *a, GError **error)
   if (!trace_writer_finish (w, error))
     return FALSE;
   g_print ("wrote %s: %s gate, %d layers x %" G_GUINT64_FORMAT " tokens in %.2f s: %.0f tokens/s, "
-           "%.1f GFLOP/s in the logits GEMM (cpu)\n",
+           "%.1f GFLOP/s in the logits GEMM (%s)\n",
            a->out, g.name, a->layers, T, el, (double) T * a->layers / el,
-           2.0 * (double) T * g.experts * g.hidden * a->layers / el / 1e9);
+           2.0 * (double) T * g.experts * g.hidden * a->layers / el / 1e9, backend->name);
   return TRUE;
 }
 

@@ -20,6 +20,8 @@
 
 #include <glib.h>
 
+G_BEGIN_DECLS
+
 typedef enum { GATE_SOFTMAX, GATE_SIGMOID } GateScoring;
 typedef enum { GATE_GROUP_TOP2_SUM, GATE_GROUP_MAX } GateGroupScore;
 
@@ -79,3 +81,5 @@ void gate_synth_hidden (const GateSynth *s, guint hidden_size, guint64 tokens, f
  * bias (zero). */
 void gate_synth_weight (const GateSynth *s, guint layer, guint experts, guint hidden_size,
                         float *out);
+
+G_END_DECLS

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
 
-packages=(gcc meson ninja-build pkg-config libglib2.0-dev libyaml-dev libcunit1-dev zlib1g-dev)
+# libopenblas-dev: only the reference sgemm of the CPU gate benchmark
+packages=(gcc g++ meson ninja-build pkg-config libglib2.0-dev libyaml-dev libcunit1-dev zlib1g-dev
+          libopenblas-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

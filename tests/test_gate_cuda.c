@@ -1,0 +1,126 @@
+/* CUDA gate parity with the CPU reference (built only with CUDA; skipped,
+ * exit 77, where no device is present).
+ *
+ * Inputs are bf16-representable, so both paths multiply the same numbers
+ * exactly and differ only in the order of f32 accumulation (about 1e-6
+ * relative on a logit). Tolerance: a token's expert ids must equal the CPU's
+ * unless the CPU's selection score of its weakest chosen expert and of the
+ * best expert it left out are within 1e-5 (a near-tie at the selection
+ * boundary, where either answer is right); gate weights of matching tokens
+ * agree within 1e-4 relative. */
+#include "gate_backend.h"
+#include "test_common.h"
+
+static float
+bf16_round (float x)
+{
+  guint32 b;
+  memcpy (&b, &x, 4);
+  b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u; /* round to nearest even */
+  memcpy (&x, &b, 4);
+  return x;
+}
+
+static void
+parity (const GateConfig *g, guint T, guint64 seed)
+{
+  const GateBackend *cuda = gate_backend_cuda ();
+  float *x = g_new (float, (gsize) T * g->hidden), *w = g_new (float, (gsize) g->experts * g->hidden);
+  float *bias = g_new (float, g->experts);
+  GRand *r = g_rand_new_with_seed ((guint32) seed);
+  for (gsize i = 0; i < (gsize) T * g->hidden; i++)
+    x[i] = bf16_round ((float) g_rand_double_range (r, -1, 1));
+  for (gsize i = 0; i < (gsize) g->experts * g->hidden; i++)
+    w[i] = bf16_round ((float) g_rand_double_range (r, -0.05, 0.05));
+  for (guint e = 0; e < g->experts; e++)
+    bias[e] = (float) g_rand_double_range (r, -0.01, 0.01);
+  g_rand_free (r);
+  gint32 *ci = g_new (gint32, (gsize) T * g->top_k), *gi = g_new (gint32, (gsize) T * g->top_k);
+  float *cw = g_new (float, (gsize) T * g->top_k), *gw = g_new (float, (gsize) T * g->top_k);
+  gate_route (g, x, T, w, bias, ci, cw, 0);
+  g_autofree char *why = NULL;
+  CU_ASSERT_FATAL (cuda->route (g, x, T, w, bias, gi, gw, &why));
+  float *logits = g_new (float, g->experts);
+  guint ties = 0, bad = 0;
+  for (guint t = 0; t < T; t++)
+    {
+      gboolean same = TRUE;
+      for (guint k = 0; k < g->top_k; k++)
+        same &= ci[t * g->top_k + k] == gi[t * g->top_k + k];
+      if (same)
+        {
+          for (guint k = 0; k < g->top_k; k++)
+            if (fabs (cw[t * g->top_k + k] - gw[t * g->top_k + k]) > 1e-4 * fabs (cw[t * g->top_k + k]) + 1e-7)
+              bad++;
+          continue;
+        }
+      /* near-tie? the CPU's scores of the chosen set vs the rest */
+      gate_logits (x + (gsize) t * g->hidden, 1, w, g->experts, g->hidden, logits, 1, GATE_IMPL_AUTO);
+      float weakest = G_MAXFLOAT, best_left = -G_MAXFLOAT;
+      for (guint e = 0; e < g->experts; e++)
+        {
+          float s = g->scoring == GATE_SIGMOID ? 1.0f / (1.0f + expf (-logits[e])) + (g->use_bias ? bias[e] : 0) : logits[e];
+          gboolean chosen = FALSE;
+          for (guint k = 0; k < g->top_k; k++)
+            chosen |= ci[t * g->top_k + k] == (gint32) e;
+          if (chosen)
+            weakest = MIN (weakest, s);
+          else
+            best_left = MAX (best_left, s);
+        }
+      if (weakest - best_left < 1e-5)
+        ties++;
+      else
+        bad++;
+    }
+  g_printerr ("\n  %s: %u tokens, %u near-ties, %u mismatches\n", g->name, T, ties, bad);
+  CU_ASSERT_EQUAL (bad, 0);
+  g_free (x);
+  g_free (w);
+  g_free (bias);
+  g_free (ci);
+  g_free (gi);
+  g_free (cw);
+  g_free (gw);
+  g_free (logits);
+}
+
+static void
+test_parity_deepseek_v3 (void)
+{
+  parity (gate_preset ("deepseek-v3"), 3000, 1);
+}
+
+static void
+test_parity_mixtral_and_qwen (void)
+{
+  parity (gate_preset ("mixtral"), 1000, 2);
+  parity (gate_preset ("qwen-moe"), 1000, 3);
+}
+
+static void
+test_parity_node_limited (void)
+{
+  GateConfig g = *gate_preset ("deepseek-v3");
+  g.node_limit = 2;
+  g.experts_per_node = 32;
+  parity (&g, 1000, 4);
+}
+
+int
+main (void)
+{
+  g_autofree char *why = NULL;
+  const GateBackend *cuda = gate_backend_cuda ();
+  if (cuda == NULL || !cuda->available (&why))
+    {
+      g_printerr ("test_gate_cuda: skipped: %s\n", why ? why : "built without CUDA");
+      return 77;
+    }
+  static const TestCase tests[] = {
+    TEST (test_parity_deepseek_v3),
+    TEST (test_parity_mixtral_and_qwen),
+    TEST (test_parity_node_limited),
+  };
+  return test_main ("gate-cuda", tests, G_N_ELEMENTS (tests));
+}
