@@ -4,6 +4,7 @@
 #include "gate_backend.h"
 #include "moesim-config.h"
 #include "npy.h"
+#include "safetensors.h"
 #include "trace.h"
 
 #include <stdio.h>
@@ -22,7 +23,8 @@ static const char *usage
       "synthetic (topic clusters, see README); without --weights, gate weights are\n"
       "random N(0, 1/H) per layer. X.npy is [tokens, hidden] float32/float16, or\n"
       "bf16 stored as uint16; W.npy is [experts, hidden] or [layers, experts, hidden];\n"
-      "B.npy is [experts] or [layers, experts].\n";
+      "B.npy is [experts] or [layers, experts]. A .safetensors --weights file is read\n"
+      "per layer by tensor name (--tensor, --bias-tensor, --layer-offset).\n";
 
 /* Loads a float matrix, bf16 (uint16) widened; `rows` x `cols` expected
  * (rows 0 = any). */
@@ -62,11 +64,37 @@ load_floats (const char *path, guint ndim_a, guint ndim_b, gsize *dims, GError *
   return out;
 }
 
+/* Reads tensor `pattern` ({layer} replaced by `layer`) into out: [rows, cols]
+ * when cols > 0, else [rows]. */
+static gboolean
+load_layer_tensor (const SafeTensors *st, const char *pattern, int layer, guint rows, guint cols,
+                   float *out, GError **error)
+{
+  g_autofree char *num = g_strdup_printf ("%d", layer);
+  g_auto (GStrv) parts = g_strsplit (pattern, "{layer}", -1);
+  g_autofree char *name = g_strjoinv (num, parts);
+  gsize shape[8];
+  guint ndim;
+  g_autofree float *t = safetensors_read_f32 (st, name, shape, &ndim, error);
+  if (t == NULL)
+    return FALSE;
+  gboolean ok = cols ? (ndim == 2 && shape[0] == rows && shape[1] == cols) : (ndim == 1 && shape[0] == rows);
+  if (!ok)
+    {
+      g_set_error (error, MOESIM_SAFETENSORS_ERROR, ST_ERROR_FORMAT,
+                   "tensor '%s': wrong shape, expected [%u%s%.0u]", name, rows, cols ? ", " : "", cols);
+      return FALSE;
+    }
+  memcpy (out, t, sizeof (float) * rows * (cols ? cols : 1));
+  return TRUE;
+}
+
 typedef struct {
   char *preset, *hidden, *weights, *bias, *out, *backend, *scoring;
   gint layers, tokens, threads, node_limit, experts_per_node, topics, doc_tokens;
-  gint experts, top_k, hidden_size, n_group, topk_group;
+  gint experts, top_k, hidden_size, n_group, topk_group, layer_offset;
   gboolean no_weights;
+  char *tensor, *bias_tensor;
   gint64 seed;
   double zipf, strength;
 } GateArgs;
@@ -151,7 +179,16 @@ run_gate (const GateArgs *a, GError **error)
       gate_synth_hidden (&syn, g.hidden, T, hidden);
     }
   gboolean per_layer_w = FALSE, per_layer_b = FALSE;
-  if (a->weights)
+  g_autoptr (SafeTensors) st = NULL;
+  if (a->weights && g_str_has_suffix (a->weights, ".safetensors"))
+    {
+      st = safetensors_open (a->weights, error);
+      if (st == NULL)
+        return FALSE;
+    }
+  else if (a->tensor || a->bias_tensor)
+    return usage_error (error, "--tensor and --bias-tensor read a .safetensors --weights file");
+  if (a->weights && !st)
     {
       weight = load_floats (a->weights, 2, 3, dims, error);
       if (weight == NULL)
@@ -195,7 +232,9 @@ run_gate (const GateArgs *a, GError **error)
                                                      a->seed, syn.topics, syn.zipf, syn.strength,
                                                      syn.doc_tokens);
   trace_writer_meta (w, "input.hidden", hs);
-  g_autofree char *ws = a->weights ? g_path_get_basename (a->weights)
+  g_autofree char *wbase = a->weights ? g_path_get_basename (a->weights) : NULL;
+  g_autofree char *ws = a->weights ? g_strdup_printf ("%s%s%s", wbase, st ? " " : "",
+                                                     st ? (a->tensor ? a->tensor : "model.layers.{layer}.mlp.gate.weight") : "")
                                    : g_strdup_printf ("synthetic N(0, 1/H) seed=%" G_GINT64_FORMAT, a->seed);
   trace_writer_meta (w, "input.weights", ws);
   if (a->bias)
@@ -206,14 +245,36 @@ run_gate (const GateArgs *a, GError **error)
   g_autofree gint32 *ids = g_new (gint32, T * g.top_k);
   g_autofree float *wts = g_new (float, T * g.top_k);
   g_autofree float *layer_w = weight ? NULL : g_new (float, (gsize) g.experts * g.hidden);
+  g_autofree float *st_bias = NULL;
   gboolean tty = isatty (2);
   gint64 t0 = g_get_monotonic_time ();
   for (gint l = 0; l < a->layers; l++)
     {
       const float *wl = weight ? weight + (per_layer_w ? (gsize) l * g.experts * g.hidden : 0) : layer_w;
-      if (!weight)
-        gate_synth_weight (&syn, (guint) l, g.experts, g.hidden, layer_w);
       const float *bl = bias ? bias + (per_layer_b ? (gsize) l * g.experts : 0) : NULL;
+      if (st)
+        {
+          /* model layer l + offset's tensors, named by the patterns */
+          if (!load_layer_tensor (st, a->tensor ? a->tensor : "model.layers.{layer}.mlp.gate.weight",
+                                  l + a->layer_offset, g.experts, g.hidden, layer_w, error))
+            {
+              trace_writer_abort (w);
+              return FALSE;
+            }
+          if (a->bias_tensor)
+            {
+              g_free (st_bias);
+              st_bias = g_new (float, g.experts);
+              if (!load_layer_tensor (st, a->bias_tensor, l + a->layer_offset, g.experts, 0, st_bias, error))
+                {
+                  trace_writer_abort (w);
+                  return FALSE;
+                }
+              bl = st_bias;
+            }
+        }
+      else if (!weight)
+        gate_synth_weight (&syn, (guint) l, g.experts, g.hidden, layer_w);
       if (backend == gate_backend_cpu ())
         gate_route (&g, hidden, T, wl, bl, ids, wts, (guint) a->threads);
       else
@@ -280,6 +341,11 @@ cmd_gate (int argc, char **argv)
     { "n-group", 0, 0, G_OPTION_ARG_INT, &a.n_group, "Override the preset's expert groups", "N" },
     { "topk-group", 0, 0, G_OPTION_ARG_INT, &a.topk_group, "Override the groups a token may use", "N" },
     { "scoring", 0, 0, G_OPTION_ARG_STRING, &a.scoring, "Override the scoring: softmax or sigmoid", "S" },
+    { "tensor", 0, 0, G_OPTION_ARG_STRING, &a.tensor,
+      "Gate weight tensor in a .safetensors --weights ({layer} = layer number; default model.layers.{layer}.mlp.gate.weight)", "NAME" },
+    { "bias-tensor", 0, 0, G_OPTION_ARG_STRING, &a.bias_tensor,
+      "Selection bias tensor in it, e.g. model.layers.{layer}.mlp.gate.e_score_correction_bias", "NAME" },
+    { "layer-offset", 0, 0, G_OPTION_ARG_INT, &a.layer_offset, "Trace layer l reads model layer l + N (DeepSeek-V3: 3)", "N" },
     { "no-weights", 0, 0, G_OPTION_ARG_NONE, &a.no_weights, "Write expert ids only (smaller traces)", NULL },
     { "backend", 0, 0, G_OPTION_ARG_STRING, &a.backend, "auto (default), cpu or cuda", "B" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "CPU threads (default: all cores)", "N" },
@@ -312,5 +378,7 @@ cmd_gate (int argc, char **argv)
   g_free (a.out);
   g_free (a.backend);
   g_free (a.scoring);
+  g_free (a.tensor);
+  g_free (a.bias_tensor);
   return rc;
 }

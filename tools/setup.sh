@@ -9,6 +9,7 @@ shift || true
 
 # libopenblas-dev: only the reference sgemm of the CPU gate benchmark
 packages=(gcc g++ meson ninja-build pkg-config libglib2.0-dev libyaml-dev libcunit1-dev zlib1g-dev
+          libjson-glib-dev
           libopenblas-dev)
 missing=()
 for p in "${packages[@]}"; do
