@@ -41,7 +41,15 @@ report_summary_json (const Scenario *sc, const RunResult *r)
   json_string (&w, "dispatch_dtype", dtype_names[s->model.dispatch_dtype]);
   json_string (&w, "combine_dtype", dtype_names[s->model.combine_dtype]);
   json_begin_object (&w, "routing");
-  if (scenario_trace (sc))
+  if (scenario_trace_from_gate (sc))
+    {
+      json_string (&w, "source", "gate");
+      json_string (&w, "preset", s->routing.gate.preset);
+      json_int (&w, "tokens", s->routing.gate.tokens);
+      json_int (&w, "seed", s->routing.gate.seed);
+      json_double (&w, "token_reuse", scenario_trace_reuse (sc));
+    }
+  else if (scenario_trace (sc))
     {
       json_string (&w, "source", "trace");
       json_string (&w, "file", trace_path (scenario_trace (sc)));

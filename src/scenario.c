@@ -1,6 +1,11 @@
 /* Scenario schema and the cross-field checks between scenario and topology. */
 #include "scenario.h"
 
+#include "gate.h"
+
+#include <glib/gstdio.h>
+#include <unistd.h>
+
 #include <string.h>
 
 static const char *const dispatch_names[] = { "direct", NULL };
@@ -11,6 +16,7 @@ struct Scenario {
   CfgDoc doc;
   Topology *topo;
   Trace *trace;
+  gboolean from_gate;
   GPtrArray *notes;
   double reuse;
   char *path;
@@ -46,6 +52,18 @@ static const CfgField scenario_fields[] = {
      "seed of the synthetic routing"),
   F ("routing.trace", CFG_STRING, routing.trace, 0, 0, "\"\"",
      "replay this routing trace (relative to the scenario) instead of synthetic routing"),
+  F ("routing.gate.preset", CFG_STRING, routing.gate.preset, 0, 0, "\"\"",
+     "run this gate preset in process on synthetic hidden states (deepseek-v3, mixtral, qwen-moe)"),
+  F ("routing.gate.tokens", CFG_INT, routing.gate.tokens, 1, 1 << 20, "1024",
+     "tokens the in-process gate routes per layer (replayed like a trace)"),
+  F ("routing.gate.seed", CFG_INT, routing.gate.seed, 0, (double) G_MAXUINT32, "1",
+     "seed of the synthetic hidden states and gate weights"),
+  F ("routing.gate.topics", CFG_INT, routing.gate.topics, 1, 65536, "16", "synthetic topic clusters"),
+  F ("routing.gate.doc_tokens", CFG_INT, routing.gate.doc_tokens, 1, 1 << 20, "64",
+     "tokens per synthetic document"),
+  F ("routing.gate.zipf", CFG_DOUBLE, routing.gate.zipf, 0, 10, "1", "topic popularity exponent"),
+  F ("routing.gate.strength", CFG_DOUBLE, routing.gate.strength, 0, 100, "0.3",
+     "topic centre weight against per-token noise"),
   E ("cross_rail", cross_rail, cross_rail_names, "auto",
      "traffic between rails: spine, nvlink (forward inside the node first), auto"),
   F ("output.dir", CFG_STRING, output.dir, 0, 0, "\"\"", "output folder (default out/<name>)"),
@@ -113,6 +131,78 @@ fail_at (GError **error, const char *where, const char *fmt, ...)
   return FALSE;
 }
 
+/* routing.gate: routes routing.gate.tokens synthetic tokens through the
+ * preset's gate rules at the model's shape (experts, top-k, groups, hidden)
+ * for every MoE layer, into a private temporary trace that is then replayed
+ * exactly like a trace file. */
+static gboolean
+run_gate (Scenario *sc, GError **error)
+{
+  ScenarioSpec *s = &sc->spec;
+  const char *where = cfg_origin (&sc->doc, "routing.gate.preset");
+  const GateConfig *base = gate_preset (s->routing.gate.preset);
+  if (base == NULL)
+    return fail_at (error, where, "routing.gate.preset: unknown preset '%s', expected one of: %s",
+                    s->routing.gate.preset, gate_preset_names ());
+  if (s->model.experts > 4096)
+    return fail_at (error, where, "the in-process gate takes at most 4096 experts");
+  GateConfig g = *base;
+  g.hidden = (guint) s->model.hidden;
+  g.experts = (guint) s->model.experts;
+  g.top_k = (guint) s->model.top_k;
+  g.n_group = (guint) s->model.n_group;
+  g.topk_group = (guint) s->model.topk_group;
+  GateSynth syn = { (guint64) s->routing.gate.seed, (guint) s->routing.gate.topics, s->routing.gate.zipf,
+                    s->routing.gate.strength, (guint) s->routing.gate.doc_tokens };
+  guint64 T = (guint64) s->routing.gate.tokens;
+  guint L = (guint) s->model.moe_layers;
+  gint64 t0 = g_get_monotonic_time ();
+  g_autofree float *hidden = g_new (float, T * g.hidden);
+  g_autofree float *weight = g_new (float, (gsize) g.experts * g.hidden);
+  g_autofree gint32 *ids = g_new (gint32, T * g.top_k);
+  g_autofree float *wts = g_new (float, T * g.top_k);
+  gate_synth_hidden (&syn, g.hidden, T, hidden);
+  g_autofree char *path = g_build_filename (g_get_tmp_dir (), "moesim-gate-XXXXXX.mrt", NULL);
+  int fd = g_mkstemp (path);
+  if (fd < 0)
+    return fail_at (error, where, "cannot create a temporary trace in %s", g_get_tmp_dir ());
+  close (fd);
+  TraceShape shape = { g.experts, g.top_k, L, T, FALSE, FALSE };
+  TraceWriter *w = trace_writer_new (path, &shape, error);
+  if (w == NULL)
+    {
+      g_unlink (path);
+      return FALSE;
+    }
+  trace_writer_meta (w, "producer", "moesim routing.gate");
+  trace_writer_meta (w, "gate.preset", g.name);
+  for (guint l = 0; l < L; l++)
+    {
+      gate_synth_weight (&syn, l, g.experts, g.hidden, weight);
+      gate_route (&g, hidden, T, weight, NULL, ids, wts, 0);
+      if (!trace_writer_layer (w, ids, NULL, error))
+        {
+          trace_writer_abort (w);
+          g_unlink (path);
+          return FALSE;
+        }
+    }
+  if (!trace_writer_finish (w, error))
+    {
+      g_unlink (path);
+      return FALSE;
+    }
+  /* load_trace maps it; unlinking now leaves it readable until unmapped */
+  g_free (s->routing.trace);
+  s->routing.trace = g_strdup (path);
+  sc->from_gate = TRUE;
+  g_ptr_array_add (sc->notes, g_strdup_printf (
+      "routing: in-process %s gate, %" G_GUINT64_FORMAT " synthetic tokens x %u layers (seed %"
+      G_GINT64_FORMAT ") in %.1f s", g.name, T, L, s->routing.gate.seed,
+      (g_get_monotonic_time () - t0) / 1e6));
+  return TRUE;
+}
+
 /* Opens and checks the trace, and decides how it covers the scenario: GPU g,
  * micro-batch m takes consecutive trace tokens from (floor(g T / ep) +
  * m B / mb) mod T, wrapping; MoE layer l replays trace layer l mod L. */
@@ -127,6 +217,8 @@ load_trace (Scenario *sc, GError **error)
                               : g_build_filename (dir, s->routing.trace, NULL);
   g_autoptr (GError) terr = NULL;
   sc->trace = trace_open (path, &terr);
+  if (sc->from_gate)
+    g_unlink (path);
   if (sc->trace == NULL || !trace_check (sc->trace, &terr))
     return fail_at (error, where, "routing.trace: %s", terr->message);
   const TraceShape *t = trace_shape (sc->trace);
@@ -192,7 +284,12 @@ validate (Scenario *sc, GError **error)
     return fail_at (error, cfg_origin (&sc->doc, "cross_rail"),
                     "cross_rail = spine is impossible on the multi_plane fabric of %s (its planes "
                     "share no switch); use nvlink or auto", topology_path (sc->topo));
-  if (s->routing.trace[0] && !load_trace (sc, error))
+  if (s->routing.trace[0] && s->routing.gate.preset[0])
+    return fail_at (error, cfg_origin (&sc->doc, "routing.gate.preset"),
+                    "routing.trace and routing.gate are alternatives: set one");
+  if (s->routing.gate.preset[0] && !run_gate (sc, error))
+    return FALSE;
+  if ((s->routing.trace[0] || s->routing.gate.preset[0]) && !load_trace (sc, error))
     return FALSE;
   double need = scenario_sim_memory_bytes (s);
   if (need > s->sim.max_memory_gb * 1e9)
@@ -302,6 +399,12 @@ scenario_notes (const Scenario *s)
   if (s->notes->len == 0 || g_ptr_array_index (s->notes, s->notes->len - 1) != NULL)
     g_ptr_array_add (s->notes, NULL);
   return (const char *const *) s->notes->pdata;
+}
+
+gboolean
+scenario_trace_from_gate (const Scenario *s)
+{
+  return s->from_gate;
 }
 
 double

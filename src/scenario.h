@@ -31,6 +31,11 @@ typedef struct {
       gint64 seed;
     } synthetic;
     char *trace; /* "" = synthetic; else a trace file, relative to the scenario */
+    struct {
+      char *preset; /* "" = off; else run this gate in process */
+      gint64 tokens, seed, topics, doc_tokens;
+      double zipf, strength;
+    } gate;
   } routing;
   int cross_rail; /* CrossRail */
   struct {
@@ -60,6 +65,8 @@ const Trace *scenario_trace (const Scenario *s);
 const char *const *scenario_notes (const Scenario *s);
 /* How many times each trace token is used per layer (1 = each once). */
 double scenario_trace_reuse (const Scenario *s);
+/* TRUE when the trace was made in process by routing.gate. */
+gboolean scenario_trace_from_gate (const Scenario *s);
 const char *scenario_path (const Scenario *s);
 /* Output folder: output.dir, or out/<name> when empty. Caller frees. */
 char *scenario_output_dir (const Scenario *s);

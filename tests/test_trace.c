@@ -382,6 +382,36 @@ test_replay_rejects_mismatches (void)
   CU_ASSERT (sc2 == NULL && err && strstr (err->message, "nowhere.mrt") && strstr (err->message, "cannot read"));
 }
 
+static void
+test_in_process_gate_routing (void)
+{
+  g_autofree char *path = tmp_path ("gate.yaml");
+  g_autofree char *text = g_strdup_printf (
+      "name: gated\ntopology: %s/topologies/tiny-2node.yaml\n"
+      "model: {hidden: 64, moe_intermediate: 64, experts: 16, top_k: 2, moe_layers: 2}\n"
+      "parallel: {ep: 8, tokens_per_gpu: 32}\nrouting: {gate: {preset: mixtral, tokens: 128, seed: 5}}\n",
+      MOESIM_SOURCE_ROOT);
+  g_file_set_contents (path, text, -1, NULL);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (Scenario) a = scenario_load (path, NULL, &err);
+  g_autoptr (Scenario) b = scenario_load (path, NULL, &err);
+  CU_ASSERT_FATAL (a && b);
+  CU_ASSERT (scenario_trace_from_gate (a));
+  CU_ASSERT (strstr (scenario_notes (a)[0], "in-process mixtral gate, 128 synthetic tokens x 2 layers"));
+  g_autoptr (RunResult) ra = moe_run (a, &err);
+  g_autoptr (RunResult) rb = moe_run (b, &err);
+  CU_ASSERT_FATAL (ra && rb);
+  CU_ASSERT_DOUBLE_EQUAL (ra->total_us, rb->total_us, 0); /* same gate, same seed */
+  /* unknown preset, and trace + gate together */
+  const char *bad[] = { "routing.gate.preset=switch", NULL };
+  g_autoptr (Scenario) c = scenario_load (path, bad, &err);
+  CU_ASSERT (c == NULL && err && strstr (err->message, "unknown preset 'switch'"));
+  g_clear_error (&err);
+  const char *both[] = { "routing.trace=x.mrt", NULL };
+  g_autoptr (Scenario) d = scenario_load (path, both, &err);
+  CU_ASSERT (d == NULL && err && strstr (err->message, "alternatives"));
+}
+
 int
 main (void)
 {
@@ -403,6 +433,7 @@ main (void)
     TEST (test_placement_stats),
     TEST (test_replay_windows_and_counts),
     TEST (test_replay_rejects_mismatches),
+    TEST (test_in_process_gate_routing),
   };
   int rc = test_main ("trace", tests, G_N_ELEMENTS (tests));
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmpdir);
