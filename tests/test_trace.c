@@ -397,7 +397,7 @@ test_in_process_gate_routing (void)
   g_autoptr (Scenario) b = scenario_load (path, NULL, &err);
   CU_ASSERT_FATAL (a && b);
   CU_ASSERT (scenario_trace_from_gate (a));
-  CU_ASSERT (strstr (scenario_notes (a)[0], "in-process mixtral gate, 128 synthetic tokens x 2 layers"));
+  CU_ASSERT (strstr (scenario_notes (a)[0], "in-process mixtral gate, 128 synthetic tokens x 2 layers") != NULL);
   g_autoptr (RunResult) ra = moe_run (a, &err);
   g_autoptr (RunResult) rb = moe_run (b, &err);
   CU_ASSERT_FATAL (ra && rb);
