@@ -204,8 +204,10 @@ gate_select (const GateConfig *g, const float *logits, const float *bias, gint32
  * registers and parking them in `acc` between slices. */
 
 #define LANES 16
-#define TB 3   /* tokens per block: 3 x 4 accumulators + 3 + 1 loads = 16 registers */
-#define EB 4   /* experts per block */
+#define TB 4   /* tokens per block */
+#define EB 6   /* experts per block: AVX-512 keeps all 4 x 6 accumulators in 24 of its 32
+                  registers; AVX2 walks the block in 4 x 2 pieces (8 + 4 + 1 of 16) */
+#define EP 2   /* experts per AVX2 piece */
 #define TC 48  /* tokens per chunk */
 #define HC 512 /* channels per slice */
 
@@ -234,35 +236,36 @@ block_portable (const float *const *x, const float *const *w, guint n, float *ac
 __attribute__ ((target ("avx2,fma"))) static void
 block_fma (const float *const *x, const float *const *w, guint n, float *acc)
 {
-  for (guint half = 0; half < LANES; half += 8)
-    {
-      __m256 a[TB][EB];
-      #pragma GCC unroll 8
-      for (guint t = 0; t < TB; t++)
+  for (guint e0 = 0; e0 < EB; e0 += EP)
+    for (guint half = 0; half < LANES; half += 8)
+      {
+        __m256 a[TB][EP];
         #pragma GCC unroll 8
-        for (guint e = 0; e < EB; e++)
-          a[t][e] = _mm256_loadu_ps (&acc[(t * EB + e) * LANES + half]);
-      for (guint h = half; h < n; h += LANES)
-        {
-          __m256 xv[TB];
+        for (guint t = 0; t < TB; t++)
           #pragma GCC unroll 8
-          for (guint t = 0; t < TB; t++)
-            xv[t] = _mm256_loadu_ps (x[t] + h);
-          #pragma GCC unroll 8
-          for (guint e = 0; e < EB; e++)
-            {
-              __m256 wv = _mm256_loadu_ps (w[e] + h);
-              #pragma GCC unroll 8
-              for (guint t = 0; t < TB; t++)
-                a[t][e] = _mm256_fmadd_ps (xv[t], wv, a[t][e]);
-            }
-        }
-      #pragma GCC unroll 8
-      for (guint t = 0; t < TB; t++)
+          for (guint e = 0; e < EP; e++)
+            a[t][e] = _mm256_loadu_ps (&acc[(t * EB + e0 + e) * LANES + half]);
+        for (guint h = half; h < n; h += LANES)
+          {
+            __m256 xv[TB];
+            #pragma GCC unroll 8
+            for (guint t = 0; t < TB; t++)
+              xv[t] = _mm256_loadu_ps (x[t] + h);
+            #pragma GCC unroll 8
+            for (guint e = 0; e < EP; e++)
+              {
+                __m256 wv = _mm256_loadu_ps (w[e0 + e] + h);
+                #pragma GCC unroll 8
+                for (guint t = 0; t < TB; t++)
+                  a[t][e] = _mm256_fmadd_ps (xv[t], wv, a[t][e]);
+              }
+          }
         #pragma GCC unroll 8
-        for (guint e = 0; e < EB; e++)
-          _mm256_storeu_ps (&acc[(t * EB + e) * LANES + half], a[t][e]);
-    }
+        for (guint t = 0; t < TB; t++)
+          #pragma GCC unroll 8
+          for (guint e = 0; e < EP; e++)
+            _mm256_storeu_ps (&acc[(t * EB + e0 + e) * LANES + half], a[t][e]);
+      }
 }
 
 __attribute__ ((target ("avx512f"))) static void
