@@ -291,16 +291,25 @@ cuda_available (char **why)
 }
 
 gboolean
+cuda_supports (const GateConfig *g, char **why)
+{
+  if (g->experts > MAX_E || g->top_k > 64 || g->n_group > MAX_BLOCKS
+      || (g->node_limit && (g->experts_per_node == 0 || g->experts / g->experts_per_node > MAX_BLOCKS)))
+    {
+      if (why)
+        *why = g_strdup_printf ("the CUDA gate takes at most %d experts, top-64 and %d groups or "
+                                "nodes", MAX_E, MAX_BLOCKS);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
 cuda_route (const GateConfig *g, const float *hidden, guint64 tokens, const float *weight,
             const float *bias, gint32 *ids, float *weights, char **why)
 {
-  if (g->experts > MAX_E || g->top_k > 64 || g->n_group > MAX_BLOCKS
-      || (g->node_limit && g->experts / g->experts_per_node > MAX_BLOCKS))
-    {
-      *why = g_strdup_printf ("the CUDA gate takes at most %d experts, top-64 and %d groups or nodes",
-                              MAX_E, MAX_BLOCKS);
-      return FALSE;
-    }
+  if (!cuda_supports (g, why))
+    return FALSE;
   const long T = (long) tokens;
   const int H = (int) g->hidden, E = (int) g->experts;
   const int Hp = round_up (H, BK), Ep = round_up (E, BN);
@@ -358,7 +367,7 @@ cuda_route (const GateConfig *g, const float *hidden, guint64 tokens, const floa
   return ok;
 }
 
-const GateBackend cuda_backend = { "cuda", cuda_available, cuda_route };
+const GateBackend cuda_backend = { "cuda", cuda_available, cuda_supports, cuda_route };
 
 __global__ void
 fill_bf16 (__nv_bfloat16 *p, long n, unsigned seed)

@@ -47,6 +47,11 @@ load_floats (const char *path, guint ndim_a, guint ndim_b, gsize *dims, GError *
                    npy_dtype_descr (a->dtype));
       return NULL;
     }
+  if (a->count == 0)
+    {
+      g_set_error (error, MOESIM_NPY_ERROR, NPY_ERROR_SHAPE, "%s: the array is empty", path);
+      return NULL;
+    }
   float *out = g_new (float, a->count);
   for (gsize i = 0; i < a->count; i++)
     {
@@ -123,12 +128,6 @@ run_gate (const GateArgs *a, GError **error)
       || a->threads < 0 || a->node_limit < 0 || (a->node_limit > 0 && a->experts_per_node < 1))
     return usage_error (error, "--layers, --tokens, --topics and --doc-tokens must be >= 1, "
                                "--zipf >= 0, and --node-limit needs --experts-per-node");
-  g_autofree char *note = NULL, *why = NULL;
-  const GateBackend *backend = gate_backend_choose (a->backend, &note, &why);
-  if (backend == NULL)
-    return usage_error (error, "%s", why);
-  if (note)
-    g_printerr ("moesim: note: %s\n", note);
   GateConfig g = *base;
   if (a->experts > 0)
     g.experts = (guint) a->experts;
@@ -149,16 +148,26 @@ run_gate (const GateArgs *a, GError **error)
       else
         return usage_error (error, "--scoring %s: expected softmax or sigmoid", a->scoring);
     }
-  if (g.experts > 4096 || g.top_k > g.experts || g.n_group == 0 || g.experts % g.n_group != 0
-      || g.topk_group > g.n_group || g.top_k > g.topk_group * (g.experts / g.n_group))
-    return usage_error (error, "inconsistent gate: %u experts (at most 4096), top-%u, %u groups of "
-                               "which %u may be used", g.experts, g.top_k, g.n_group, g.topk_group);
+  if (g.experts > 4096 || g.top_k > g.experts || g.n_group == 0 || g.n_group > 1024
+      || g.experts % g.n_group != 0 || g.topk_group > g.n_group
+      || g.top_k > g.topk_group * (g.experts / g.n_group))
+    return usage_error (error, "inconsistent gate: %u experts (at most 4096), top-%u, %u groups "
+                               "(at most 1024) of which %u may be used", g.experts, g.top_k,
+                        g.n_group, g.topk_group);
   g.node_limit = (guint) a->node_limit;
   g.experts_per_node = (guint) a->experts_per_node;
-  if (a->node_limit && g.experts % (guint) a->experts_per_node != 0)
-    return usage_error (error, "--experts-per-node %d does not divide the %u experts",
-                        a->experts_per_node, g.experts);
+  if (a->node_limit && (g.experts % (guint) a->experts_per_node != 0
+                        || g.experts / (guint) a->experts_per_node > 1024))
+    return usage_error (error, "--experts-per-node %d must divide the %u experts into at most "
+                               "1024 nodes", a->experts_per_node, g.experts);
   GateSynth syn = { (guint64) a->seed, (guint) a->topics, a->zipf, a->strength, (guint) a->doc_tokens };
+  g_autofree char *note = NULL, *why = NULL;
+  const GateBackend *backend = gate_backend_choose (a->backend, &g, &note, &why);
+  if (backend == NULL)
+    return usage_error (error, "%s", why);
+  if (note)
+    g_printerr ("moesim: note: %s\n", note);
+
 
   gsize dims[NPY_MAX_DIMS + 1];
   guint64 T = (guint64) a->tokens;

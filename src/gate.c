@@ -88,8 +88,10 @@ top_sum (const float *v, const guint8 *allowed, guint n, guint m)
   return s;
 }
 
-/* Keeps the `keep` best of `n` blocks of `size` entries by block score. */
-static void
+/* Keeps the `keep` best of `n` blocks of `size` entries by block score;
+ * returns the margin between the weakest kept and the best dropped block
+ * (INFINITY when none was dropped). */
+static float
 limit_blocks (const float *sel, guint8 *allowed, guint n, guint size, guint keep, gboolean by_max,
               guint top)
 {
@@ -115,6 +117,7 @@ limit_blocks (const float *sel, guint8 *allowed, guint n, guint size, guint keep
         score[b] = top_sum (v, a, size, top);
     }
   guint8 chosen[1024] = { 0 };
+  float weakest = INFINITY;
   for (guint k = 0; k < keep; k++)
     {
       gint best = argmax_allowed (score, block_ok, n);
@@ -122,19 +125,22 @@ limit_blocks (const float *sel, guint8 *allowed, guint n, guint size, guint keep
         break;
       chosen[best] = 1;
       block_ok[best] = 0;
+      weakest = score[best];
     }
+  gint next = argmax_allowed (score, block_ok, n);
   for (guint b = 0; b < n; b++)
     if (!chosen[b])
       memset (allowed + (gsize) b * size, 0, size);
+  return next < 0 ? INFINITY : weakest - score[next];
 }
 
-void
-gate_select (const GateConfig *g, const float *logits, const float *bias, gint32 *ids,
-             float *weights)
+/* Scores, biased selection scores and the mask left by the group and node
+ * limits; returns the smallest margin of those limits' block choices. */
+static float
+select_prepare (const GateConfig *g, const float *logits, const float *bias, float *scores,
+                float *sel, guint8 *allowed)
 {
   guint E = g->experts;
-  float scores[4096], sel[4096];
-  guint8 allowed[4096];
   g_assert (E <= 4096);
   if (g->scoring == GATE_SIGMOID)
     for (guint e = 0; e < E; e++)
@@ -158,12 +164,33 @@ gate_select (const GateConfig *g, const float *logits, const float *bias, gint32
       sel[e] = (g->use_bias && bias) ? scores[e] + bias[e] : scores[e];
       allowed[e] = 1;
     }
+  float margin = INFINITY;
   if (g->n_group > 1 && g->topk_group < g->n_group)
-    limit_blocks (sel, allowed, g->n_group, E / g->n_group, g->topk_group,
-                  g->group_score == GATE_GROUP_MAX, 2);
+    margin = MIN (margin, limit_blocks (sel, allowed, g->n_group, E / g->n_group, g->topk_group,
+                                        g->group_score == GATE_GROUP_MAX, 2));
   if (g->node_limit > 0 && g->experts_per_node > 0 && E / g->experts_per_node > g->node_limit)
-    limit_blocks (sel, allowed, E / g->experts_per_node, g->experts_per_node, g->node_limit, FALSE,
-                  (g->top_k + g->node_limit - 1) / g->node_limit);
+    margin = MIN (margin, limit_blocks (sel, allowed, E / g->experts_per_node, g->experts_per_node,
+                                        g->node_limit, FALSE,
+                                        (g->top_k + g->node_limit - 1) / g->node_limit));
+  return margin;
+}
+
+float
+gate_select_mask (const GateConfig *g, const float *logits, const float *bias, float *sel,
+                  guint8 *allowed)
+{
+  float scores[4096];
+  return select_prepare (g, logits, bias, scores, sel, allowed);
+}
+
+void
+gate_select (const GateConfig *g, const float *logits, const float *bias, gint32 *ids,
+             float *weights)
+{
+  guint E = g->experts;
+  float scores[4096], sel[4096];
+  guint8 allowed[4096];
+  select_prepare (g, logits, bias, scores, sel, allowed);
   float sum = 0;
   for (guint k = 0; k < g->top_k; k++)
     {

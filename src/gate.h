@@ -48,6 +48,12 @@ const char *gate_preset_names (void);
 void gate_route (const GateConfig *g, const float *hidden, guint64 tokens, const float *weight,
                  const float *bias, gint32 *ids, float *out_weights, guint threads);
 
+/* For tests: one token's biased selection scores and the experts its group
+ * and node limits leave allowed; returns the margin of those limits' choices
+ * (weakest kept minus best dropped block score, INFINITY if none dropped). */
+float gate_select_mask (const GateConfig *g, const float *logits, const float *bias, float *sel,
+                        guint8 *allowed);
+
 /* The selection alone, for one token's E logits (exposed for tests). */
 void gate_select (const GateConfig *g, const float *logits, const float *bias, gint32 *ids,
                   float *weights);

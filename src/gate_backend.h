@@ -13,6 +13,8 @@ typedef struct {
   const char *name;
   /* TRUE when usable now; otherwise *why says why (caller frees). */
   gboolean (*available) (char **why);
+  /* TRUE when it handles this gate's sizes; otherwise *why says why. */
+  gboolean (*supports) (const GateConfig *g, char **why);
   /* Same contract as gate_route; FALSE with *why on a device error. */
   gboolean (*route) (const GateConfig *g, const float *hidden, guint64 tokens, const float *weight,
                      const float *bias, gint32 *ids, float *weights, char **why);
@@ -22,9 +24,11 @@ const GateBackend *gate_backend_cpu (void);
 /* NULL when moesim was built without CUDA. */
 const GateBackend *gate_backend_cuda (void);
 
-/* "auto" (CUDA when built and a device is present, else CPU, with *note
- * saying why), "cpu" or "cuda". NULL with *why when the choice is impossible. */
-const GateBackend *gate_backend_choose (const char *name, char **note, char **why);
+/* "auto" (CUDA when built, a device is present and it supports `g`; else
+ * CPU, with *note saying why), "cpu" or "cuda". NULL with *why when the
+ * choice is impossible. */
+const GateBackend *gate_backend_choose (const char *name, const GateConfig *g, char **note,
+                                        char **why);
 
 #if HAVE_CUDA
 /* Built with CUDA only (kernels/gate_cuda.cu): device-side timing of the

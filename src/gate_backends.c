@@ -19,7 +19,15 @@ cpu_route (const GateConfig *g, const float *hidden, guint64 tokens, const float
   return TRUE;
 }
 
-static const GateBackend cpu_backend = { "cpu", cpu_available, cpu_route };
+static gboolean
+cpu_supports (const GateConfig *g, char **why)
+{
+  (void) g;
+  (void) why;
+  return TRUE;
+}
+
+static const GateBackend cpu_backend = { "cpu", cpu_available, cpu_supports, cpu_route };
 
 const GateBackend *
 gate_backend_cpu (void)
@@ -28,13 +36,13 @@ gate_backend_cpu (void)
 }
 
 const GateBackend *
-gate_backend_choose (const char *name, char **note, char **why)
+gate_backend_choose (const char *name, const GateConfig *g, char **note, char **why)
 {
   const GateBackend *cuda = gate_backend_cuda ();
   if (name == NULL || strcmp (name, "auto") == 0)
     {
       g_autofree char *reason = NULL;
-      if (cuda && cuda->available (&reason))
+      if (cuda && cuda->available (&reason) && cuda->supports (g, &reason))
         return cuda;
       if (note)
         *note = g_strdup_printf ("gate backend: cpu (%s)",
@@ -52,7 +60,7 @@ gate_backend_choose (const char *name, char **note, char **why)
           return NULL;
         }
       g_autofree char *reason = NULL;
-      if (!cuda->available (&reason))
+      if (!cuda->available (&reason) || !cuda->supports (g, &reason))
         {
           *why = g_strdup_printf ("--backend cuda: %s", reason ? reason : "no CUDA device");
           return NULL;

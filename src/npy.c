@@ -133,7 +133,7 @@ parse_header (NpyArray *a, const char *dict, GError **error)
       char *end = NULL;
       errno = 0;
       guint64 v = g_ascii_strtoull (sh, &end, 10);
-      if (end == sh || errno != 0)
+      if (end == sh || errno != 0 || *sh == '-')
         return bad (error, NPY_ERROR_FORMAT, a->path, "malformed .npy header: bad 'shape' near '%.20s'",
                     sh);
       if (a->ndim == NPY_MAX_DIMS)
@@ -199,9 +199,9 @@ npy_load (const char *path, GError **error)
   g_autofree char *dict = g_strndup ((const char *) p + start, hlen);
   if (!parse_header (a, dict, error))
     return NULL;
-  gsize need = a->count * sizes[a->dtype];
   gsize have = len - start - hlen;
-  if (have < need)
+  gsize need = a->count * sizes[a->dtype];
+  if (a->count > have / sizes[a->dtype])
     {
       bad (error, NPY_ERROR_FORMAT, path,
            "truncated data: shape needs %zu bytes of %s, the file has %zu after its header", need,

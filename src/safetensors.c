@@ -108,12 +108,28 @@ safetensors_read_f32 (const SafeTensors *st, const char *name, gsize *shape, gui
       g_string_free (hint, TRUE);
       return NULL;
     }
-  JsonObject *t = json_object_get_object_member (st->header, name);
-  const char *dtype = t && json_object_has_member (t, "dtype") ? json_object_get_string_member (t, "dtype") : NULL;
-  JsonArray *sh = t && json_object_has_member (t, "shape") ? json_object_get_array_member (t, "shape") : NULL;
-  JsonArray *off = t && json_object_has_member (t, "data_offsets") ? json_object_get_array_member (t, "data_offsets") : NULL;
-  if (dtype == NULL || sh == NULL || off == NULL || json_array_get_length (off) != 2
-      || json_array_get_length (sh) > 8)
+  /* every node is type-checked before use: a damaged header is an error */
+  JsonNode *tn = json_object_get_member (st->header, name);
+  JsonObject *t = JSON_NODE_HOLDS_OBJECT (tn) ? json_node_get_object (tn) : NULL;
+  JsonNode *dn = t ? json_object_get_member (t, "dtype") : NULL;
+  JsonNode *sn = t ? json_object_get_member (t, "shape") : NULL;
+  JsonNode *on = t ? json_object_get_member (t, "data_offsets") : NULL;
+  const char *dtype = dn && JSON_NODE_HOLDS_VALUE (dn) && json_node_get_value_type (dn) == G_TYPE_STRING
+                          ? json_node_get_string (dn) : NULL;
+  JsonArray *sh = sn && JSON_NODE_HOLDS_ARRAY (sn) ? json_node_get_array (sn) : NULL;
+  JsonArray *off = on && JSON_NODE_HOLDS_ARRAY (on) ? json_node_get_array (on) : NULL;
+  gboolean ints = sh && off;
+  for (guint i = 0; ints && i < json_array_get_length (sh); i++)
+    {
+      JsonNode *x = json_array_get_element (sh, i);
+      ints = JSON_NODE_HOLDS_VALUE (x) && json_node_get_value_type (x) == G_TYPE_INT64;
+    }
+  for (guint i = 0; ints && i < json_array_get_length (off); i++)
+    {
+      JsonNode *x = json_array_get_element (off, i);
+      ints = JSON_NODE_HOLDS_VALUE (x) && json_node_get_value_type (x) == G_TYPE_INT64;
+    }
+  if (dtype == NULL || !ints || json_array_get_length (off) != 2 || json_array_get_length (sh) > 8)
     {
       g_set_error (error, MOESIM_SAFETENSORS_ERROR, ST_ERROR_FORMAT,
                    "%s: tensor '%s': header entry lacks dtype, shape or data_offsets", st->path, name);
@@ -126,18 +142,19 @@ safetensors_read_f32 (const SafeTensors *st, const char *name, gsize *shape, gui
                    "%s: tensor '%s': dtype %s, expected F32, F16 or BF16", st->path, name, dtype);
       return NULL;
     }
-  gsize count = 1;
+  gsize count = 1, bytes = 0;
+  gboolean fits = TRUE;
   *ndim = json_array_get_length (sh);
   for (guint i = 0; i < *ndim; i++)
     {
       gint64 d = json_array_get_int_element (sh, i);
-      if (d < 0)
-        d = 0;
-      shape[i] = (gsize) d;
-      count *= (gsize) d;
+      fits &= d >= 0;
+      shape[i] = d < 0 ? 0 : (gsize) d;
+      fits &= g_size_checked_mul (&count, count, shape[i]);
     }
+  fits &= g_size_checked_mul (&bytes, count, esize);
   gint64 b = json_array_get_int_element (off, 0), e = json_array_get_int_element (off, 1);
-  if (b < 0 || e < b || (guint64) e > st->data_len || (guint64) (e - b) != count * esize)
+  if (!fits || b < 0 || e < b || (guint64) e > st->data_len || (guint64) (e - b) != bytes)
     {
       g_set_error (error, MOESIM_SAFETENSORS_ERROR, ST_ERROR_FORMAT,
                    "%s: tensor '%s': data_offsets [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT

@@ -78,10 +78,10 @@ fail (GError **error, TraceError code, const char *path, const char *fmt, ...)
   return FALSE;
 }
 
-static guint
+static guint64
 blocks_expected (const TraceShape *s)
 {
-  return s->layers * (s->weights ? 2 : 1) + (s->batch ? 4 : 0);
+  return (guint64) s->layers * (s->weights ? 2 : 1) + (s->batch ? 4 : 0);
 }
 
 static guint
@@ -148,8 +148,12 @@ trace_open (const char *path, GError **error)
             " bytes, the file has %" G_GUINT64_FORMAT, file_bytes, t->len);
       return NULL;
     }
+  /* block sizes are products of header fields: every token takes at least
+   * a byte of the file and every layer a table entry, which bounds them far
+   * below overflow before anything is multiplied */
   if (s->experts == 0 || s->experts > 65535 || s->top_k == 0 || s->top_k > s->experts
       || t->id_bytes != ids_width (s->experts) || t->n_blocks != blocks_expected (s)
+      || s->tokens > t->len || s->layers > t->len / 24
       || meta_off > t->len || meta_bytes > t->len - meta_off || table_off > t->len
       || (guint64) t->n_blocks * 24 > t->len - table_off)
     {
@@ -241,6 +245,11 @@ trace_check (const Trace *t, GError **error)
         }
     }
   const TraceShape *s = &t->shape;
+  const guint8 *ph = trace_batch_phase (t);
+  for (guint64 tok = 0; ph && tok < s->tokens; tok++)
+    if (ph[tok] != 'P' && ph[tok] != 'D')
+      return fail (error, TRACE_ERROR_RANGE, t->path, "token %" G_GUINT64_FORMAT
+                   ": phase byte 0x%02x, expected 'P' or 'D'", tok, ph[tok]);
   for (guint l = 0; l < s->layers; l++)
     for (guint64 tok = 0; tok < s->tokens; tok++)
       for (guint k = 0; k < s->top_k; k++)
@@ -413,7 +422,12 @@ w_block (TraceWriter *w, guint kind, const void *data, gsize bytes, GError **err
 TraceWriter *
 trace_writer_new (const char *path, const TraceShape *shape, GError **error)
 {
-  g_return_val_if_fail (shape->experts >= 1 && shape->experts <= 65535, NULL);
+  if (shape->experts < 1 || shape->experts > 65535 || shape->top_k < 1 || shape->top_k > shape->experts)
+    {
+      fail (error, TRACE_ERROR_INPUT, path, "a trace holds 1..65535 experts and top-k <= experts, "
+            "not %u experts with top-%u", shape->experts, shape->top_k);
+      return NULL;
+    }
   TraceWriter *w = g_new0 (TraceWriter, 1);
   w->path = g_strdup (path);
   w->tmp = g_strdup_printf ("%s.tmp-XXXXXX", path);
@@ -502,6 +516,11 @@ trace_writer_finish (TraceWriter *w, GError **error)
     {
       fail (error, TRACE_ERROR_INPUT, w->path, "incomplete trace: %u of %u layers written",
             w->layers_done, w->shape.layers);
+      trace_writer_abort (w);
+      return FALSE;
+    }
+  if (!w_align (w, error))
+    {
       trace_writer_abort (w);
       return FALSE;
     }

@@ -106,6 +106,8 @@ trace_import (const TraceImport *in, const char *out, GError **error)
         }
       max_id = MAX (max_id, v);
     }
+  if (in->experts > 65535)
+    return input_error (error, "--num-experts %u: a trace holds at most 65535 experts", in->experts);
   guint E = in->experts ? in->experts : (guint) (max_id + 1);
   if (E == 0)
     return input_error (error, "%s: every record is missing (-1)", in->experts_npy);

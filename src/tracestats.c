@@ -52,8 +52,8 @@ trace_stats_compute (const Trace *t, char phase, guint ep, guint gpus_per_node, 
   g_autofree guint64 *load = g_new (guint64, sh->experts);
   g_autofree guint64 *sorted = g_new (guint64, sh->experts);
   g_autofree guint64 *gpu = ep ? g_new (guint64, ep) : NULL;
-  g_autofree guint32 *node_stamp = ep ? g_new0 (guint32, s->nodes) : NULL;
-  guint32 stamp = 0;
+  g_autofree guint64 *node_stamp = ep ? g_new0 (guint64, s->nodes) : NULL;
+  guint64 stamp = 0;
   guint per_gpu = ep ? sh->experts / ep : 0;
   for (guint l = 0; l < sh->layers; l++)
     {
