@@ -144,8 +144,8 @@ run_gate (Scenario *sc, GError **error)
   if (base == NULL)
     return fail_at (error, where, "routing.gate.preset: unknown preset '%s', expected one of: %s",
                     s->routing.gate.preset, gate_preset_names ());
-  if (s->model.experts > 4096)
-    return fail_at (error, where, "the in-process gate takes at most 4096 experts");
+  if (s->model.experts > 4096 || s->model.n_group > 1024)
+    return fail_at (error, where, "the in-process gate takes at most 4096 experts in at most 1024 groups");
   GateConfig g = *base;
   g.hidden = (guint) s->model.hidden;
   g.experts = (guint) s->model.experts;
