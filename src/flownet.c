@@ -392,7 +392,12 @@ fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, double rate, S
   if (f->remaining <= rate * 1e-12 + 1e-9) /* drained but for rounding */
     fn->end[id] = now;
   else
-    fn->end[id] = now + sim_time_ceil_ps (f->remaining / rate * 1e12);
+    {
+      /* scenarios are bounded to ~1e6 s (scenario.c); clamp anyway so a
+       * pathological rate can never wrap the clock */
+      double ps = MIN (f->remaining / rate * 1e12, 4e18);
+      fn->end[id] = now + sim_time_ceil_ps (ps);
+    }
 }
 
 static inline void

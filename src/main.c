@@ -161,7 +161,7 @@ cmd_topo (int argc, char **argv)
     return usage_error (ctx, error->message);
   if (argc != 3 || strcmp (argv[1], "show") != 0)
     return usage_error (ctx, "expected: moesim topo show TOPOLOGY");
-  g_autoptr (Topology) topo = topology_load (argv[2], &error);
+  g_autoptr (Topology) topo = topology_parse (argv[2], &error);
   if (topo == NULL)
     {
       g_strfreev (o.sets);
@@ -171,8 +171,7 @@ cmd_topo (int argc, char **argv)
     {
       const char *eq = strchr (o.sets[i], '=');
       g_autofree char *key = eq ? g_strndup (o.sets[i], (gsize) (eq - o.sets[i])) : NULL;
-      if (key == NULL || !topology_set (topo, key, eq + 1, &error)
-          || !topology_validate (topo, &error))
+      if (key == NULL || !topology_set (topo, key, eq + 1, &error))
         {
           if (error == NULL)
             g_set_error (&error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE,
@@ -182,7 +181,14 @@ cmd_topo (int argc, char **argv)
         }
     }
   g_strfreev (o.sets);
+  if (!topology_validate (topo, &error))
+    return fail (g_steal_pointer (&error));
   const TopoSpec *t = topology_spec (topo);
+  if (o.nodes < 0 || o.nodes > 65536 || (gint64) o.nodes * topology_spec (topo)->node.gpus > (1 << 24))
+    {
+      g_printerr ("moesim: error: --nodes %d: expected 1..65536 nodes (at most 16M GPUs)\n", o.nodes);
+      return EXIT_BAD_INPUT;
+    }
   guint nodes = o.nodes > 0 ? (guint) o.nodes : 2;
   g_autoptr (Cluster) c
       = cluster_new (t, nodes * (guint) t->node.gpus, CROSS_RAIL_AUTO, "--nodes", &error);
@@ -214,8 +220,9 @@ cmd_topo (int argc, char **argv)
   guint gpn = (guint) t->node.gpus;
   if (gpn > 1)
     print_path (c, 0, 1, "intra-node");
-  print_path (c, 0, gpn, "inter-node");
-  if (t->nic.per_node > 1 && gpn > 1)
+  if (nodes > 1)
+    print_path (c, 0, gpn, "inter-node");
+  if (nodes > 1 && t->nic.per_node > 1 && gpn > 1)
     print_path (c, 0, gpn + gpn - 1, "inter-node, other rail");
   return 0;
 }

@@ -38,7 +38,7 @@ group_subsets (guint ng, guint kg, guint *n_out)
   double count = 1.0;
   for (guint i = 0; i < kg; i++)
     count = count * (ng - i) / (i + 1);
-  if (ng > 32 || count > 65536.0)
+  if (ng > 16 || count > 65536.0) /* 2^ng masks are walked below */
     return NULL;
   guint n = 0;
   guint8 *tab = g_new (guint8, (gsize) llround (count) * kg);
@@ -51,6 +51,7 @@ group_subsets (guint ng, guint kg, guint *n_out)
             tab[(gsize) n * kg + j++] = (guint8) g;
         n++;
       }
+  g_assert (n > 0);
   *n_out = n;
   return tab;
 }

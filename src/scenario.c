@@ -107,14 +107,22 @@ scenario_token_bytes (const ScenarioSpec *s, Dtype dtype)
 double
 scenario_sim_memory_bytes (const ScenarioSpec *s)
 {
-  /* Two layers of tasks are alive at once (the builder keeps one layer
-   * ahead). Per layer: up to ep*(ep-1) flows each way, each a task (~112 B),
-   * a solver flow slot (~112 B), two dependency edges (24 B) and a pair count
-   * (4 B); plus per GPU and layer ~64 B of timing. */
+  /* Two steps of tasks are alive at once (the builder keeps one step
+   * ahead). Per step: up to ep*(ep-1) flows each way, each a task (~112 B),
+   * a solver flow slot and its link-list entries (~200 B) and two dependency
+   * edges (24 B); the routing window holds 2 x cores + 1 layers of ep^2 pair
+   * counts; per step and GPU 32 B of timing, per step ~1 KiB of results and
+   * summary text; an in-process gate holds its hidden states and weights. */
   double ep = (double) s->parallel.ep;
+  double steps = (double) s->model.moe_layers * (double) s->parallel.microbatches;
   double pairs = ep * (ep - 1.0);
-  double per_layer = 2.0 * pairs * (112.0 + 112.0 + 24.0 + 4.0) + ep * 1024.0;
-  return 2.0 * per_layer + (double) s->model.moe_layers * ep * 64.0 + 16e6;
+  double per_step = 2.0 * pairs * (112.0 + 200.0 + 24.0) + ep * 1024.0;
+  double window = (2.0 * g_get_num_processors () + 1.0) * (ep * ep + (double) s->model.experts) * 4.0;
+  double gate = s->routing.gate.preset && s->routing.gate.preset[0]
+                    ? ((double) s->routing.gate.tokens + (double) s->model.experts)
+                          * (double) s->model.hidden * 4.0
+                    : 0.0;
+  return 2.0 * per_step + window + steps * (ep * 32.0 + 1024.0) + gate + 16e6;
 }
 
 static gboolean
@@ -284,6 +292,34 @@ validate (Scenario *sc, GError **error)
     return fail_at (error, cfg_origin (&sc->doc, "cross_rail"),
                     "cross_rail = spine is impossible on the multi_plane fabric of %s (its planes "
                     "share no switch); use nvlink or auto", topology_path (sc->topo));
+  double need = scenario_sim_memory_bytes (s);
+  if (need > s->sim.max_memory_gb * 1e9)
+    return fail_at (error, cfg_origin (&sc->doc, "parallel.ep"),
+                    "this scenario needs about %.1f GB of host memory to simulate (ep = %"
+                    G_GINT64_FORMAT ": %.3g flows per layer, %" G_GINT64_FORMAT " steps), more "
+                    "than sim.max_memory_gb = %g; lower parallel.ep, model.moe_layers or "
+                    "parallel.microbatches, or raise sim.max_memory_gb",
+                    need / 1e9, s->parallel.ep,
+                    2.0 * (double) s->parallel.ep * (double) (s->parallel.ep - 1),
+                    s->model.moe_layers * s->parallel.microbatches, s->sim.max_memory_gb);
+  /* the clock is int64 picoseconds (106 days): refuse scenarios whose
+   * slowest link or GPU would take longer than ~11 days */
+  double token = MAX (scenario_token_bytes (s, (Dtype) s->model.dispatch_dtype),
+                      scenario_token_bytes (s, (Dtype) s->model.combine_dtype));
+  double slowest = MIN (t->nvlink.gbps * t->nvlink.efficiency,
+                        t->nic.gbps * t->nic.efficiency / (double) (t->node.gpus / t->nic.per_node)) * 1e9;
+  double steps = (double) s->model.moe_layers * (double) s->parallel.microbatches;
+  double comm = 2.0 * steps * (double) s->parallel.ep * (double) s->parallel.tokens_per_gpu
+                * (double) s->model.top_k * token / slowest;
+  double min_tflops = topology_gemm_tflops (t, (Dtype) s->model.expert_dtype, 1.0);
+  double comp = steps * 6.0 * (double) s->parallel.ep * (double) s->parallel.tokens_per_gpu
+                * (double) s->model.top_k * (double) s->model.hidden * (double) s->model.moe_intermediate
+                / (min_tflops * 1e12);
+  if (comm + comp > 1e6)
+    return fail_at (error, cfg_origin (&sc->doc, "parallel.tokens_per_gpu"),
+                    "the pass could take up to %.3g s of simulated time (links of %.3g B/s, GEMMs "
+                    "down to %.3g TFLOPS), beyond the 1e6 s moesim's clock allows; check the "
+                    "topology's bandwidths and GEMM table", comm + comp, slowest, min_tflops);
   if (s->routing.trace[0] && s->routing.gate.preset[0])
     return fail_at (error, cfg_origin (&sc->doc, "routing.gate.preset"),
                     "routing.trace and routing.gate are alternatives: set one");
@@ -291,15 +327,6 @@ validate (Scenario *sc, GError **error)
     return FALSE;
   if ((s->routing.trace[0] || s->routing.gate.preset[0]) && !load_trace (sc, error))
     return FALSE;
-  double need = scenario_sim_memory_bytes (s);
-  if (need > s->sim.max_memory_gb * 1e9)
-    return fail_at (error, cfg_origin (&sc->doc, "parallel.ep"),
-                    "this scenario needs about %.1f GB of host memory to simulate (ep = %"
-                    G_GINT64_FORMAT ": %.3g flows per layer), more than sim.max_memory_gb = %g; "
-                    "lower parallel.ep or raise sim.max_memory_gb",
-                    need / 1e9, s->parallel.ep,
-                    2.0 * (double) s->parallel.ep * (double) (s->parallel.ep - 1),
-                    s->sim.max_memory_gb);
   return TRUE;
 }
 
@@ -344,7 +371,7 @@ scenario_load (const char *path, const char *const *sets, GError **error)
                                ? g_strdup (sc->spec.topology)
                                : g_build_filename (dir, sc->spec.topology, NULL);
   g_autoptr (GError) terr = NULL;
-  sc->topo = topology_load (tpath, &terr);
+  sc->topo = topology_parse (tpath, &terr); /* validated after the overrides */
   if (sc->topo == NULL)
     {
       if (g_error_matches (terr, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_IO))

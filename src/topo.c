@@ -127,6 +127,13 @@ topology_validate (Topology *t, GError **error)
   TopoSpec *s = &t->spec;
   if (!cfg_check_required (&t->doc, error))
     return FALSE;
+  if (s->gpu.gemm.n == 0)
+    {
+      g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_MISSING,
+                   "%s: missing required key 'gpu.gemm' (achieved grouped-GEMM TFLOPS vs rows)",
+                   t->path);
+      return FALSE;
+    }
   if (s->node.gpus % s->nic.per_node != 0)
     {
       g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_RANGE,
@@ -164,7 +171,7 @@ topology_validate (Topology *t, GError **error)
 }
 
 Topology *
-topology_load (const char *path, GError **error)
+topology_parse (const char *path, GError **error)
 {
   g_autoptr (YNode) root = ynode_parse_file (path, error);
   if (root == NULL)
@@ -174,14 +181,14 @@ topology_load (const char *path, GError **error)
   cfg_init (&t->doc, topo_fields, G_N_ELEMENTS (topo_fields), &t->spec, t->path);
   if (!cfg_apply_tree (&t->doc, root, NULL, error))
     return NULL;
-  if (t->spec.gpu.gemm.n == 0)
-    {
-      g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_MISSING,
-                   "%s: missing required key 'gpu.gemm' (achieved grouped-GEMM TFLOPS vs rows)",
-                   path);
-      return NULL;
-    }
-  if (!topology_validate (t, error))
+  return g_steal_pointer (&t);
+}
+
+Topology *
+topology_load (const char *path, GError **error)
+{
+  g_autoptr (Topology) t = topology_parse (path, error);
+  if (t == NULL || !topology_validate (t, error))
     return NULL;
   return g_steal_pointer (&t);
 }

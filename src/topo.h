@@ -67,6 +67,10 @@ typedef struct Topology Topology;
 
 /* Loads and validates a topology file. Returns NULL with MOESIM_CONFIG_ERROR. */
 Topology *topology_load (const char *path, GError **error);
+/* Parses a topology file without the whole-file checks (required keys,
+ * cross-field rules), so that --set overrides can complete it first; call
+ * topology_validate after them. */
+Topology *topology_parse (const char *path, GError **error);
 void topology_free (Topology *t);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (Topology, topology_free)
 

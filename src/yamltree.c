@@ -112,9 +112,19 @@ ynode_parse_string (const char *text, gssize len, const char *name, GError **err
     {
       if (!yaml_parser_parse (&parser, &event))
         {
+          size_t line = parser.problem_mark.line, col = parser.problem_mark.column;
+          if (parser.error == YAML_READER_ERROR)
+            {
+              /* reader errors (bad UTF-8, control characters) give only an offset */
+              line = col = 0;
+              for (size_t i = 0; i < parser.problem_offset && text[i]; i++)
+                if (text[i] == '\n')
+                  line++, col = 0;
+                else
+                  col++;
+            }
           g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_SYNTAX,
-                       "%s:%zu:%zu: YAML syntax error: %s%s%s", name,
-                       parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+                       "%s:%zu:%zu: YAML syntax error: %s%s%s", name, line + 1, col + 1,
                        parser.problem ? parser.problem : "unknown problem",
                        parser.context ? " " : "", parser.context ? parser.context : "");
           ok = FALSE;
@@ -127,17 +137,17 @@ ynode_parse_string (const char *text, gssize len, const char *name, GError **err
           n = node_new (YNODE_SCALAR, &event.start_mark);
           n->value = g_strndup ((const char *) event.data.scalar.value, event.data.scalar.length);
           n->quoted = event.data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
-          if (event.data.scalar.anchor)
+          if (event.data.scalar.anchor || event.data.scalar.tag)
             goto refuse;
           break;
         case YAML_SEQUENCE_START_EVENT:
           n = node_new (YNODE_SEQ, &event.start_mark);
-          if (event.data.sequence_start.anchor)
+          if (event.data.sequence_start.anchor || event.data.sequence_start.tag)
             goto refuse;
           break;
         case YAML_MAPPING_START_EVENT:
           n = node_new (YNODE_MAP, &event.start_mark);
-          if (event.data.mapping_start.anchor)
+          if (event.data.mapping_start.anchor || event.data.mapping_start.tag)
             goto refuse;
           break;
         case YAML_SEQUENCE_END_EVENT:
@@ -179,7 +189,7 @@ ynode_parse_string (const char *text, gssize len, const char *name, GError **err
       continue;
     refuse:
       g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_SYNTAX,
-                   "%s:%u:%u: YAML anchors are not supported in moesim files", name, n->line,
+                   "%s:%u:%u: YAML anchors and tags are not supported in moesim files", name, n->line,
                    n->col);
       ynode_free (n);
       yaml_event_delete (&event);

@@ -1,5 +1,6 @@
 /* Scenario and topology files: every bad input is an error that names the
  * file and line:column (or the --set), the bad value and what was expected. */
+#include "routing.h"
 #include "scenario.h"
 #include "test_common.h"
 
@@ -228,6 +229,66 @@ test_multi_plane_rejects_spine (void)
   CU_ASSERT (err && strstr (err->message, "multi_plane"));
 }
 
+static void
+test_yaml_tags_and_bad_bytes (void)
+{
+  expect_error ("name: t\ntopology: %s\nmodel: {hidden: !!str 1024}\n", NULL,
+                NEEDLES ("s.yaml:3:17", "tags are not supported"));
+  expect_error ("name: t\n\n\ntopology: \xff\n", NULL, NEEDLES ("s.yaml:4:11", "UTF-8"));
+}
+
+static void
+test_overrides_complete_a_topology_before_checks (void)
+{
+  /* a topology whose NICs do not divide the GPUs, repaired by --set */
+  g_autofree char *orig = NULL;
+  g_file_get_contents (MOESIM_SOURCE_ROOT "/topologies/tiny-2node.yaml", &orig, NULL, NULL);
+  g_autoptr (GString) t = g_string_new (orig);
+  g_string_replace (t, "per_node: 2 ", "per_node: 3 ", 1);
+  g_autofree char *tpath = g_build_filename (tmpdir, "three-nics.yaml", NULL);
+  g_file_set_contents (tpath, t->str, -1, NULL);
+  g_autofree char *body = g_strdup_printf ("name: t\ntopology: %s\n"
+      "model: {hidden: 64, moe_intermediate: 64, experts: 8, top_k: 2, moe_layers: 1}\n"
+      "parallel: {ep: 8, tokens_per_gpu: 16}\n", tpath);
+  g_autofree char *path = g_build_filename (tmpdir, "repair.yaml", NULL);
+  g_file_set_contents (path, body, -1, NULL);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (Scenario) bad = scenario_load (path, NULL, &err);
+  CU_ASSERT (bad == NULL && err && strstr (err->message, "nic.per_node = 3"));
+  g_clear_error (&err);
+  const char *fix[] = { "nic.per_node=2", NULL };
+  g_autoptr (Scenario) good = scenario_load (path, fix, &err);
+  CU_ASSERT_PTR_NOT_NULL (good);
+}
+
+static void
+test_clock_and_memory_bounds (void)
+{
+  expect_error (GOOD, NEEDLES ("nic.gbps=1e-6", "nic.efficiency=0.001", "parallel.tokens_per_gpu=65536"),
+                NEEDLES ("simulated time", "clock"));
+  expect_error (GOOD, NEEDLES ("model.moe_layers=100000", "parallel.microbatches=256"),
+                NEEDLES ("GB of host memory", "steps"));
+}
+
+static void
+test_many_groups_route (void)
+{
+  /* 32 groups (once an out-of-range shift in the group table): routes fine */
+  g_autofree char *path = write_scenario ("g32.yaml",
+      "name: t\ntopology: %s\n"
+      "model: {hidden: 64, moe_intermediate: 64, experts: 256, top_k: 8, n_group: 32, topk_group: 2, moe_layers: 1}\n"
+      "parallel: {ep: 8, tokens_per_gpu: 64}\n");
+  g_autoptr (GError) err = NULL;
+  g_autoptr (Scenario) sc = scenario_load (path, NULL, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  g_autoptr (RoutingLayer) r = routing_layer_new (8, 256);
+  routing_synthetic (scenario_spec (sc), 0, 0, 64, r);
+  guint64 rows = 0;
+  for (guint e = 0; e < 256; e++)
+    rows += r->expert_rows[e];
+  CU_ASSERT_EQUAL (rows, 8 * 64 * 8);
+}
+
 int
 main (void)
 {
@@ -249,6 +310,10 @@ main (void)
     TEST (test_set_unknown_path_or_bad_value),
     TEST (test_too_large_for_memory),
     TEST (test_multi_plane_rejects_spine),
+    TEST (test_yaml_tags_and_bad_bytes),
+    TEST (test_overrides_complete_a_topology_before_checks),
+    TEST (test_clock_and_memory_bounds),
+    TEST (test_many_groups_route),
   };
   int rc = test_main ("config", tests, G_N_ELEMENTS (tests));
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmpdir);
