@@ -33,6 +33,142 @@ typedef struct {
   guint64 flows;
 } Moe;
 
+/* Adds a flow of `bytes` from GPU a to GPU b (a != b) and accounts for it:
+ * wire bytes by the classes its route uses, payload out of a and into b. */
+static EngineTask
+add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, gboolean dispatch)
+{
+  ClusterPath p;
+  cluster_path (m->cluster, a, b, &p);
+  EngineTask f = engine_flow (m->engine, bytes, p.links, p.n_hops, p.latency, 0.0, TAG (TAG_FLOW, step, a));
+  m->flows++;
+  lr->flows++;
+  if (dispatch)
+    lr->dispatch_bytes += bytes;
+  else
+    lr->combine_bytes += bytes;
+  if (p.uses_nvlink)
+    lr->bytes[LCLASS_NVLINK] += bytes;
+  if (p.uses_ib)
+    lr->bytes[LCLASS_NIC] += bytes;
+  if (p.uses_fabric)
+    lr->bytes[LCLASS_FABRIC] += bytes;
+  m->res->gpus[a].bytes_out += bytes;
+  m->res->gpus[b].bytes_in += bytes;
+  return f;
+}
+
+/* DeepEP-style hierarchical dispatch and combine (the `normal` kernels).
+ * Dispatch: GPU s sends one IB copy per (token, destination node) to the GPU
+ * of that node with its own local index (its rail peer), in K chunks one
+ * after the other; the peer forwards each chunk over NVLink to the GPUs of
+ * its node that host the tokens' experts, one flow per (peer, destination,
+ * chunk) carrying that chunk of every remote source on its rail, once the
+ * chunk has arrived from all of them; tokens for the own node go over NVLink
+ * directly. Combine is the reverse: GPUs send their results for a remote
+ * source to its rail peer on their node over NVLink, where the partial sums
+ * of a token are reduced, then one IB copy per (token, node) goes back, chunk
+ * after chunk, each chunk once its NVLink parts are in. */
+static void
+build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, const EngineTask *start,
+                    const EngineTask *expert)
+{
+  guint ep = m->ep, gpn = r->gpus_per_node, nodes = ep / gpn;
+  guint K = (guint) m->s->dispatch_chunks;
+  double db = m->dispatch_token_bytes, cb = m->combine_token_bytes;
+  /* IB dispatch chunks: [src][node][chunk] */
+  g_autofree EngineTask *ib = g_new (EngineTask, (gsize) ep * nodes * K);
+  for (gsize i = 0; i < (gsize) ep * nodes * K; i++)
+    ib[i] = ENGINE_TASK_NONE;
+  for (guint s = 0; s < ep; s++)
+    {
+      guint ns = s / gpn, ls = s % gpn;
+      for (guint j = 0; j < gpn; j++) /* own node: NVLink, both ways */
+        {
+          guint d = ns * gpn + j;
+          guint32 n = r->pair_tokens[(gsize) s * ep + d];
+          if (d == s || n == 0)
+            continue;
+          EngineTask f = add_flow (m, lr, step, s, d, n * db, TRUE);
+          engine_depend (m->engine, start[s], f);
+          engine_depend (m->engine, f, expert[d]);
+          EngineTask c = add_flow (m, lr, step, d, s, n * cb, FALSE);
+          engine_depend (m->engine, expert[d], c);
+          engine_depend (m->engine, c, m->prev_done[s]);
+        }
+      for (guint nd = 0; nd < nodes; nd++)
+        {
+          guint32 n = r->node_tokens[(gsize) s * nodes + nd];
+          if (nd == ns || n == 0)
+            continue;
+          guint peer = nd * gpn + ls;
+          EngineTask prev = start[s];
+          for (guint c = 0; c < K; c++)
+            {
+              EngineTask f = add_flow (m, lr, step, s, peer, n * db / K, TRUE);
+              engine_depend (m->engine, prev, f);
+              ib[((gsize) s * nodes + nd) * K + c] = f;
+              prev = f;
+            }
+          engine_depend (m->engine, prev, expert[peer]); /* the peer's own experts */
+        }
+    }
+  /* NVLink forwarding and the combine's way back, per node, rail peer and chunk */
+  g_autofree EngineTask *back = g_new (EngineTask, (gsize) gpn * K);
+  for (guint nd = 0; nd < nodes; nd++)
+    for (guint lp = 0; lp < gpn; lp++)
+      {
+        guint peer = nd * gpn + lp;
+        for (guint c = 0; c < K; c++)
+          back[c] = engine_nop (m->engine, TAG (TAG_FLOW, step, peer)); /* NVLink parts in */
+        for (guint c = 0; c < K; c++)
+          engine_depend (m->engine, expert[peer], back[c]);
+        for (guint j = 0; j < gpn; j++)
+          {
+            guint d = nd * gpn + j;
+            if (d == peer)
+              continue;
+            /* tokens for d from every remote source on rail lp */
+            double n = 0;
+            for (guint ns = 0; ns < nodes; ns++)
+              if (ns != nd)
+                n += r->pair_tokens[(gsize) (ns * gpn + lp) * ep + d];
+            if (n == 0)
+              continue;
+            EngineTask prev_c = expert[d];
+            for (guint c = 0; c < K; c++)
+              {
+                EngineTask f = add_flow (m, lr, step, peer, d, n * db / K, TRUE);
+                for (guint ns = 0; ns < nodes; ns++)
+                  if (ns != nd)
+                    engine_depend (m->engine, ib[((gsize) (ns * gpn + lp) * nodes + nd) * K + c], f);
+                engine_depend (m->engine, f, expert[d]);
+                EngineTask cf = add_flow (m, lr, step, d, peer, n * cb / K, FALSE);
+                engine_depend (m->engine, prev_c, cf);
+                engine_depend (m->engine, cf, back[c]);
+                prev_c = cf;
+              }
+          }
+        /* reduced results back over IB to every remote source on rail lp */
+        for (guint ns = 0; ns < nodes; ns++)
+          {
+            guint s = ns * gpn + lp;
+            guint32 n = ns == nd ? 0 : r->node_tokens[(gsize) s * nodes + nd];
+            if (n == 0)
+              continue;
+            EngineTask prev = ENGINE_TASK_NONE;
+            for (guint c = 0; c < K; c++)
+              {
+                EngineTask f = add_flow (m, lr, step, peer, s, n * cb / K, FALSE);
+                engine_depend (m->engine, back[c], f);
+                engine_depend (m->engine, prev, f);
+                prev = f;
+              }
+            engine_depend (m->engine, prev, m->prev_done[s]);
+          }
+      }
+}
+
 static void
 build_step (Moe *m, guint step)
 {
@@ -75,46 +211,27 @@ build_step (Moe *m, guint step)
     }
   for (guint src = 0; src < ep; src++)
     for (guint dst = 0; dst < ep; dst++)
+      m->res->gpus[dst].tokens_in += r->pair_tokens[(gsize) src * ep + dst];
+  if (s->dispatch == DISPATCH_HIERARCHICAL)
+    {
+      build_hierarchical (m, lr, step, r, start, expert);
+      engine_commit (m->engine);
+      m->built = step + 1;
+      return;
+    }
+  for (guint src = 0; src < ep; src++)
+    for (guint dst = 0; dst < ep; dst++)
       {
         guint32 n = r->pair_tokens[(gsize) src * ep + dst];
-        m->res->gpus[dst].tokens_in += n;
         if (src == dst || n == 0)
           continue;
-        ClusterPath p;
-        cluster_path (m->cluster, src, dst, &p);
-        double db = n * m->dispatch_token_bytes;
-        EngineTask f = engine_flow (m->engine, db, p.links, p.n_hops, p.latency, 0.0,
-                                    TAG (TAG_FLOW, step, src));
+        EngineTask f = add_flow (m, lr, step, src, dst, n * m->dispatch_token_bytes, TRUE);
         engine_depend (m->engine, start[src], f);
         engine_depend (m->engine, f, expert[dst]);
         /* combine: dst sends the results of src's tokens back */
-        ClusterPath q;
-        cluster_path (m->cluster, dst, src, &q);
-        double cb = n * m->combine_token_bytes;
-        EngineTask c = engine_flow (m->engine, cb, q.links, q.n_hops, q.latency, 0.0,
-                                    TAG (TAG_FLOW, step, dst));
+        EngineTask c = add_flow (m, lr, step, dst, src, n * m->combine_token_bytes, FALSE);
         engine_depend (m->engine, expert[dst], c);
         engine_depend (m->engine, c, m->prev_done[src]);
-        m->flows += 2;
-        lr->flows += 2;
-        lr->dispatch_bytes += db;
-        lr->combine_bytes += cb;
-        if (p.uses_nvlink)
-          lr->bytes[LCLASS_NVLINK] += db;
-        if (p.uses_ib)
-          lr->bytes[LCLASS_NIC] += db;
-        if (q.uses_nvlink)
-          lr->bytes[LCLASS_NVLINK] += cb;
-        if (q.uses_ib)
-          lr->bytes[LCLASS_NIC] += cb;
-        if (p.uses_fabric)
-          lr->bytes[LCLASS_FABRIC] += db;
-        if (q.uses_fabric)
-          lr->bytes[LCLASS_FABRIC] += cb;
-        m->res->gpus[src].bytes_out += db;
-        m->res->gpus[dst].bytes_in += db;
-        m->res->gpus[dst].bytes_out += cb;
-        m->res->gpus[src].bytes_in += cb;
       }
   engine_commit (m->engine);
   m->built = step + 1;
@@ -187,7 +304,9 @@ moe_run (const Scenario *sc, GError **error)
   m.n_steps = (guint) (s->model.moe_layers * s->parallel.microbatches);
   m.tokens_per_mb = (guint) (s->parallel.tokens_per_gpu / s->parallel.microbatches);
   guint threads = MAX (1u, g_get_num_processors () - 1); /* the engine keeps a core */
-  m.routing = routing_stream_new (s, scenario_trace (sc), m.n_steps, m.tokens_per_mb, threads, 2 * threads + 1);
+  m.routing = routing_stream_new (s, scenario_trace (sc), m.n_steps, m.tokens_per_mb, threads,
+                                  2 * threads + 1,
+                                  s->dispatch == DISPATCH_HIERARCHICAL ? (guint) t->node.gpus : 0);
   m.prev_done = g_new (EngineTask, m.ep);
   for (guint g = 0; g < m.ep; g++)
     m.prev_done[g] = ENGINE_TASK_NONE;

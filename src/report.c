@@ -37,7 +37,9 @@ report_summary_json (const Scenario *sc, const RunResult *r)
   json_int (&w, "moe_layers", s->model.moe_layers);
   json_int (&w, "experts", s->model.experts);
   json_int (&w, "top_k", s->model.top_k);
-  json_string (&w, "dispatch", "direct");
+  json_string (&w, "dispatch", s->dispatch == DISPATCH_HIERARCHICAL ? "hierarchical" : "direct");
+  if (s->dispatch == DISPATCH_HIERARCHICAL)
+    json_int (&w, "dispatch_chunks", s->dispatch_chunks);
   json_string (&w, "dispatch_dtype", dtype_names[s->model.dispatch_dtype]);
   json_string (&w, "combine_dtype", dtype_names[s->model.combine_dtype]);
   json_begin_object (&w, "routing");
@@ -170,11 +172,12 @@ report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
   g_string_append_printf (out,
                           "moesim %s: %s\n  topology %s (%s), EP%" G_GINT64_FORMAT
                           " on %" G_GINT64_FORMAT " nodes, %" G_GINT64_FORMAT
-                          " tokens/GPU, %" G_GINT64_FORMAT " MoE layers, dispatch direct (%s / %s)\n\n",
+                          " tokens/GPU, %" G_GINT64_FORMAT " MoE layers, dispatch %s (%s / %s)\n\n",
                           MOESIM_VERSION, s->name, t->name, topology_path (scenario_topology (sc)),
                           s->parallel.ep, s->parallel.ep / t->node.gpus, s->parallel.tokens_per_gpu,
-                          s->model.moe_layers, dtype_names[s->model.dispatch_dtype],
-                          dtype_names[s->model.combine_dtype]);
+                          s->model.moe_layers,
+                          s->dispatch == DISPATCH_HIERARCHICAL ? "hierarchical" : "direct",
+                          dtype_names[s->model.dispatch_dtype], dtype_names[s->model.combine_dtype]);
   g_string_append (out, "  layer  mb   dispatch max/mean us   expert max/mean us   combine max/mean us   layer us\n");
   double tot[3][2] = { { 0 } };
   for (guint i = 0; i < r->n_layers; i++)

@@ -21,10 +21,20 @@ routing_layer_new (guint ep, guint experts)
 }
 
 void
+routing_layer_count_nodes (RoutingLayer *r, guint gpus_per_node)
+{
+  g_return_if_fail (gpus_per_node > 0 && r->ep % gpus_per_node == 0);
+  r->gpus_per_node = gpus_per_node;
+  g_free (r->node_tokens);
+  r->node_tokens = g_new0 (guint32, (gsize) r->ep * (r->ep / gpus_per_node));
+}
+
+void
 routing_layer_free (RoutingLayer *r)
 {
   if (r == NULL)
     return;
+  g_free (r->node_tokens);
   g_free (r->pair_tokens);
   g_free (r->expert_rows);
   g_free (r);
@@ -68,6 +78,10 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
 
   memset (out->pair_tokens, 0, (gsize) ep * ep * sizeof (guint32));
   memset (out->expert_rows, 0, E * sizeof (guint32));
+  guint gpn = out->gpus_per_node, nodes = gpn ? ep / gpn : 0;
+  if (gpn)
+    memset (out->node_tokens, 0, (gsize) ep * nodes * sizeof (guint32));
+  g_autofree guint32 *nstamp = g_new0 (guint32, MAX (nodes, 1u));
   g_autofree guint32 *estamp = g_new0 (guint32, E);
   g_autofree guint32 *gstamp = g_new0 (guint32, ng);
   g_autofree guint32 *dstamp = g_new0 (guint32, ep);
@@ -93,6 +107,7 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
       Rng rng;
       rng_seed (&rng, (guint64) s->routing.synthetic.seed, ((guint64) layer << 32) | mb, src);
       guint32 *row = out->pair_tokens + (gsize) src * ep;
+      guint32 *nrow = gpn ? out->node_tokens + (gsize) src * nodes : NULL;
       for (guint t = 0; t < tokens; t++)
         {
           stamp++;
@@ -123,6 +138,12 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
               guint d = gpu_of[e];
               row[d] += dstamp[d] != stamp; /* branch-free: unpredictable */
               dstamp[d] = stamp;
+              if (nrow)
+                {
+                  guint n = d / gpn;
+                  nrow[n] += nstamp[n] != stamp;
+                  nstamp[n] = stamp;
+                }
               j++;
             }
         }
@@ -149,6 +170,12 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
               guint d = gpu_of[e];                                                                 \
               row[d] += dstamp[d] != stamp;                                                        \
               dstamp[d] = stamp;                                                                   \
+              if (nrow)                                                                            \
+                {                                                                                  \
+                  guint nd = d / gpn;                                                              \
+                  nrow[nd] += nstamp[nd] != stamp;                                                 \
+                  nstamp[nd] = stamp;                                                              \
+                }                                                                                  \
             }                                                                                      \
         }                                                                                          \
     }                                                                                              \
@@ -166,6 +193,10 @@ routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb
   g_return_if_fail (sh->experts == E);
   memset (out->pair_tokens, 0, (gsize) ep * ep * sizeof (guint32));
   memset (out->expert_rows, 0, E * sizeof (guint32));
+  guint gpn = out->gpus_per_node, nodes = gpn ? ep / gpn : 0;
+  if (gpn)
+    memset (out->node_tokens, 0, (gsize) ep * nodes * sizeof (guint32));
+  g_autofree guint32 *nstamp = g_new0 (guint32, MAX (nodes, 1u));
   g_autofree guint32 *dstamp = g_new0 (guint32, ep);
   g_autofree guint32 *gpu_of = g_new (guint32, E);
   for (guint e = 0; e < E; e++)
@@ -174,6 +205,7 @@ routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb
   for (guint src = 0; src < ep; src++)
     {
       guint32 *row = out->pair_tokens + (gsize) src * ep;
+      guint32 *nrow = gpn ? out->node_tokens + (gsize) src * nodes : NULL;
       guint64 tok = (src * T / ep + (guint64) mb * tokens) % T;
       if (trace_id_bytes (t) == 1)
         TRACE_ROW_LOOP (guint8, 0xffu);
@@ -234,7 +266,7 @@ queue_next (RoutingStream *rs)
 
 RoutingStream *
 routing_stream_new (const ScenarioSpec *s, const Trace *trace, guint n_steps, guint tokens,
-                    guint threads, guint window)
+                    guint threads, guint window, guint count_nodes_of)
 {
   RoutingStream *rs = g_new0 (RoutingStream, 1);
   rs->spec = s;
@@ -245,7 +277,11 @@ routing_stream_new (const ScenarioSpec *s, const Trace *trace, guint n_steps, gu
   rs->window = MAX (1u, MIN (window, n_steps));
   rs->slots = g_new0 (Slot, rs->window);
   for (guint i = 0; i < rs->window; i++)
-    rs->slots[i].layer = routing_layer_new ((guint) s->parallel.ep, (guint) s->model.experts);
+    {
+      rs->slots[i].layer = routing_layer_new ((guint) s->parallel.ep, (guint) s->model.experts);
+      if (count_nodes_of)
+        routing_layer_count_nodes (rs->slots[i].layer, count_nodes_of);
+    }
   g_mutex_init (&rs->lock);
   g_cond_init (&rs->cond);
   if (threads > 0 && n_steps > 1)

@@ -19,9 +19,14 @@ typedef struct {
   guint experts;
   guint32 *pair_tokens; /* [src * ep + dst], dst == src counts local tokens */
   guint32 *expert_rows; /* [expert]: (token, expert) selections */
+  guint gpus_per_node;  /* 0 unless node counts were asked for */
+  guint32 *node_tokens; /* [src * nodes + node]: tokens of src with an expert on node */
 } RoutingLayer;
 
 RoutingLayer *routing_layer_new (guint ep, guint experts);
+/* Also count, per source GPU and node, the tokens that need that node (a
+ * token counts once per node however many of its experts live there). */
+void routing_layer_count_nodes (RoutingLayer *r, guint gpus_per_node);
 void routing_layer_free (RoutingLayer *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RoutingLayer, routing_layer_free)
 
@@ -44,7 +49,8 @@ void routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, gui
  * only on the seed and the step, never on threads or timing. */
 typedef struct RoutingStream RoutingStream;
 RoutingStream *routing_stream_new (const ScenarioSpec *s, const Trace *trace, guint n_steps,
-                                   guint tokens, guint threads, guint window);
+                                   guint tokens, guint threads, guint window,
+                                   guint count_nodes_of /* gpus per node, 0 = no node counts */);
 /* Blocks until step `step` is ready and returns it; steps must be asked for
  * in order, and the previous step's layer is recycled by this call. */
 const RoutingLayer *routing_stream_get (RoutingStream *rs, guint step);

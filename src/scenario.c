@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-static const char *const dispatch_names[] = { "direct", NULL };
+static const char *const dispatch_names[] = { "direct", "hierarchical", NULL };
 static const char *const synth_names[] = { "uniform", NULL };
 
 struct Scenario {
@@ -46,6 +46,8 @@ static const CfgField scenario_fields[] = {
   F ("parallel.microbatches", CFG_INT, parallel.microbatches, 1, 1024, "1",
      "micro-batches per layer, run one after the other"),
   E ("dispatch", dispatch, dispatch_names, "direct", "dispatch / combine algorithm"),
+  F ("dispatch_chunks", CFG_INT, dispatch_chunks, 1, 64, "4",
+     "hierarchical: chunks the IB and NVLink stages pipeline in"),
   E ("routing.synthetic.kind", routing.synthetic.kind, synth_names, "uniform",
      "synthetic routing model"),
   F ("routing.synthetic.seed", CFG_INT, routing.synthetic.seed, 0, (double) G_MAXUINT32, "1",

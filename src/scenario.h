@@ -10,7 +10,7 @@
 #include "topo.h"
 #include "trace.h"
 
-typedef enum { DISPATCH_DIRECT } DispatchAlgo;
+typedef enum { DISPATCH_DIRECT, DISPATCH_HIERARCHICAL } DispatchAlgo;
 typedef enum { SYNTH_UNIFORM } SynthKind;
 
 typedef struct {
@@ -25,6 +25,7 @@ typedef struct {
     gint64 ep, tokens_per_gpu, microbatches;
   } parallel;
   int dispatch; /* DispatchAlgo */
+  gint64 dispatch_chunks; /* hierarchical: IB and NVLink stages pipeline in this many chunks */
   struct {
     struct {
       int kind; /* SynthKind */

@@ -208,10 +208,85 @@ test_faster_ib_helps_what_if (void)
   CU_ASSERT (t[1] < 0.7 * t[0]);
 }
 
+static void
+test_hierarchical_sends_one_ib_copy_per_node (void)
+{
+  /* DeepSeek-V3 at EP64: groups of 32 experts are nodes, so a token needs at
+   * most 4 nodes; hierarchical dispatch sends one IB copy per (token, remote
+   * node), dispatch and combine, and no more */
+  const char *sets[] = { "model.moe_layers=1", "dispatch=hierarchical", "parallel.tokens_per_gpu=1024", NULL };
+  g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", sets);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  const ScenarioSpec *s = scenario_spec (sc);
+  g_autoptr (RoutingLayer) r = routing_layer_new (64, 256);
+  routing_layer_count_nodes (r, 8);
+  routing_synthetic (s, 0, 0, 1024, r);
+  double copies = 0;
+  for (guint src = 0; src < 64; src++)
+    {
+      double per_src = 0;
+      for (guint n = 0; n < 8; n++)
+        {
+          per_src += r->node_tokens[src * 8 + n];
+          if (n != src / 8)
+            copies += r->node_tokens[src * 8 + n];
+        }
+      CU_ASSERT (per_src <= 4.0 * 1024); /* node limit */
+    }
+  double db = scenario_token_bytes (s, DTYPE_FP8), cb = scenario_token_bytes (s, DTYPE_BF16);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (RunResult) h = moe_run (sc, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (h);
+  ASSERT_REL (h->layers[0].bytes[LCLASS_NIC], copies * (db + cb), 1e-9);
+  /* direct dispatch sends one copy per (token, GPU): never fewer IB bytes */
+  const char *dsets[] = { "model.moe_layers=1", "parallel.tokens_per_gpu=1024", NULL };
+  g_autoptr (Scenario) sd = load ("deepseek-v3-ep64.yaml", dsets);
+  g_autoptr (RunResult) d = moe_run (sd, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (d);
+  CU_ASSERT (d->layers[0].bytes[LCLASS_NIC] > h->layers[0].bytes[LCLASS_NIC]);
+  /* conservation: every byte sent is received */
+  double out = 0, in = 0;
+  for (guint g = 0; g < h->n_gpus; g++)
+    {
+      out += h->gpus[g].bytes_out;
+      in += h->gpus[g].bytes_in;
+    }
+  ASSERT_REL (out, in, 1e-12);
+  ASSERT_REL (out, h->layers[0].dispatch_bytes + h->layers[0].combine_bytes, 1e-12);
+  /* each GPU gets all its tokens: expert rows add up as for direct dispatch */
+  guint64 tin_h = 0, tin_d = 0;
+  for (guint g = 0; g < 64; g++)
+    {
+      tin_h += h->gpus[g].tokens_in;
+      tin_d += d->gpus[g].tokens_in;
+    }
+  CU_ASSERT_EQUAL (tin_h, tin_d);
+}
+
+static void
+test_hierarchical_chunks_pipeline (void)
+{
+  /* more chunks let NVLink forwarding overlap the IB stage: never slower */
+  double t[2];
+  for (guint k = 0; k < 2; k++)
+    {
+      const char *sets[] = { "model.moe_layers=1", "dispatch=hierarchical",
+                             k ? "dispatch_chunks=8" : "dispatch_chunks=1", NULL };
+      g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", sets);
+      g_autoptr (GError) err = NULL;
+      g_autoptr (RunResult) r = moe_run (sc, &err);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (r);
+      t[k] = r->layers[0].dispatch.max_us;
+    }
+  CU_ASSERT (t[1] < t[0]);
+}
+
 int
 main (void)
 {
   static const TestCase tests[] = {
+    TEST (test_hierarchical_sends_one_ib_copy_per_node),
+    TEST (test_hierarchical_chunks_pipeline),
     TEST (test_estimate_reproduces_problem_statement),
     TEST (test_fp8_token_payload),
     TEST (test_routing_counts_are_consistent),
