@@ -2,13 +2,16 @@
  *
  * Per MoE layer and micro-batch ("step") and per GPU g:
  *   start(g)  - a join point after g finished the previous step;
- *   dispatch  - one flow per (g, d) pair carrying the tokens of g that select
- *               at least one expert on d (direct dispatch, deduplicated per
+ *   dispatch  - direct: one flow per (g, d) pair carrying the tokens of g
+ *               that select at least one expert on d (deduplicated per
  *               destination GPU), over the cluster's route g -> d;
+ *               hierarchical: one IB copy per (token, node) to the rail
+ *               peer, then NVLink forwarding, chunked (see moe.c);
  *   expert(g) - a compute task: grouped GEMM over g's local experts plus the
  *               shared experts on g's own tokens; it waits for every
  *               dispatch flow into g;
- *   combine   - the reverse flows, each waiting for its sender's experts;
+ *   combine   - the reverse flows, each waiting for its sender's experts
+ *               (hierarchical: reduced on the rail peer before the IB copy);
  *   done(g)   - when all of g's tokens came back.
  * Phase times per GPU: dispatch = expert start - start, expert = its
  * duration, combine = done - expert end.
