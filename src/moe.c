@@ -47,14 +47,17 @@ add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, g
     lr->dispatch_bytes += bytes;
   else
     lr->combine_bytes += bytes;
+  double *pb = lr->phase_bytes[dispatch ? 0 : 1];
   if (p.uses_nvlink)
-    lr->bytes[LCLASS_NVLINK] += bytes;
+    lr->bytes[LCLASS_NVLINK] += bytes, pb[LCLASS_NVLINK] += bytes;
   if (p.uses_ib)
-    lr->bytes[LCLASS_NIC] += bytes;
+    lr->bytes[LCLASS_NIC] += bytes, pb[LCLASS_NIC] += bytes;
   if (p.uses_fabric)
-    lr->bytes[LCLASS_FABRIC] += bytes;
+    lr->bytes[LCLASS_FABRIC] += bytes, pb[LCLASS_FABRIC] += bytes;
   m->res->gpus[a].bytes_out += bytes;
   m->res->gpus[b].bytes_in += bytes;
+  m->res->gpu_steps[(gsize) step * m->ep + a].bytes_out += bytes;
+  m->res->gpu_steps[(gsize) step * m->ep + b].bytes_in += bytes;
   return f;
 }
 
@@ -211,7 +214,10 @@ build_step (Moe *m, guint step)
     }
   for (guint src = 0; src < ep; src++)
     for (guint dst = 0; dst < ep; dst++)
-      m->res->gpus[dst].tokens_in += r->pair_tokens[(gsize) src * ep + dst];
+      {
+        m->res->gpus[dst].tokens_in += r->pair_tokens[(gsize) src * ep + dst];
+        m->res->gpu_steps[(gsize) step * ep + dst].tokens_in += r->pair_tokens[(gsize) src * ep + dst];
+      }
   if (s->dispatch == DISPATCH_HIERARCHICAL)
     {
       build_hierarchical (m, lr, step, r, start, expert);
@@ -278,6 +284,7 @@ run_result_free (RunResult *r)
     return;
   g_free (r->layers);
   g_free (r->gpus);
+  g_free (r->gpu_steps);
   g_free (r->bottleneck_link);
   g_free (r);
 }
@@ -320,6 +327,7 @@ moe_run (const Scenario *sc, GError **error)
   res->layers = g_new0 (LayerResult, m.n_steps);
   res->n_gpus = m.ep;
   res->gpus = g_new0 (GpuResult, m.ep);
+  res->gpu_steps = g_new0 (GpuStepResult, (gsize) m.n_steps * m.ep);
   for (guint g = 0; g < m.ep; g++)
     {
       res->gpus[g].gpu = g;
@@ -338,11 +346,15 @@ moe_run (const Scenario *sc, GError **error)
       for (guint g = 0; g < m.ep; g++)
         {
           const GpuTimes *gt = &m.times[(gsize) st * m.ep + g];
+          GpuStepResult *gs = &res->gpu_steps[(gsize) st * m.ep + g];
           first = MIN (first, gt->start);
           last = MAX (last, gt->done);
-          fold_phase (&lr->dispatch, sim_time_to_us (gt->expert_start - gt->start), m.ep);
-          fold_phase (&lr->expert, sim_time_to_us (gt->expert_end - gt->expert_start), m.ep);
-          fold_phase (&lr->combine, sim_time_to_us (gt->done - gt->expert_end), m.ep);
+          gs->dispatch_us = sim_time_to_us (gt->expert_start - gt->start);
+          gs->expert_us = sim_time_to_us (gt->expert_end - gt->expert_start);
+          gs->combine_us = sim_time_to_us (gt->done - gt->expert_end);
+          fold_phase (&lr->dispatch, gs->dispatch_us, m.ep);
+          fold_phase (&lr->expert, gs->expert_us, m.ep);
+          fold_phase (&lr->combine, gs->combine_us, m.ep);
         }
       lr->start_us = sim_time_to_us (first);
       lr->end_us = sim_time_to_us (last);

@@ -34,6 +34,7 @@ typedef struct {
   double start_us, end_us;      /* first GPU start, last GPU done */
   PhaseStat dispatch, expert, combine;
   double bytes[LCLASS_N];       /* wire bytes by class, dispatch + combine */
+  double phase_bytes[2][LCLASS_N]; /* the same for dispatch [0] and combine [1] */
   double dispatch_bytes, combine_bytes; /* payload sent between GPUs */
   guint flows;
   double expert_rows_max_over_mean;
@@ -45,12 +46,20 @@ typedef struct {
   double bytes_out, bytes_in; /* payload over the network, both phases */
 } GpuResult;
 
+/* One GPU in one step (layer x micro-batch). */
+typedef struct {
+  guint64 tokens_in;
+  double bytes_out, bytes_in;
+  double dispatch_us, expert_us, combine_us;
+} GpuStepResult;
+
 typedef struct {
   double total_us;
   LayerResult *layers;
   guint n_layers; /* steps: moe_layers x microbatches */
   GpuResult *gpus;
   guint n_gpus;
+  GpuStepResult *gpu_steps; /* [step * n_gpus + gpu] */
   double class_bytes[LCLASS_N];
   /* bottleneck: the link that needs the most time at full rate */
   char *bottleneck_link;

@@ -225,10 +225,74 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **
                    "cannot create output folder %s: %s", dir, g_strerror (e));
       return FALSE;
     }
+  /* g_file_set_contents writes a temporary file and renames it over path */
   g_autofree char *json = report_summary_json (sc, r);
   g_autofree char *path = g_build_filename (dir, "summary.json", NULL);
-  /* g_file_set_contents writes a temporary file and renames it over path */
-  return g_file_set_contents (path, json, -1, error);
+  g_autofree char *layers = report_layers_csv (r);
+  g_autofree char *lpath = g_build_filename (dir, "layers.csv", NULL);
+  g_autofree char *gpus = report_gpus_csv (r);
+  g_autofree char *gpath = g_build_filename (dir, "gpus.csv", NULL);
+  return g_file_set_contents (path, json, -1, error) && g_file_set_contents (lpath, layers, -1, error)
+         && g_file_set_contents (gpath, gpus, -1, error);
+}
+
+static void
+csv_num (GString *out, double v)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  g_string_append (out, g_ascii_formatd (buf, sizeof buf, "%.6f", v));
+}
+
+char *
+report_layers_csv (const RunResult *r)
+{
+  GString *out = g_string_new ("layer,microbatch,pass,phase,time_us,mean_us,start_us,end_us,"
+                               "payload_bytes,nvlink_bytes,ib_bytes,fabric_bytes\n");
+  for (guint i = 0; i < r->n_layers; i++)
+    {
+      const LayerResult *l = &r->layers[i];
+      for (guint p = 0; p < 3; p++)
+        {
+          const PhaseStat *ps = phase_of (l, p);
+          g_string_append_printf (out, "%u,%u,forward,%s,", l->layer, l->microbatch, phase_names[p]);
+          csv_num (out, ps->max_us);
+          g_string_append_c (out, ',');
+          csv_num (out, ps->mean_us);
+          g_string_append_c (out, ',');
+          csv_num (out, l->start_us);
+          g_string_append_c (out, ',');
+          csv_num (out, l->end_us);
+          /* bytes belong to the communication phases */
+          double payload = p == 0 ? l->dispatch_bytes : p == 2 ? l->combine_bytes : 0.0;
+          g_string_append_printf (out, ",%.0f", payload);
+          for (guint c = 0; c < LCLASS_N; c++)
+            g_string_append_printf (out, ",%.0f", p == 1 ? 0.0 : l->phase_bytes[p == 0 ? 0 : 1][c]);
+          g_string_append_c (out, '\n');
+        }
+    }
+  return g_string_free (out, FALSE);
+}
+
+char *
+report_gpus_csv (const RunResult *r)
+{
+  GString *out = g_string_new ("gpu,node,layer,microbatch,tokens_in,bytes_out,bytes_in,"
+                               "dispatch_us,expert_us,combine_us\n");
+  for (guint i = 0; i < r->n_layers; i++)
+    for (guint g = 0; g < r->n_gpus; g++)
+      {
+        const GpuStepResult *s = &r->gpu_steps[(gsize) i * r->n_gpus + g];
+        g_string_append_printf (out, "%u,%u,%u,%u,%" G_GUINT64_FORMAT ",%.0f,%.0f,", g,
+                                r->gpus[g].node, r->layers[i].layer, r->layers[i].microbatch,
+                                s->tokens_in, s->bytes_out, s->bytes_in);
+        csv_num (out, s->dispatch_us);
+        g_string_append_c (out, ',');
+        csv_num (out, s->expert_us);
+        g_string_append_c (out, ',');
+        csv_num (out, s->combine_us);
+        g_string_append_c (out, '\n');
+      }
+  return g_string_free (out, FALSE);
 }
 
 void

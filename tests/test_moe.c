@@ -168,6 +168,22 @@ test_bytes_are_conserved (void)
         CU_ASSERT (l->start_us >= r->layers[i - 1].start_us);
     }
   ASSERT_REL (r->total_us, r->layers[r->n_layers - 1].end_us, 1e-12);
+  /* per-step per-GPU figures add up to the totals, phase bytes to the layer's */
+  for (guint g = 0; g < r->n_gpus; g++)
+    {
+      double o = 0;
+      guint64 tk = 0;
+      for (guint i = 0; i < r->n_layers; i++)
+        {
+          o += r->gpu_steps[i * r->n_gpus + g].bytes_out;
+          tk += r->gpu_steps[i * r->n_gpus + g].tokens_in;
+        }
+      ASSERT_REL (o, r->gpus[g].bytes_out, 1e-12);
+      CU_ASSERT_EQUAL (tk, r->gpus[g].tokens_in);
+    }
+  for (guint i = 0; i < r->n_layers; i++)
+    for (guint c = 0; c < LCLASS_N; c++)
+      ASSERT_REL (r->layers[i].phase_bytes[0][c] + r->layers[i].phase_bytes[1][c], r->layers[i].bytes[c], 1e-12);
 }
 
 static void
