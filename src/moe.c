@@ -30,6 +30,7 @@ typedef struct {
   GpuTimes *times;       /* [step * ep + gpu] */
   RunResult *res;
   double dispatch_token_bytes, combine_token_bytes;
+  double ll_dispatch_token_bytes; /* low_latency: FP8 payload + 16 B of metadata */
   guint64 flows;
 } Moe;
 
@@ -172,6 +173,35 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
       }
 }
 
+/* Logical bytes the way DeepEP's benchmarks count them
+ * (shared/reference/deepseek-v3.md): normal internode kernels one copy per
+ * distinct (token, destination node), own node included; intranode kernels
+ * (and direct dispatch) the tokens each rank receives, deduplicated per
+ * rank, own included; low-latency kernels one copy per (token, expert)
+ * selection. Dispatch at the dispatch payload (FP8: 7392 B at H 7168, LL:
+ * 7408 B), combine at the combine payload. */
+static void
+logical_bytes (Moe *m, LayerResult *lr, const RoutingLayer *r)
+{
+  guint ep = m->ep;
+  double copies = 0;
+  double db = m->dispatch_token_bytes;
+  if (m->s->dispatch == DISPATCH_LOW_LATENCY)
+    {
+      for (gsize i = 0; i < (gsize) ep * ep; i++)
+        copies += r->pair_selections[i];
+      db = m->ll_dispatch_token_bytes;
+    }
+  else if (m->s->dispatch == DISPATCH_HIERARCHICAL && ep > r->gpus_per_node)
+    for (gsize i = 0; i < (gsize) ep * (ep / r->gpus_per_node); i++)
+      copies += r->node_tokens[i];
+  else
+    for (gsize i = 0; i < (gsize) ep * ep; i++)
+      copies += r->pair_tokens[i];
+  lr->logical_dispatch_bytes = copies * db;
+  lr->logical_combine_bytes = copies * m->combine_token_bytes;
+}
+
 static void
 build_step (Moe *m, guint step)
 {
@@ -218,6 +248,7 @@ build_step (Moe *m, guint step)
         m->res->gpus[dst].tokens_in += r->pair_tokens[(gsize) src * ep + dst];
         m->res->gpu_steps[(gsize) step * ep + dst].tokens_in += r->pair_tokens[(gsize) src * ep + dst];
       }
+  logical_bytes (m, lr, r);
   if (s->dispatch == DISPATCH_HIERARCHICAL)
     {
       build_hierarchical (m, lr, step, r, start, expert);
@@ -225,13 +256,17 @@ build_step (Moe *m, guint step)
       m->built = step + 1;
       return;
     }
+  /* direct: one copy per (token, GPU); low_latency: per (token, expert) */
+  gboolean ll = s->dispatch == DISPATCH_LOW_LATENCY;
+  const guint32 *counts = ll ? r->pair_selections : r->pair_tokens;
+  double db = ll ? m->ll_dispatch_token_bytes : m->dispatch_token_bytes;
   for (guint src = 0; src < ep; src++)
     for (guint dst = 0; dst < ep; dst++)
       {
-        guint32 n = r->pair_tokens[(gsize) src * ep + dst];
+        guint32 n = counts[(gsize) src * ep + dst];
         if (src == dst || n == 0)
           continue;
-        EngineTask f = add_flow (m, lr, step, src, dst, n * m->dispatch_token_bytes, TRUE);
+        EngineTask f = add_flow (m, lr, step, src, dst, n * db, TRUE);
         engine_depend (m->engine, start[src], f);
         engine_depend (m->engine, f, expert[dst]);
         /* combine: dst sends the results of src's tokens back */
@@ -320,6 +355,7 @@ moe_run (const Scenario *sc, GError **error)
   m.times = g_new0 (GpuTimes, (gsize) m.n_steps * m.ep);
   m.dispatch_token_bytes = scenario_token_bytes (s, (Dtype) s->model.dispatch_dtype);
   m.combine_token_bytes = scenario_token_bytes (s, (Dtype) s->model.combine_dtype);
+  m.ll_dispatch_token_bytes = m.dispatch_token_bytes + (s->model.dispatch_dtype == DTYPE_FP8 ? 16.0 : 0.0);
 
   RunResult *res = g_new0 (RunResult, 1);
   m.res = res;
@@ -358,6 +394,11 @@ moe_run (const Scenario *sc, GError **error)
         }
       lr->start_us = sim_time_to_us (first);
       lr->end_us = sim_time_to_us (last);
+      /* bytes / us = MB/s; / 1e3 = GB/s */
+      if (lr->dispatch.max_us > 0)
+        lr->dispatch_logical_gbps = lr->logical_dispatch_bytes / (m.ep * lr->dispatch.max_us) / 1e3;
+      if (lr->combine.max_us > 0)
+        lr->combine_logical_gbps = lr->logical_combine_bytes / (m.ep * lr->combine.max_us) / 1e3;
       for (guint c = 0; c < LCLASS_N; c++)
         res->class_bytes[c] += lr->bytes[c];
       res->comm_window_us += lr->dispatch.max_us + lr->combine.max_us;

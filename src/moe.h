@@ -10,6 +10,8 @@
  *   expert(g) - a compute task: grouped GEMM over g's local experts plus the
  *               shared experts on g's own tokens; it waits for every
  *               dispatch flow into g;
+ *               low_latency: one copy per (token, expert) selection,
+ *               straight to the owner GPU, no deduplication;
  *   combine   - the reverse flows, each waiting for its sender's experts
  *               (hierarchical: reduced on the rail peer before the IB copy);
  *   done(g)   - when all of g's tokens came back.
@@ -36,6 +38,10 @@ typedef struct {
   double bytes[LCLASS_N];       /* wire bytes by class, dispatch + combine */
   double phase_bytes[2][LCLASS_N]; /* the same for dispatch [0] and combine [1] */
   double dispatch_bytes, combine_bytes; /* payload sent between GPUs */
+  /* bytes as DeepEP's benchmarks count them (see moe.c), and the logical
+   * bandwidth they give over the slowest GPU's phase time */
+  double logical_dispatch_bytes, logical_combine_bytes;
+  double dispatch_logical_gbps, combine_logical_gbps;
   guint flows;
   double expert_rows_max_over_mean;
 } LayerResult;

@@ -37,7 +37,7 @@ report_summary_json (const Scenario *sc, const RunResult *r)
   json_int (&w, "moe_layers", s->model.moe_layers);
   json_int (&w, "experts", s->model.experts);
   json_int (&w, "top_k", s->model.top_k);
-  json_string (&w, "dispatch", s->dispatch == DISPATCH_HIERARCHICAL ? "hierarchical" : "direct");
+  json_string (&w, "dispatch", dispatch_names[s->dispatch]);
   if (s->dispatch == DISPATCH_HIERARCHICAL)
     json_int (&w, "dispatch_chunks", s->dispatch_chunks);
   json_string (&w, "dispatch_dtype", dtype_names[s->model.dispatch_dtype]);
@@ -80,6 +80,13 @@ report_summary_json (const Scenario *sc, const RunResult *r)
       json_begin_object (&w, phase_names[p]);
       json_double (&w, "time_us", mx);
       json_double (&w, "mean_us", mean);
+      if (p != 1 && mx > 0)
+        {
+          double lb = 0;
+          for (guint i = 0; i < r->n_layers; i++)
+            lb += p == 0 ? r->layers[i].logical_dispatch_bytes : r->layers[i].logical_combine_bytes;
+          json_double (&w, "logical_gbps", lb / (r->n_gpus * mx) / 1e3);
+        }
       json_end_object (&w);
     }
   json_end_object (&w);
@@ -116,6 +123,8 @@ report_summary_json (const Scenario *sc, const RunResult *r)
           json_begin_object (&w, phase_names[p]);
           json_double (&w, "time_us", phase_of (l, p)->max_us);
           json_double (&w, "mean_us", phase_of (l, p)->mean_us);
+          if (p != 1)
+            json_double (&w, "logical_gbps", p == 0 ? l->dispatch_logical_gbps : l->combine_logical_gbps);
           json_end_object (&w);
         }
       json_end_object (&w);
@@ -176,7 +185,7 @@ report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
                           MOESIM_VERSION, s->name, t->name, topology_path (scenario_topology (sc)),
                           s->parallel.ep, s->parallel.ep / t->node.gpus, s->parallel.tokens_per_gpu,
                           s->model.moe_layers,
-                          s->dispatch == DISPATCH_HIERARCHICAL ? "hierarchical" : "direct",
+                          dispatch_names[s->dispatch],
                           dtype_names[s->model.dispatch_dtype], dtype_names[s->model.combine_dtype]);
   g_string_append (out, "  layer  mb   dispatch max/mean us   expert max/mean us   combine max/mean us   layer us\n");
   double tot[3][2] = { { 0 } };
@@ -196,6 +205,18 @@ report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
   g_string_append_printf (out, "  total       %9.1f / %9.1f  %9.1f / %8.1f  %9.1f / %8.1f\n\n",
                           tot[0][0], tot[0][1], tot[1][0], tot[1][1], tot[2][0], tot[2][1]);
   g_string_append_printf (out, "  forward pass: %.1f us (%.3f ms)\n", r->total_us, r->total_us / 1e3);
+  {
+    double ld = 0, lc = 0;
+    for (guint i = 0; i < r->n_layers; i++)
+      {
+        ld += r->layers[i].logical_dispatch_bytes;
+        lc += r->layers[i].logical_combine_bytes;
+      }
+    if (tot[0][0] > 0 && tot[2][0] > 0)
+      g_string_append_printf (out, "  logical bandwidth (as DeepEP counts it): dispatch %.1f GB/s, "
+                                   "combine %.1f GB/s per GPU\n",
+                              ld / (r->n_gpus * tot[0][0]) / 1e3, lc / (r->n_gpus * tot[2][0]) / 1e3);
+  }
   g_string_append (out, "  wire bytes:");
   for (guint c = 0; c < LCLASS_N; c++)
     {

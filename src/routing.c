@@ -16,6 +16,7 @@ routing_layer_new (guint ep, guint experts)
   r->ep = ep;
   r->experts = experts;
   r->pair_tokens = g_new0 (guint32, (gsize) ep * ep);
+  r->pair_selections = g_new0 (guint32, (gsize) ep * ep);
   r->expert_rows = g_new0 (guint32, experts);
   return r;
 }
@@ -36,6 +37,7 @@ routing_layer_free (RoutingLayer *r)
     return;
   g_free (r->node_tokens);
   g_free (r->pair_tokens);
+  g_free (r->pair_selections);
   g_free (r->expert_rows);
   g_free (r);
 }
@@ -77,6 +79,7 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
   guint cand = limited ? kg * group_size : E;
 
   memset (out->pair_tokens, 0, (gsize) ep * ep * sizeof (guint32));
+  memset (out->pair_selections, 0, (gsize) ep * ep * sizeof (guint32));
   memset (out->expert_rows, 0, E * sizeof (guint32));
   guint gpn = out->gpus_per_node, nodes = gpn ? ep / gpn : 0;
   if (gpn)
@@ -107,6 +110,7 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
       Rng rng;
       rng_seed (&rng, (guint64) s->routing.synthetic.seed, ((guint64) layer << 32) | mb, src);
       guint32 *row = out->pair_tokens + (gsize) src * ep;
+      guint32 *srow = out->pair_selections + (gsize) src * ep;
       guint32 *nrow = gpn ? out->node_tokens + (gsize) src * nodes : NULL;
       for (guint t = 0; t < tokens; t++)
         {
@@ -138,6 +142,7 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
               guint d = gpu_of[e];
               row[d] += dstamp[d] != stamp; /* branch-free: unpredictable */
               dstamp[d] = stamp;
+              srow[d]++;
               if (nrow)
                 {
                   guint n = d / gpn;
@@ -170,6 +175,7 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
               guint d = gpu_of[e];                                                                 \
               row[d] += dstamp[d] != stamp;                                                        \
               dstamp[d] = stamp;                                                                   \
+              srow[d]++;                                                                           \
               if (nrow)                                                                            \
                 {                                                                                  \
                   guint nd = d / gpn;                                                              \
@@ -192,6 +198,7 @@ routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb
   (void) s;
   g_return_if_fail (sh->experts == E);
   memset (out->pair_tokens, 0, (gsize) ep * ep * sizeof (guint32));
+  memset (out->pair_selections, 0, (gsize) ep * ep * sizeof (guint32));
   memset (out->expert_rows, 0, E * sizeof (guint32));
   guint gpn = out->gpus_per_node, nodes = gpn ? ep / gpn : 0;
   if (gpn)
@@ -205,6 +212,7 @@ routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb
   for (guint src = 0; src < ep; src++)
     {
       guint32 *row = out->pair_tokens + (gsize) src * ep;
+      guint32 *srow = out->pair_selections + (gsize) src * ep;
       guint32 *nrow = gpn ? out->node_tokens + (gsize) src * nodes : NULL;
       guint64 tok = (src * T / ep + (guint64) mb * tokens) % T;
       if (trace_id_bytes (t) == 1)

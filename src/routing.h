@@ -21,6 +21,7 @@ typedef struct {
   guint32 *expert_rows; /* [expert]: (token, expert) selections */
   guint gpus_per_node;  /* 0 unless node counts were asked for */
   guint32 *node_tokens; /* [src * nodes + node]: tokens of src with an expert on node */
+  guint32 *pair_selections; /* [src * ep + dst]: (token, expert) selections, no dedup */
 } RoutingLayer;
 
 RoutingLayer *routing_layer_new (guint ep, guint experts);

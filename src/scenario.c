@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-static const char *const dispatch_names[] = { "direct", "hierarchical", NULL };
+const char *const dispatch_names[] = { "direct", "hierarchical", "low_latency", NULL };
 static const char *const synth_names[] = { "uniform", NULL };
 
 struct Scenario {

@@ -10,7 +10,8 @@
 #include "topo.h"
 #include "trace.h"
 
-typedef enum { DISPATCH_DIRECT, DISPATCH_HIERARCHICAL } DispatchAlgo;
+typedef enum { DISPATCH_DIRECT, DISPATCH_HIERARCHICAL, DISPATCH_LOW_LATENCY } DispatchAlgo;
+extern const char *const dispatch_names[];
 typedef enum { SYNTH_UNIFORM } SynthKind;
 
 typedef struct {
