@@ -42,6 +42,19 @@ routing_layer_free (RoutingLayer *r)
   g_free (r);
 }
 
+/* Zeroes a layer's counts; returns its node count (0 without node counts). */
+static guint
+layer_reset (RoutingLayer *out)
+{
+  guint ep = out->ep, nodes = out->gpus_per_node ? ep / out->gpus_per_node : 0;
+  memset (out->pair_tokens, 0, (gsize) ep * ep * sizeof (guint32));
+  memset (out->pair_selections, 0, (gsize) ep * ep * sizeof (guint32));
+  memset (out->expert_rows, 0, out->experts * sizeof (guint32));
+  if (nodes)
+    memset (out->node_tokens, 0, (gsize) ep * nodes * sizeof (guint32));
+  return nodes;
+}
+
 /* All topk_group-subsets of n_group groups, when there are few enough to
  * draw one with a single bounded draw; NULL otherwise. */
 static guint8 *
@@ -78,12 +91,7 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
   gboolean limited = kg < ng;
   guint cand = limited ? kg * group_size : E;
 
-  memset (out->pair_tokens, 0, (gsize) ep * ep * sizeof (guint32));
-  memset (out->pair_selections, 0, (gsize) ep * ep * sizeof (guint32));
-  memset (out->expert_rows, 0, E * sizeof (guint32));
-  guint gpn = out->gpus_per_node, nodes = gpn ? ep / gpn : 0;
-  if (gpn)
-    memset (out->node_tokens, 0, (gsize) ep * nodes * sizeof (guint32));
+  guint gpn = out->gpus_per_node, nodes = layer_reset (out);
   g_autofree guint32 *nstamp = g_new0 (guint32, MAX (nodes, 1u));
   g_autofree guint32 *estamp = g_new0 (guint32, E);
   g_autofree guint32 *gstamp = g_new0 (guint32, ng);
@@ -197,12 +205,7 @@ routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb
   guint64 T = sh->tokens;
   (void) s;
   g_return_if_fail (sh->experts == E);
-  memset (out->pair_tokens, 0, (gsize) ep * ep * sizeof (guint32));
-  memset (out->pair_selections, 0, (gsize) ep * ep * sizeof (guint32));
-  memset (out->expert_rows, 0, E * sizeof (guint32));
-  guint gpn = out->gpus_per_node, nodes = gpn ? ep / gpn : 0;
-  if (gpn)
-    memset (out->node_tokens, 0, (gsize) ep * nodes * sizeof (guint32));
+  guint gpn = out->gpus_per_node, nodes = layer_reset (out);
   g_autofree guint32 *nstamp = g_new0 (guint32, MAX (nodes, 1u));
   g_autofree guint32 *dstamp = g_new0 (guint32, ep);
   g_autofree guint32 *gpu_of = g_new (guint32, E);
