@@ -41,6 +41,7 @@ static const char *top_help
       "  moesim topo show TOPOLOGY [--set KEY=VALUE]... [--nodes N]\n"
       "  moesim trace info|check|stats|import|export ...   routing traces\n"
       "  moesim gate --preset NAME [...] -o OUT   run the gate, write a trace\n"
+      "  moesim compare A B     two runs' summaries side by side (files or folders)\n"
       "  moesim keys            list every scenario and topology key\n"
       "  moesim --version\n\n"
       "SCENARIO is a sim/*.yaml file; TOPOLOGY a topologies/*.yaml file.\n"
@@ -267,6 +268,8 @@ main (int argc, char **argv)
     return cmd_trace (argc - 1, argv + 1);
   if (strcmp (cmd, "gate") == 0)
     return cmd_gate (argc - 1, argv + 1);
+  if (strcmp (cmd, "compare") == 0)
+    return cmd_compare (argc - 1, argv + 1);
   g_printerr ("moesim: error: unknown command '%s'\n\n%s", cmd, top_help);
   return EXIT_BAD_INPUT;
 }

@@ -54,6 +54,15 @@ test_run_writes_summary (void)
   CU_ASSERT_EQUAL (g_strv_length (grows), 1 + 32 + 1);
   CU_ASSERT (lcsv && g_str_has_prefix (lcsv, "layer,microbatch,pass,phase,time_us"));
   CU_ASSERT (gcsv && g_str_has_prefix (gcsv, "gpu,node,layer,microbatch,tokens_in"));
+  /* compare with itself: every ratio is 1 */
+  g_autofree char *cmp = g_strdup_printf ("compare %s %s", dir, json_path);
+  g_autofree char *cout = NULL;
+  CU_ASSERT_EQUAL (run (cmp, &cout, NULL), 0);
+  const char *fp = cout ? strstr (cout, "forward pass (us)") : NULL;
+  const char *eol = fp ? strchr (fp, '\n') : NULL;
+  CU_ASSERT (fp && eol && eol - fp > 6 && strncmp (eol - 6, "1.0000", 6) == 0);
+  g_autofree char *bad = g_strdup_printf ("compare %s %s/layers.csv", dir, dir);
+  CU_ASSERT_EQUAL (run (bad, NULL, NULL), 2);
   /* rerun: byte-identical */
   g_autofree char *dir2 = g_build_filename (tmpdir, "ok2", NULL);
   g_autofree char *args2 = g_strdup_printf ("run %s/sim/tiny.yaml -q -o %s", MOESIM_SOURCE_ROOT, dir2);
