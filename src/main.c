@@ -12,6 +12,7 @@
 
 #include <locale.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -82,6 +83,22 @@ make_context (const char *params, Opts *o, gboolean with_run_opts, gboolean with
   return ctx;
 }
 
+typedef struct {
+  gint64 t0;
+} Progress;
+
+/* A progress line on stderr (only when it is a terminal). */
+static void
+show_progress (void *user, guint done, guint total)
+{
+  Progress *p = user;
+  double el = (g_get_monotonic_time () - p->t0) / 1e6;
+  g_printerr ("\r  layer %u/%u  %.1f layers/s  ETA %.0f s   ", done, total, done / MAX (el, 1e-6),
+              el / done * (total - done));
+  if (done == total)
+    g_printerr ("\r%60s\r", "");
+}
+
 static int
 cmd_run (int argc, char **argv, gboolean estimate_only)
 {
@@ -111,7 +128,9 @@ cmd_run (int argc, char **argv, gboolean estimate_only)
       fputs (text->str, stdout);
       return 0;
     }
-  g_autoptr (RunResult) r = moe_run (sc, &error);
+  Progress prog = { g_get_monotonic_time () };
+  gboolean tty = isatty (2) && !o.quiet;
+  g_autoptr (RunResult) r = moe_run_progress (sc, tty ? show_progress : NULL, &prog, &error);
   if (r == NULL)
     {
       g_free (o.out_dir);

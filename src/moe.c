@@ -31,6 +31,8 @@ typedef struct {
   RunResult *res;
   double dispatch_token_bytes, combine_token_bytes;
   double ll_dispatch_token_bytes; /* low_latency: FP8 payload + 16 B of metadata */
+  MoeProgress progress;
+  void *progress_user;
   guint64 flows;
 } Moe;
 
@@ -286,8 +288,13 @@ on_started (void *user, guint64 tag, SimTime now)
   if (kind == TAG_START)
     {
       m->times[(gsize) step * m->ep + g].start = now;
-      if (step + 1 == m->built && m->built < m->n_steps)
-        build_step (m, m->built);
+      if (step + 1 == m->built)
+        {
+          if (m->progress)
+            m->progress (m->progress_user, step + 1, m->n_steps);
+          if (m->built < m->n_steps)
+            build_step (m, m->built);
+        }
     }
   else if (kind == TAG_EXPERT)
     m->times[(gsize) step * m->ep + g].expert_start = now;
@@ -327,6 +334,12 @@ run_result_free (RunResult *r)
 RunResult *
 moe_run (const Scenario *sc, GError **error)
 {
+  return moe_run_progress (sc, NULL, NULL, error);
+}
+
+RunResult *
+moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError **error)
+{
   const ScenarioSpec *s = scenario_spec (sc);
   const TopoSpec *t = topology_spec (scenario_topology (sc));
   gint64 t0 = g_get_monotonic_time ();
@@ -334,6 +347,8 @@ moe_run (const Scenario *sc, GError **error)
   m.s = s;
   m.t = t;
   m.ep = (guint) s->parallel.ep;
+  m.progress = progress;
+  m.progress_user = user;
   m.cluster = cluster_new (t, m.ep, (CrossRail) s->cross_rail, "parallel.ep", error);
   if (m.cluster == NULL)
     return NULL;

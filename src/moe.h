@@ -81,5 +81,11 @@ typedef struct {
 
 /* Runs the forward pass. Returns NULL only for internal errors. */
 RunResult *moe_run (const Scenario *sc, GError **error);
+
+/* The same, calling `progress` (when not NULL) each time a step (layer x
+ * micro-batch) starts on its first GPU, with the steps started and the
+ * total. */
+typedef void (*MoeProgress) (void *user, guint steps_started, guint steps);
+RunResult *moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError **error);
 void run_result_free (RunResult *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RunResult, run_result_free)
