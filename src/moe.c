@@ -400,6 +400,7 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
           GpuStepResult *gs = &res->gpu_steps[(gsize) st * m.ep + g];
           first = MIN (first, gt->start);
           last = MAX (last, gt->done);
+          gs->start_us = sim_time_to_us (gt->start);
           gs->dispatch_us = sim_time_to_us (gt->expert_start - gt->start);
           gs->expert_us = sim_time_to_us (gt->expert_end - gt->expert_start);
           gs->combine_us = sim_time_to_us (gt->done - gt->expert_end);

@@ -57,6 +57,7 @@ typedef struct {
   guint64 tokens_in;
   double bytes_out, bytes_in;
   double dispatch_us, expert_us, combine_us;
+  double start_us; /* when the GPU started the step; phases follow back to back */
 } GpuStepResult;
 
 typedef struct {

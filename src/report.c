@@ -253,8 +253,63 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **
   g_autofree char *lpath = g_build_filename (dir, "layers.csv", NULL);
   g_autofree char *gpus = report_gpus_csv (r);
   g_autofree char *gpath = g_build_filename (dir, "gpus.csv", NULL);
+  g_autofree char *trace = report_trace_json (sc, r);
+  g_autofree char *tpath = g_build_filename (dir, "trace.json", NULL);
   return g_file_set_contents (path, json, -1, error) && g_file_set_contents (lpath, layers, -1, error)
-         && g_file_set_contents (gpath, gpus, -1, error);
+         && g_file_set_contents (gpath, gpus, -1, error) && g_file_set_contents (tpath, trace, -1, error);
+}
+
+/* trace.json: Chrome trace event format (Perfetto and chrome://tracing open
+ * it). One process per node, per GPU three threads (dispatch, expert,
+ * combine), one complete event ("X") per GPU, step and phase, with its
+ * layer, micro-batch and the GPU's tokens and bytes as arguments; metadata
+ * events name processes and threads and fix their order. Timestamps are
+ * microseconds; events of a thread are emitted in time order. */
+char *
+report_trace_json (const Scenario *sc, const RunResult *r)
+{
+  const TopoSpec *t = topology_spec (scenario_topology (sc));
+  guint gpn = (guint) t->node.gpus;
+  GString *out = g_string_new ("{\"displayTimeUnit\": \"ns\", \"traceEvents\": [\n");
+  gboolean first = TRUE;
+#define SEP() (first ? (first = FALSE, "") : ",\n")
+  guint nodes = r->n_gpus / gpn;
+  for (guint n = 0; n < nodes; n++)
+    g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"process_name\", \"pid\": %u, "
+                                 "\"args\": {\"name\": \"node %u\"}}", SEP (), n, n);
+  static const char *const streams[] = { "dispatch", "expert", "combine" };
+  for (guint g = 0; g < r->n_gpus; g++)
+    for (guint k = 0; k < 3; k++)
+      {
+        guint tid = (g % gpn) * 3 + k;
+        g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"thread_name\", \"pid\": %u, "
+                                     "\"tid\": %u, \"args\": {\"name\": \"gpu %u %s\"}}",
+                                SEP (), g / gpn, tid, g, streams[k]);
+        g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"thread_sort_index\", "
+                                     "\"pid\": %u, \"tid\": %u, \"args\": {\"sort_index\": %u}}",
+                                SEP (), g / gpn, tid, tid);
+      }
+  char a[G_ASCII_DTOSTR_BUF_SIZE], b[G_ASCII_DTOSTR_BUF_SIZE];
+  for (guint g = 0; g < r->n_gpus; g++)
+    for (guint k = 0; k < 3; k++)
+      for (guint i = 0; i < r->n_layers; i++)
+        {
+          const GpuStepResult *s = &r->gpu_steps[(gsize) i * r->n_gpus + g];
+          const LayerResult *l = &r->layers[i];
+          double ts = s->start_us + (k > 0 ? s->dispatch_us : 0) + (k > 1 ? s->expert_us : 0);
+          double dur = k == 0 ? s->dispatch_us : k == 1 ? s->expert_us : s->combine_us;
+          g_string_append_printf (out, "%s{\"ph\": \"X\", \"name\": \"L%u.%u %s\", \"cat\": \"%s\", "
+                                       "\"pid\": %u, \"tid\": %u, \"ts\": %s, \"dur\": %s, \"args\": "
+                                       "{\"layer\": %u, \"microbatch\": %u, \"tokens_in\": %" G_GUINT64_FORMAT
+                                       ", \"bytes_out\": %.0f, \"bytes_in\": %.0f}}",
+                                  SEP (), l->layer, l->microbatch, streams[k], streams[k], g / gpn,
+                                  (g % gpn) * 3 + k, g_ascii_formatd (a, sizeof a, "%.3f", ts),
+                                  g_ascii_formatd (b, sizeof b, "%.3f", dur), l->layer, l->microbatch,
+                                  s->tokens_in, s->bytes_out, s->bytes_in);
+        }
+#undef SEP
+  g_string_append (out, "\n]}\n");
+  return g_string_free (out, FALSE);
 }
 
 static void

@@ -14,9 +14,12 @@ char *report_summary_json (const Scenario *sc, const RunResult *r);
  * per GPU and step (schemas in README). */
 char *report_layers_csv (const RunResult *r);
 char *report_gpus_csv (const RunResult *r);
+/* trace.json in Chrome trace event format (opens in Perfetto). */
+char *report_trace_json (const Scenario *sc, const RunResult *r);
 /* Appends the human summary. */
 void report_summary_text (const Scenario *sc, const RunResult *r, GString *out);
-/* Writes summary.json, layers.csv and gpus.csv into `dir` (created if needed). */
+/* Writes summary.json, layers.csv, gpus.csv and trace.json into `dir`
+ * (created if needed). */
 gboolean report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **error);
 /* Appends `moesim estimate`'s text. */
 void report_estimate_text (const Scenario *sc, const Estimate *e, GString *out);
