@@ -141,7 +141,7 @@ cmd_run (int argc, char **argv, gboolean estimate_only)
     return fail (g_steal_pointer (&error));
   if (!o.quiet)
     report_summary_text (sc, r, text);
-  g_string_append_printf (text, "%s  outputs: %s/summary.json, layers.csv, gpus.csv, trace.json (Perfetto)\n",
+  g_string_append_printf (text, "%s  outputs: %s/summary.json, layers.csv, gpus.csv, trace.json (Perfetto), report.html\n",
                           o.quiet ? "" : "\n", dir);
   if (!o.quiet)
     {

@@ -237,6 +237,7 @@ build_step (Moe *m, guint step)
       rows_max = MAX (rows_max, (double) r->expert_rows[e]);
     }
   lr->expert_rows_max_over_mean = rows_sum > 0 ? rows_max / (rows_sum / r->experts) : 0.0;
+  memcpy (m->res->expert_rows + (gsize) step * r->experts, r->expert_rows, r->experts * sizeof (guint32));
 
   for (guint g = 0; g < ep; g++)
     {
@@ -327,6 +328,7 @@ run_result_free (RunResult *r)
   g_free (r->layers);
   g_free (r->gpus);
   g_free (r->gpu_steps);
+  g_free (r->expert_rows);
   g_free (r->bottleneck_link);
   g_free (r);
 }
@@ -379,6 +381,8 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
   res->n_gpus = m.ep;
   res->gpus = g_new0 (GpuResult, m.ep);
   res->gpu_steps = g_new0 (GpuStepResult, (gsize) m.n_steps * m.ep);
+  res->experts = (guint) s->model.experts;
+  res->expert_rows = g_new0 (guint32, (gsize) m.n_steps * res->experts);
   for (guint g = 0; g < m.ep; g++)
     {
       res->gpus[g].gpu = g;

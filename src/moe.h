@@ -67,6 +67,8 @@ typedef struct {
   GpuResult *gpus;
   guint n_gpus;
   GpuStepResult *gpu_steps; /* [step * n_gpus + gpu] */
+  guint32 *expert_rows;     /* [step * experts + expert]: (token, expert) selections */
+  guint experts;
   double class_bytes[LCLASS_N];
   /* bottleneck: the link that needs the most time at full rate */
   char *bottleneck_link;

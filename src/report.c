@@ -255,8 +255,11 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **
   g_autofree char *gpath = g_build_filename (dir, "gpus.csv", NULL);
   g_autofree char *trace = report_trace_json (sc, r);
   g_autofree char *tpath = g_build_filename (dir, "trace.json", NULL);
+  g_autofree char *html = report_html (sc, r);
+  g_autofree char *hpath = g_build_filename (dir, "report.html", NULL);
   return g_file_set_contents (path, json, -1, error) && g_file_set_contents (lpath, layers, -1, error)
-         && g_file_set_contents (gpath, gpus, -1, error) && g_file_set_contents (tpath, trace, -1, error);
+         && g_file_set_contents (gpath, gpus, -1, error) && g_file_set_contents (tpath, trace, -1, error)
+         && g_file_set_contents (hpath, html, -1, error);
 }
 
 /* trace.json: Chrome trace event format (Perfetto and chrome://tracing open

@@ -16,6 +16,8 @@ char *report_layers_csv (const RunResult *r);
 char *report_gpus_csv (const RunResult *r);
 /* trace.json in Chrome trace event format (opens in Perfetto). */
 char *report_trace_json (const Scenario *sc, const RunResult *r);
+/* report.html: self-contained (inline SVG, no script, no network). */
+char *report_html (const Scenario *sc, const RunResult *r);
 /* Appends the human summary. */
 void report_summary_text (const Scenario *sc, const RunResult *r, GString *out);
 /* Writes summary.json, layers.csv, gpus.csv and trace.json into `dir`

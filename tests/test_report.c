@@ -1,4 +1,4 @@
-/* trace.json: well-formed JSON in Chrome trace event format, every process
+/* report.html escapes user text; trace.json: well-formed JSON in Chrome trace event format, every process
  * and thread that carries events named, every event with a non-negative
  * duration, and the events of each thread in time order without overlap. */
 #include "moe.h"
@@ -69,11 +69,28 @@ test_trace_json_is_valid (void)
   check_trace ("deepseek-v3-ep64.yaml", sets);
 }
 
+/* report.html: text from the user's files reaches the page escaped. */
+static void
+test_html_escapes_names (void)
+{
+  g_autofree char *p = g_build_filename (MOESIM_SOURCE_ROOT, "sim", "tiny.yaml", NULL);
+  const char *sets[] = { "name=a<b>&\"c'd", NULL };
+  g_autoptr (GError) err = NULL;
+  g_autoptr (Scenario) sc = scenario_load (p, sets, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  g_autoptr (RunResult) r = moe_run (sc, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (r);
+  g_autofree char *html = report_html (sc, r);
+  CU_ASSERT (strstr (html, "a<b>") == NULL);
+  CU_ASSERT (strstr (html, "<title>moesim: a&lt;b&gt;&amp;&quot;c&apos;d</title>") != NULL);
+}
+
 int
 main (void)
 {
   static const TestCase tests[] = {
     TEST (test_trace_json_is_valid),
+    TEST (test_html_escapes_names),
   };
   return test_main ("report", tests, G_N_ELEMENTS (tests));
 }

@@ -1,0 +1,305 @@
+/* report.html: one self-contained page (inline SVG and CSS, no script, no
+ * network) with the scenario, the per-layer phase chart, a Gantt timeline of
+ * the GPUs for the first and the slowest layer, heat maps of GPU and expert
+ * load over the layers, wire bytes per layer and the per-layer table. */
+#include "report.h"
+
+#include "json.h"
+#include "moesim-config.h"
+
+#include <math.h>
+
+static const char *const phase_color[] = { "#4e79a7", "#f28e2b", "#59a14f" };
+static const char *const phase_label[] = { "dispatch", "expert", "combine" };
+
+/* Text from the scenario (UTF-8: libyaml checks it) escaped for HTML,
+ * quotes included, by GLib's markup escaper. */
+static void
+esc (GString *out, const char *s)
+{
+  g_autofree char *e = g_markup_escape_text (s, -1);
+  g_string_append (out, e);
+}
+
+/* A "nice" axis maximum and tick step for values up to v. */
+static double
+nice_max (double v, double *step)
+{
+  if (v <= 0)
+    v = 1;
+  double p = pow (10, floor (log10 (v)));
+  double m = v / p;
+  double top = m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10;
+  *step = top * p / 5;
+  return top * p;
+}
+
+static void
+axes (GString *o, int x0, int y0, int w, int h, double ymax, double step, const char *ylabel,
+      const char *xlabel)
+{
+  g_string_append_printf (o, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='#333'/>", x0, y0, x0 + w, y0);
+  g_string_append_printf (o, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='#333'/>", x0, y0, x0, y0 - h);
+  for (double v = 0; v <= ymax + 1e-9; v += step)
+    {
+      int y = y0 - (int) (v / ymax * h);
+      g_string_append_printf (o, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='#ddd'/>"
+                                 "<text x='%d' y='%d' font-size='11' text-anchor='end'>%g</text>",
+                              x0, y, x0 + w, y, x0 - 4, y + 4, v);
+    }
+  g_string_append_printf (o, "<text x='%d' y='%d' font-size='12' transform='rotate(-90 %d %d)' "
+                             "text-anchor='middle'>%s</text>", x0 - 48, y0 - h / 2, x0 - 48, y0 - h / 2, ylabel);
+  g_string_append_printf (o, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>%s</text>",
+                          x0 + w / 2, y0 + 34, xlabel);
+}
+
+static void
+legend (GString *o, int x, int y)
+{
+  for (guint p = 0; p < 3; p++)
+    g_string_append_printf (o, "<rect x='%d' y='%d' width='12' height='12' fill='%s'/>"
+                               "<text x='%d' y='%d' font-size='12'>%s</text>",
+                            x + p * 110, y, phase_color[p], x + p * 110 + 16, y + 11, phase_label[p]);
+}
+
+static void
+layer_chart (GString *o, const RunResult *r)
+{
+  int W = 900, H = 300, x0 = 70, y0 = 330;
+  double mx = 0;
+  for (guint i = 0; i < r->n_layers; i++)
+    mx = MAX (mx, r->layers[i].dispatch.max_us + r->layers[i].expert.max_us + r->layers[i].combine.max_us);
+  double step, ymax = nice_max (mx, &step);
+  g_string_append_printf (o, "<svg id='layer-chart' width='%d' height='%d' role='img'>", W + 100, H + 90);
+  axes (o, x0, y0, W, H, ymax, step, "time per layer (us, max over GPUs)", "MoE layer (and micro-batch)");
+  double bw = (double) W / MAX (r->n_layers, 1u);
+  for (guint i = 0; i < r->n_layers; i++)
+    {
+      const LayerResult *l = &r->layers[i];
+      double v[3] = { l->dispatch.max_us, l->expert.max_us, l->combine.max_us }, base = 0;
+      for (guint p = 0; p < 3; p++)
+        {
+          double y = y0 - (base + v[p]) / ymax * H, hh = v[p] / ymax * H;
+          g_string_append_printf (o, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'>"
+                                     "<title>layer %u.%u %s: %.1f us</title></rect>",
+                                  x0 + i * bw + bw * 0.1, y, bw * 0.8, hh, phase_color[p], l->layer,
+                                  l->microbatch, phase_label[p], v[p]);
+          base += v[p];
+        }
+      if (r->n_layers <= 64 || i % (r->n_layers / 32 + 1) == 0)
+        g_string_append_printf (o, "<text x='%.1f' y='%d' font-size='10' text-anchor='middle'>%u</text>",
+                                x0 + (i + 0.5) * bw, y0 + 14, l->layer);
+    }
+  legend (o, x0 + 10, 12);
+  g_string_append (o, "</svg>");
+}
+
+static void
+gantt (GString *o, const RunResult *r, guint step, const char *id)
+{
+  guint n = r->n_gpus, stride = n > 64 ? (n + 63) / 64 : 1;
+  guint rows = (n + stride - 1) / stride;
+  int W = 900, rh = 10, x0 = 70, top = 30;
+  double t0 = G_MAXDOUBLE, t1 = 0;
+  for (guint g = 0; g < n; g++)
+    {
+      const GpuStepResult *s = &r->gpu_steps[(gsize) step * n + g];
+      t0 = MIN (t0, s->start_us);
+      t1 = MAX (t1, s->start_us + s->dispatch_us + s->expert_us + s->combine_us);
+    }
+  double span = MAX (t1 - t0, 1e-9), tick, tmax = nice_max (span, &tick);
+  int H = (int) rows * rh;
+  g_string_append_printf (o, "<svg id='%s' width='%d' height='%d' role='img'>", id, W + 100, H + top + 60);
+  for (double v = 0; v <= tmax + 1e-9; v += tick)
+    {
+      double x = x0 + v / tmax * W;
+      g_string_append_printf (o, "<line x1='%.1f' y1='%d' x2='%.1f' y2='%d' stroke='#ddd'/>"
+                                 "<text x='%.1f' y='%d' font-size='11' text-anchor='middle'>%g</text>",
+                              x, top, x, top + H, x, top + H + 14, v);
+    }
+  g_string_append_printf (o, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>us since the "
+                             "layer's first GPU started (layer %u.%u)%s</text>",
+                          x0 + W / 2, top + H + 34, r->layers[step].layer, r->layers[step].microbatch,
+                          stride > 1 ? ", every few GPUs shown" : "");
+  for (guint g = 0, row = 0; g < n; g += stride, row++)
+    {
+      const GpuStepResult *s = &r->gpu_steps[(gsize) step * n + g];
+      double a = s->start_us - t0, d[3] = { s->dispatch_us, s->expert_us, s->combine_us };
+      if (rows <= 32 || row % 4 == 0)
+        g_string_append_printf (o, "<text x='%d' y='%d' font-size='9' text-anchor='end'>gpu %u</text>",
+                                x0 - 4, top + (int) row * rh + 8, g);
+      for (guint p = 0; p < 3; p++)
+        {
+          g_string_append_printf (o, "<rect x='%.2f' y='%d' width='%.2f' height='%d' fill='%s'>"
+                                     "<title>gpu %u %s %.1f us</title></rect>",
+                                  x0 + a / tmax * W, top + (int) row * rh, d[p] / tmax * W, rh - 2,
+                                  phase_color[p], g, phase_label[p], d[p]);
+          a += d[p];
+        }
+    }
+  legend (o, x0 + 10, 8);
+  g_string_append (o, "</svg>");
+}
+
+/* Heat map of v[row * cols + col] / mean(row), white (0) to dark red (2+). */
+static void
+heat (GString *o, const char *id, const double *v, guint rows, guint cols, const char *xlabel,
+      const char *ylabel)
+{
+  guint cstride = cols > 256 ? (cols + 255) / 256 : 1, cshow = (cols + cstride - 1) / cstride;
+  int W = 900, x0 = 70, top = 10;
+  double cw = (double) W / cshow, rh = MAX (4.0, MIN (12.0, 400.0 / MAX (rows, 1u)));
+  g_string_append_printf (o, "<svg id='%s' width='%d' height='%d' role='img'>", id, W + 160,
+                          (int) (rows * rh) + top + 50);
+  for (guint i = 0; i < rows; i++)
+    {
+      double mean = 0;
+      for (guint c = 0; c < cols; c++)
+        mean += v[(gsize) i * cols + c] / cols;
+      for (guint c = 0, k = 0; c < cols; c += cstride, k++)
+        {
+          double x = mean > 0 ? v[(gsize) i * cols + c] / mean : 0;
+          double u = MIN (x / 2.0, 1.0);
+          int R = 255, G = (int) (255 * (1 - u)), B = (int) (255 * (1 - u) * (1 - u));
+          if (u > 0.5)
+            R = (int) (255 - 120 * (u - 0.5) * 2);
+          g_string_append_printf (o, "<rect x='%.2f' y='%.1f' width='%.2f' height='%.1f' "
+                                     "fill='rgb(%d,%d,%d)'><title>%s %u, %s %u: %.2f x mean</title></rect>",
+                                  x0 + k * cw, top + i * rh, cw + 0.3, rh + 0.3, R, G, B, ylabel, i,
+                                  xlabel, c, x);
+        }
+    }
+  g_string_append_printf (o, "<text x='%d' y='%.0f' font-size='12' text-anchor='middle'>%s%s</text>",
+                          x0 + W / 2, top + rows * rh + 20, xlabel, cstride > 1 ? " (sampled)" : "");
+  g_string_append_printf (o, "<text x='%d' y='%.0f' font-size='12' transform='rotate(-90 %d %.0f)' "
+                             "text-anchor='middle'>%s</text>", 40, top + rows * rh / 2, 40,
+                          top + rows * rh / 2, ylabel);
+  /* scale */
+  for (int k = 0; k <= 4; k++)
+    {
+      double u = k / 4.0;
+      int R = 255, G = (int) (255 * (1 - u)), B = (int) (255 * (1 - u) * (1 - u));
+      if (u > 0.5)
+        R = (int) (255 - 120 * (u - 0.5) * 2);
+      g_string_append_printf (o, "<rect x='%d' y='%d' width='16' height='14' fill='rgb(%d,%d,%d)' "
+                                 "stroke='#999'/><text x='%d' y='%d' font-size='11'>%.1fx</text>",
+                              x0 + W + 20, top + k * 18, R, G, B, x0 + W + 40, top + k * 18 + 11, 2 * u);
+    }
+  g_string_append (o, "</svg>");
+}
+
+static void
+bytes_chart (GString *o, const RunResult *r)
+{
+  int W = 900, H = 200, x0 = 70, y0 = 230;
+  static const char *const cls_color[] = { "#76b7b2", "#e15759", "#b07aa1" };
+  double mx = 0;
+  for (guint i = 0; i < r->n_layers; i++)
+    mx = MAX (mx, (r->layers[i].bytes[0] + r->layers[i].bytes[1] + r->layers[i].bytes[2]) / 1e9);
+  double step, ymax = nice_max (mx, &step);
+  g_string_append_printf (o, "<svg id='bytes-chart' width='%d' height='%d' role='img'>", W + 100, H + 80);
+  axes (o, x0, y0, W, H, ymax, step, "wire bytes per layer (GB)", "MoE layer");
+  double bw = (double) W / MAX (r->n_layers, 1u);
+  for (guint i = 0; i < r->n_layers; i++)
+    {
+      double base = 0;
+      for (guint c = 0; c < LCLASS_N; c++)
+        {
+          double v = r->layers[i].bytes[c] / 1e9;
+          g_string_append_printf (o, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'>"
+                                     "<title>layer %u %s %.2f GB</title></rect>",
+                                  x0 + i * bw + bw * 0.1, y0 - (base + v) / ymax * H, bw * 0.8,
+                                  v / ymax * H, cls_color[c], r->layers[i].layer, link_class_names[c], v);
+          base += v;
+        }
+    }
+  for (guint c = 0; c < LCLASS_N; c++)
+    g_string_append_printf (o, "<rect x='%d' y='8' width='12' height='12' fill='%s'/>"
+                               "<text x='%d' y='19' font-size='12'>%s</text>",
+                            x0 + 10 + c * 110, cls_color[c], x0 + 26 + c * 110, link_class_names[c]);
+  g_string_append (o, "</svg>");
+}
+
+char *
+report_html (const Scenario *sc, const RunResult *r)
+{
+  const ScenarioSpec *s = scenario_spec (sc);
+  const TopoSpec *t = topology_spec (scenario_topology (sc));
+  GString *o = g_string_new ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>moesim: ");
+  esc (o, s->name);
+  g_string_append (o, "</title><style>body{font-family:sans-serif;margin:24px;max-width:1100px;color:#222}"
+                      "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
+                      "padding:2px 6px;text-align:right}th{background:#f2f2f2}h2{margin-top:32px}"
+                      ".kv td:first-child{text-align:left;font-weight:bold}</style></head><body>\n");
+  g_string_append (o, "<h1>moesim report: ");
+  esc (o, s->name);
+  g_string_append (o, "</h1>\n<table class='kv' id='summary'>");
+  double dmax = 0, emax = 0, cmax = 0;
+  for (guint i = 0; i < r->n_layers; i++)
+    {
+      dmax += r->layers[i].dispatch.max_us;
+      emax += r->layers[i].expert.max_us;
+      cmax += r->layers[i].combine.max_us;
+    }
+  g_autofree char *tname = g_markup_escape_text (t->name, -1);
+  g_autofree char *gname = g_markup_escape_text (t->gpu.name, -1);
+  g_string_append_printf (o, "<tr><td>topology</td><td>%s (%s GPUs, %" G_GINT64_FORMAT " per node, fabric %s)</td></tr>",
+                          tname, gname, t->node.gpus,
+                          (const char *const[]){ "single switch", "fat tree", "rail-optimized", "multi-plane" }[t->fabric.kind]);
+  g_string_append_printf (o, "<tr><td>model</td><td>hidden %" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                             " experts, top-%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT " MoE layers</td></tr>",
+                          s->model.hidden, s->model.experts, s->model.top_k, s->model.moe_layers);
+  g_string_append_printf (o, "<tr><td>parallelism</td><td>EP%" G_GINT64_FORMAT " on %" G_GINT64_FORMAT
+                             " nodes, %" G_GINT64_FORMAT " tokens per GPU, %" G_GINT64_FORMAT
+                             " micro-batches, dispatch %s</td></tr>",
+                          s->parallel.ep, s->parallel.ep / t->node.gpus, s->parallel.tokens_per_gpu,
+                          s->parallel.microbatches, dispatch_names[s->dispatch]);
+  g_string_append_printf (o, "<tr><td>forward pass</td><td>%.1f us</td></tr>"
+                             "<tr><td>dispatch / expert / combine (sums of layer max)</td><td>%.1f / %.1f / %.1f us</td></tr>",
+                          r->total_us, dmax, emax, cmax);
+  g_string_append_printf (o, "<tr><td>bottleneck</td><td>%s link %s, busy %.1f us = %.0f %% of dispatch + combine</td></tr>",
+                          link_class_names[r->bottleneck_class], r->bottleneck_link, r->bottleneck_busy_us,
+                          100 * r->bottleneck_util);
+  g_string_append_printf (o, "<tr><td>wire bytes</td><td>nvlink %.2f GB, ib %.2f GB, fabric %.2f GB</td></tr>"
+                             "<tr><td>made by</td><td>moesim %s</td></tr></table>\n",
+                          r->class_bytes[0] / 1e9, r->class_bytes[1] / 1e9, r->class_bytes[2] / 1e9,
+                          MOESIM_VERSION);
+  g_string_append (o, "<h2>Time per layer</h2>\n");
+  layer_chart (o, r);
+  guint slow = 0;
+  for (guint i = 1; i < r->n_layers; i++)
+    if (r->layers[i].end_us - r->layers[i].start_us > r->layers[slow].end_us - r->layers[slow].start_us)
+      slow = i;
+  g_string_append (o, "<h2>GPU timeline: first layer</h2>\n");
+  gantt (o, r, 0, "gantt-first");
+  g_string_append_printf (o, "<h2>GPU timeline: slowest layer (%u.%u)</h2>\n", r->layers[slow].layer,
+                          r->layers[slow].microbatch);
+  gantt (o, r, slow, "gantt-slowest");
+  g_autofree double *gl = g_new (double, (gsize) r->n_layers * r->n_gpus);
+  for (gsize i = 0; i < (gsize) r->n_layers * r->n_gpus; i++)
+    gl[i] = (double) r->gpu_steps[i].tokens_in;
+  g_string_append (o, "<h2>GPU load (tokens received, x layer mean)</h2>\n");
+  heat (o, "gpu-heat", gl, r->n_layers, r->n_gpus, "GPU", "layer");
+  g_autofree double *el = g_new (double, (gsize) r->n_layers * r->experts);
+  for (gsize i = 0; i < (gsize) r->n_layers * r->experts; i++)
+    el[i] = (double) r->expert_rows[i];
+  g_string_append (o, "<h2>Expert load (selections, x layer mean)</h2>\n");
+  heat (o, "expert-heat", el, r->n_layers, r->experts, "expert", "layer");
+  g_string_append (o, "<h2>Wire bytes per layer</h2>\n");
+  bytes_chart (o, r);
+  g_string_append (o, "<h2>Layers</h2>\n<table id='layers'><tr><th>layer</th><th>mb</th>"
+                      "<th>dispatch max / mean us</th><th>expert max / mean us</th>"
+                      "<th>combine max / mean us</th><th>layer us</th><th>expert load max/mean</th>"
+                      "<th>dispatch GB/s (DeepEP count)</th></tr>\n");
+  for (guint i = 0; i < r->n_layers; i++)
+    {
+      const LayerResult *l = &r->layers[i];
+      g_string_append_printf (o, "<tr><td>%u</td><td>%u</td><td>%.1f / %.1f</td><td>%.1f / %.1f</td>"
+                                 "<td>%.1f / %.1f</td><td>%.1f</td><td>%.3f</td><td>%.1f</td></tr>\n",
+                              l->layer, l->microbatch, l->dispatch.max_us, l->dispatch.mean_us,
+                              l->expert.max_us, l->expert.mean_us, l->combine.max_us, l->combine.mean_us,
+                              l->end_us - l->start_us, l->expert_rows_max_over_mean, l->dispatch_logical_gbps);
+    }
+  g_string_append (o, "</table>\n</body></html>\n");
+  return g_string_free (o, FALSE);
+}
