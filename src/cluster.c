@@ -139,6 +139,17 @@ cluster_link_capacity (const Cluster *c, guint l)
     }
 }
 
+guint
+cluster_link_node (const Cluster *c, guint l)
+{
+  g_return_val_if_fail (l < cluster_n_links (c), G_MAXUINT);
+  if (l < c->base_nic)
+    return cluster_node_of (c, l / 2);
+  if (l < c->base_leaf)
+    return (l - c->base_nic) / 2 / c->nics_per_node;
+  return G_MAXUINT;
+}
+
 char *
 cluster_link_name (const Cluster *c, guint l)
 {

@@ -54,6 +54,8 @@ guint cluster_n_links (const Cluster *c);
 double cluster_link_capacity (const Cluster *c, guint link);
 LinkKind cluster_link_kind (const Cluster *c, guint link);
 LinkClass cluster_link_class (const Cluster *c, guint link);
+/* The node whose GPU or NIC port the link is; G_MAXUINT for fabric links. */
+guint cluster_link_node (const Cluster *c, guint link);
 /* Human name, e.g. "gpu3.nvlink.out", "node1.nic0.in", "plane2.leaf0.up". */
 char *cluster_link_name (const Cluster *c, guint link);
 /* Route from GPU src to GPU dst (src != dst). */

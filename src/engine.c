@@ -372,6 +372,8 @@ on_flow_batch (Engine *e, const SimEvent *ev)
   e->batch_consumed = TRUE;
   guint n;
   const FlowEnd *done = flownet_take_batch (e->net, ev->time, e->tolerance, &n);
+  if (n > 0 && e->hooks.rates_changed)
+    e->hooks.rates_changed (e->user, ev->time);
   double wsum = 0.0, w = 0.0;
   for (guint i = 0; i < n; i++)
     {
@@ -438,6 +440,8 @@ maybe_solve (Engine *e, SimTime now)
       if (due <= now)
         {
           flownet_solve (e->net, now);
+          if (e->hooks.rates_changed)
+            e->hooks.rates_changed (e->user, now);
           schedule_batch (e, now);
           return;
         }

@@ -30,6 +30,9 @@ typedef struct {
   void (*task_started) (void *user, guint64 tag, SimTime now);
   /* called when a task is done */
   void (*task_done) (void *user, guint64 tag, SimTime start, SimTime end);
+  /* optional: called at `now` after flow rates changed (a solve, or flows
+   * leaving the network); flownet_link_load() then gives the new loads */
+  void (*rates_changed) (void *user, SimTime now);
 } EngineHooks;
 
 /* `tolerance` (>= 0) trades exactness for solver runs. 0 re-solves rates at

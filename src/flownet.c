@@ -74,6 +74,7 @@ struct FlowNet {
   /* hot per-link solve state */
   double *rem;   /* capacity left during a solve */
   guint *n_free; /* unfixed flows during a solve */
+  double *load;  /* bytes/s the link carries now: sum of its flows' rates */
 
   FlowHot *hot;
   FlowCold *cold;
@@ -132,6 +133,7 @@ flownet_free (FlowNet *fn)
     g_free (fn->links[i].flows);
   g_free (fn->links);
   g_free (fn->rem);
+  g_free (fn->load);
   g_free (fn->n_free);
   free (fn->hot);
   g_free (fn->cold);
@@ -157,6 +159,8 @@ flownet_add_link (FlowNet *fn, double capacity)
   GROW (fn->links, fn->cap_links, fn->n_links + 1);
   fn->rem = g_realloc_n (fn->rem, fn->cap_links, sizeof (double));
   fn->n_free = g_realloc_n (fn->n_free, fn->cap_links, sizeof (guint));
+  fn->load = g_realloc_n (fn->load, fn->cap_links, sizeof (double));
+  fn->load[fn->n_links] = 0.0;
   Link *l = &fn->links[fn->n_links];
   memset (l, 0, sizeof *l);
   l->capacity = capacity;
@@ -181,6 +185,13 @@ flownet_link_bytes (const FlowNet *fn, guint link)
 {
   g_return_val_if_fail (link < fn->n_links, 0.0);
   return fn->links[link].bytes;
+}
+
+double
+flownet_link_load (const FlowNet *fn, guint link)
+{
+  g_return_val_if_fail (link < fn->n_links, 0.0);
+  return MAX (fn->load[link], 0.0);
 }
 
 static void
@@ -286,6 +297,8 @@ flow_remove (FlowNet *fn, guint id)
       guint li = f->path[h];
       Link *l = &fn->links[li];
       guint p = c->pos[h];
+      /* an empty link carries exactly nothing (no rounding left over) */
+      fn->load[li] = l->n_flows > 1 ? fn->load[li] - fn->rate[id] : 0.0;
       const LinkEntry *last = &l->flows[--l->n_flows];
       if (last->id != id)
         {
@@ -385,6 +398,8 @@ fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, double rate, S
   double old = fn->rate[id];
   if (rate == old)
     return; /* most flows keep their rate: their record is not touched */
+  for (guint h = 0; h < n_hops; h++)
+    fn->load[path[h]] += rate - old;
   FlowHot *f = &fn->hot[id];
   f->remaining -= old * sim_time_to_seconds (now - f->t_update);
   f->t_update = now;

@@ -31,6 +31,9 @@ guint flownet_n_links (const FlowNet *fn);
 double flownet_link_capacity (const FlowNet *fn, guint link);
 /* Bytes that flows started so far put on the link (their full size each). */
 double flownet_link_bytes (const FlowNet *fn, guint link);
+/* Bytes/s the link carries at the current rates (sum of its flows' rates;
+ * kept up to date as rates change and flows leave). */
+double flownet_link_load (const FlowNet *fn, guint link);
 
 /* Starts a flow of `bytes` (> 0) at time `now` over `path` (1..MAX_HOPS
  * distinct links). `rate_cap` <= 0 means uncapped. The flow has rate 0 until

@@ -1,7 +1,8 @@
 /* report.html: one self-contained page (inline SVG and CSS, no script, no
  * network) with the scenario, the per-layer phase chart, a Gantt timeline of
  * the GPUs for the first and the slowest layer, heat maps of GPU and expert
- * load over the layers, wire bytes per layer and the per-layer table. */
+ * load over the layers, wire bytes per layer, link utilisation over time
+ * and the per-layer table. */
 #include "report.h"
 
 #include "json.h"
@@ -11,6 +12,7 @@
 
 static const char *const phase_color[] = { "#4e79a7", "#f28e2b", "#59a14f" };
 static const char *const phase_label[] = { "dispatch", "expert", "combine" };
+static const char *const cls_color[] = { "#76b7b2", "#e15759", "#b07aa1" };
 
 /* Text from the scenario (UTF-8: libyaml checks it) escaped for HTML,
  * quotes included, by GLib's markup escaper. */
@@ -189,10 +191,22 @@ heat (GString *o, const char *id, const double *v, guint rows, guint cols, const
 }
 
 static void
+class_legend (GString *o, int x0, const gboolean *shown)
+{
+  for (guint c = 0, k = 0; c < LCLASS_N; c++)
+    if (shown == NULL || shown[c])
+      {
+        g_string_append_printf (o, "<rect x='%d' y='8' width='12' height='12' fill='%s'/>"
+                                   "<text x='%d' y='19' font-size='12'>%s</text>",
+                                x0 + 10 + k * 110, cls_color[c], x0 + 26 + k * 110, link_class_names[c]);
+        k++;
+      }
+}
+
+static void
 bytes_chart (GString *o, const RunResult *r)
 {
   int W = 900, H = 200, x0 = 70, y0 = 230;
-  static const char *const cls_color[] = { "#76b7b2", "#e15759", "#b07aa1" };
   double mx = 0;
   for (guint i = 0; i < r->n_layers; i++)
     mx = MAX (mx, (r->layers[i].bytes[0] + r->layers[i].bytes[1] + r->layers[i].bytes[2]) / 1e9);
@@ -213,10 +227,59 @@ bytes_chart (GString *o, const RunResult *r)
           base += v;
         }
     }
+  class_legend (o, x0, NULL);
+  g_string_append (o, "</svg>");
+}
+
+/* Utilisation of each link class over the whole pass: the class's load over
+ * its capacity (all its links, both directions), averaged exactly over
+ * equal time bins from the piecewise-constant samples. */
+static void
+util_chart (GString *o, const RunResult *r)
+{
+  enum { BINS = 450 };
+  int W = 900, H = 200, x0 = 70, y0 = 230;
+  guint ng = r->n_util_groups;
+  double cap[LCLASS_N] = { 0 };
+  for (guint g = 0; g < ng; g++)
+    cap[r->util_group_class[g]] += r->util_group_capacity[g];
+  double span = r->total_us > 0 ? r->total_us : 1;
+  g_autofree double *bin = g_new0 (double, (gsize) LCLASS_N * BINS);
+  for (guint i = 0; i + 1 < r->n_util_samples; i++)
+    {
+      double load[LCLASS_N] = { 0 };
+      for (guint g = 0; g < ng; g++)
+        load[r->util_group_class[g]] += r->util[(gsize) i * ng + g] * r->util_group_capacity[g];
+      double t0 = r->util_time_us[i], t1 = MIN (r->util_time_us[i + 1], span);
+      for (guint b = (guint) MIN (t0 / span * BINS, BINS - 1.0); b < BINS && t0 < t1; b++)
+        {
+          double be = span * (b + 1) / BINS, d = MIN (t1, be) - t0;
+          for (guint c = 0; c < LCLASS_N; c++)
+            if (cap[c] > 0)
+              bin[c * BINS + b] += load[c] / cap[c] * d;
+          t0 = MIN (t1, be);
+        }
+    }
+  g_string_append_printf (o, "<svg id='util-chart' width='%d' height='%d' role='img'>", W + 100, H + 80);
+  axes (o, x0, y0, W, H, 100, 20, "link utilisation (%)", "time (us)");
+  for (int k = 0; k <= 4; k++)
+    g_string_append_printf (o, "<text x='%d' y='%d' font-size='11' text-anchor='middle'>%.0f</text>",
+                            x0 + W * k / 4, y0 + 16, span * k / 4);
+  gboolean shown[LCLASS_N];
   for (guint c = 0; c < LCLASS_N; c++)
-    g_string_append_printf (o, "<rect x='%d' y='8' width='12' height='12' fill='%s'/>"
-                               "<text x='%d' y='19' font-size='12'>%s</text>",
-                            x0 + 10 + c * 110, cls_color[c], x0 + 26 + c * 110, link_class_names[c]);
+    {
+      shown[c] = cap[c] > 0;
+      if (!shown[c])
+        continue;
+      g_string_append_printf (o, "<polyline fill='none' stroke='%s' stroke-width='1.5' points='", cls_color[c]);
+      for (guint b = 0; b < BINS; b++)
+        {
+          double u = bin[c * BINS + b] / (span / BINS);
+          g_string_append_printf (o, "%.1f,%.1f ", x0 + (b + 0.5) * W / BINS, y0 - MIN (u, 1.0) * H);
+        }
+      g_string_append_printf (o, "'><title>%s</title></polyline>", link_class_names[c]);
+    }
+  class_legend (o, x0, shown);
   g_string_append (o, "</svg>");
 }
 
@@ -287,6 +350,8 @@ report_html (const Scenario *sc, const RunResult *r)
   heat (o, "expert-heat", el, r->n_layers, r->experts, "expert", "layer");
   g_string_append (o, "<h2>Wire bytes per layer</h2>\n");
   bytes_chart (o, r);
+  g_string_append (o, "<h2>Link utilisation over time (load / capacity of the class)</h2>\n");
+  util_chart (o, r);
   g_string_append (o, "<h2>Layers</h2>\n<table id='layers'><tr><th>layer</th><th>mb</th>"
                       "<th>dispatch max / mean us</th><th>expert max / mean us</th>"
                       "<th>combine max / mean us</th><th>layer us</th><th>expert load max/mean</th>"

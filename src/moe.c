@@ -34,6 +34,10 @@ typedef struct {
   MoeProgress progress;
   void *progress_user;
   guint64 flows;
+  guint *link_group;  /* per link: its utilisation group */
+  double *group_load; /* scratch, per group */
+  GArray *util_time;  /* double us */
+  GArray *util;       /* float, n_util_groups per sample */
 } Moe;
 
 /* Adds a flow of `bytes` from GPU a to GPU b (a != b) and accounts for it:
@@ -330,7 +334,44 @@ run_result_free (RunResult *r)
   g_free (r->gpu_steps);
   g_free (r->expert_rows);
   g_free (r->bottleneck_link);
+  g_free (r->util_group_class);
+  g_free (r->util_group_capacity);
+  g_free (r->util_time_us);
+  g_free (r->util);
   g_free (r);
+}
+
+/* Samples the load of each link group after rates changed; a sample at the
+ * same instant as the previous one replaces it, and an unchanged one is not
+ * kept. */
+static void
+on_rates_changed (void *user, SimTime now)
+{
+  Moe *m = user;
+  RunResult *res = m->res;
+  const FlowNet *net = engine_flownet (m->engine);
+  guint ng = res->n_util_groups;
+  memset (m->group_load, 0, ng * sizeof (double));
+  for (guint l = 0; l < cluster_n_links (m->cluster); l++)
+    m->group_load[m->link_group[l]] += flownet_link_load (net, l);
+  float *v = g_newa (float, ng);
+  for (guint g = 0; g < ng; g++)
+    v[g] = res->util_group_capacity[g] > 0 ? (float) (m->group_load[g] / res->util_group_capacity[g]) : 0.0f;
+  double t = sim_time_to_us (now);
+  guint n = m->util_time->len;
+  if (n > 0)
+    {
+      float *last = &g_array_index (m->util, float, (gsize) (n - 1) * ng);
+      if (memcmp (last, v, ng * sizeof (float)) == 0)
+        return;
+      if (g_array_index (m->util_time, double, n - 1) == t)
+        {
+          memcpy (last, v, ng * sizeof (float));
+          return;
+        }
+    }
+  g_array_append_val (m->util_time, t);
+  g_array_append_vals (m->util, v, ng);
 }
 
 RunResult *
@@ -354,7 +395,7 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
   m.cluster = cluster_new (t, m.ep, (CrossRail) s->cross_rail, "parallel.ep", error);
   if (m.cluster == NULL)
     return NULL;
-  EngineHooks hooks = { on_started, on_done };
+  EngineHooks hooks = { on_started, on_done, on_rates_changed };
   m.engine = engine_new (&hooks, &m, s->sim.tolerance);
   for (guint l = 0; l < cluster_n_links (m.cluster); l++)
     engine_add_link (m.engine, cluster_link_capacity (m.cluster, l));
@@ -376,6 +417,29 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
 
   RunResult *res = g_new0 (RunResult, 1);
   m.res = res;
+  guint nodes = cluster_n_nodes (m.cluster);
+  res->util_nodes = nodes;
+  res->n_util_groups = 2 * nodes + 1;
+  res->util_group_class = g_new (LinkClass, res->n_util_groups);
+  res->util_group_capacity = g_new0 (double, res->n_util_groups);
+  for (guint n = 0; n < nodes; n++)
+    {
+      res->util_group_class[n] = LCLASS_NVLINK;
+      res->util_group_class[nodes + n] = LCLASS_NIC;
+    }
+  res->util_group_class[2 * nodes] = LCLASS_FABRIC;
+  m.link_group = g_new (guint, cluster_n_links (m.cluster));
+  for (guint l = 0; l < cluster_n_links (m.cluster); l++)
+    {
+      LinkClass c = cluster_link_class (m.cluster, l);
+      guint node = cluster_link_node (m.cluster, l);
+      guint g = c == LCLASS_NVLINK ? node : c == LCLASS_NIC ? nodes + node : 2 * nodes;
+      m.link_group[l] = g;
+      res->util_group_capacity[g] += cluster_link_capacity (m.cluster, l);
+    }
+  m.group_load = g_new0 (double, res->n_util_groups);
+  m.util_time = g_array_new (FALSE, FALSE, sizeof (double));
+  m.util = g_array_new (FALSE, FALSE, sizeof (float));
   res->n_layers = m.n_steps;
   res->layers = g_new0 (LayerResult, m.n_steps);
   res->n_gpus = m.ep;
@@ -431,6 +495,7 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
     {
       double busy = flownet_link_bytes (net, l) / flownet_link_capacity (net, l) * 1e6;
       LinkClass c = cluster_link_class (m.cluster, l);
+      res->class_link_bytes[c] += flownet_link_bytes (net, l);
       double util = res->comm_window_us > 0 ? busy / res->comm_window_us : 0.0;
       res->class_util[c] = MAX (res->class_util[c], util);
       if (busy > best)
@@ -447,6 +512,11 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
   res->flows = m.flows;
   res->solves = flownet_solve_count (net);
 
+  res->n_util_samples = m.util_time->len;
+  res->util_time_us = (double *) (void *) g_array_free (m.util_time, FALSE);
+  res->util = (float *) (void *) g_array_free (m.util, FALSE);
+  g_free (m.link_group);
+  g_free (m.group_load);
   g_free (m.times);
   g_free (m.prev_done);
   routing_stream_free (m.routing);

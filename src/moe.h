@@ -77,6 +77,21 @@ typedef struct {
   double bottleneck_util;       /* busy / total communication window */
   double class_util[LCLASS_N];  /* same, for the busiest link of each class */
   double comm_window_us;        /* sum over steps of dispatch + combine max */
+  /* Link utilisation over time. Groups: the NVLink ports of node n (group
+   * n), the NIC ports of node n (group nodes + n), all leaf-spine links (group
+   * 2 nodes; capacity 0 when the fabric has none). A sample is taken each
+   * time rates change; util[i * n_util_groups + g] is the load of group g
+   * from util_time_us[i] to the next sample, as a fraction of its capacity
+   * (both directions counted). The last sample is all zero. */
+  guint n_util_groups, util_nodes;
+  LinkClass *util_group_class;
+  double *util_group_capacity; /* bytes/s */
+  guint n_util_samples;
+  double *util_time_us;
+  float *util;
+  /* bytes counted on the links as flows started, per class, every hop of
+   * every flow (the integral of the sampled loads over time) */
+  double class_link_bytes[LCLASS_N];
   /* engine figures */
   guint64 events, flows, solves;
   double wall_s;

@@ -266,8 +266,9 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **
  * it). One process per node, per GPU three threads (dispatch, expert,
  * combine), one complete event ("X") per GPU, step and phase, with its
  * layer, micro-batch and the GPU's tokens and bytes as arguments; metadata
- * events name processes and threads and fix their order. Timestamps are
- * microseconds; events of a thread are emitted in time order. */
+ * events name processes and threads and fix their order; counter events
+ * ("C") give link utilisation per node and class. Timestamps are
+ * microseconds; events of a thread or counter are emitted in time order. */
 char *
 report_trace_json (const Scenario *sc, const RunResult *r)
 {
@@ -310,6 +311,33 @@ report_trace_json (const Scenario *sc, const RunResult *r)
                                   g_ascii_formatd (b, sizeof b, "%.3f", dur), l->layer, l->microbatch,
                                   s->tokens_in, s->bytes_out, s->bytes_in);
         }
+  /* link utilisation counters: per node an NVLink and an IB track, one
+   * fabric track; a value is written when it moved by at least half a
+   * percentage point since the last one written (or fell to zero), which
+   * bounds the size while keeping every plateau and edge */
+  guint ng = r->n_util_groups;
+  if (ng > 0 && r->util_group_capacity[ng - 1] > 0)
+    g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"process_name\", \"pid\": %u, "
+                                 "\"args\": {\"name\": \"fabric (leaf-spine)\"}}", SEP (), r->util_nodes);
+  for (guint g = 0; g < ng; g++)
+    {
+      if (r->util_group_capacity[g] <= 0)
+        continue;
+      guint pid = g < 2 * r->util_nodes ? g % r->util_nodes : r->util_nodes;
+      double last = -1.0;
+      for (guint i = 0; i < r->n_util_samples; i++)
+        {
+          double v = 100.0 * r->util[(gsize) i * ng + g];
+          if (last >= 0 && fabs (v - last) < 0.5 && !(v == 0 && last != 0))
+            continue;
+          last = v;
+          g_string_append_printf (out, "%s{\"ph\": \"C\", \"name\": \"%s util %%\", \"pid\": %u, "
+                                       "\"ts\": %s, \"args\": {\"%%\": %s}}",
+                                  SEP (), link_class_names[r->util_group_class[g]], pid,
+                                  g_ascii_formatd (a, sizeof a, "%.3f", r->util_time_us[i]),
+                                  g_ascii_formatd (b, sizeof b, "%.1f", v));
+        }
+    }
 #undef SEP
   g_string_append (out, "\n]}\n");
   return g_string_free (out, FALSE);

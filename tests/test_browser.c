@@ -43,7 +43,8 @@ test_report_renders_in_chromium (void)
   g_autofree char *dom = NULL, *log = NULL;
   CU_ASSERT_EQUAL (spawn (dom_cmd, &dom, &log), 0);
   const char *ids[] = { "id=\"summary\"", "id=\"layer-chart\"", "id=\"gantt-first\"", "id=\"gantt-slowest\"",
-                        "id=\"gpu-heat\"", "id=\"expert-heat\"", "id=\"bytes-chart\"", "id=\"layers\"" };
+                        "id=\"gpu-heat\"", "id=\"expert-heat\"", "id=\"bytes-chart\"", "id=\"util-chart\"",
+                        "id=\"layers\"" };
   for (guint i = 0; i < G_N_ELEMENTS (ids); i++)
     {
       gboolean found = dom && strstr (dom, ids[i]);

@@ -19,7 +19,7 @@ log_done (void *user, guint64 tag, SimTime start, SimTime end)
   l->order[l->n_done++] = (guint) tag;
 }
 
-static const EngineHooks log_hooks = { NULL, log_done };
+static const EngineHooks log_hooks = { NULL, log_done, NULL };
 
 static void
 test_dependencies_and_gpu_fifo (void)
@@ -262,6 +262,38 @@ test_tolerance_stays_close_to_exact (void)
   CU_ASSERT (solves[1] * 4 < solves[0]);
 }
 
+/* Link loads at the max-min rates: flows A (links 0, 1) and B (link 1) share
+ * link 1 of 100 B/s, with link 0 of 30 B/s capping A: A 30, B 70. */
+static void
+test_link_load_follows_rates (void)
+{
+  g_autoptr (FlowNet) fn = flownet_new ();
+  flownet_add_link (fn, 30.0);
+  flownet_add_link (fn, 100.0);
+  const guint pa[] = { 0, 1 }, pb[] = { 1 };
+  guint a = flownet_flow_add (fn, 0, 30.0, pa, 2, 0.0, 1);
+  flownet_flow_add (fn, 0, 700.0, pb, 1, 0.0, 2);
+  CU_ASSERT_DOUBLE_EQUAL (flownet_link_load (fn, 1), 0.0, 1e-12); /* not solved yet */
+  flownet_solve (fn, 0);
+  CU_ASSERT_DOUBLE_EQUAL (flownet_flow_rate (fn, a), 30.0, 1e-9);
+  CU_ASSERT_DOUBLE_EQUAL (flownet_link_load (fn, 0), 30.0, 1e-9);
+  CU_ASSERT_DOUBLE_EQUAL (flownet_link_load (fn, 1), 100.0, 1e-9);
+  /* A drains its 30 B at 30 B/s: gone after 1 s; B then takes all of link 1 */
+  SimTime t = flownet_next_end (fn);
+  CU_ASSERT_EQUAL (t, sim_time_from_seconds (1.0));
+  guint n;
+  const FlowEnd *done = flownet_take_batch (fn, t, 0.0, &n);
+  CU_ASSERT_EQUAL_FATAL (n, 1);
+  CU_ASSERT_EQUAL (done[0].tag, 1);
+  CU_ASSERT_EQUAL (flownet_link_load (fn, 0), 0.0); /* empty: exactly zero */
+  CU_ASSERT_DOUBLE_EQUAL (flownet_link_load (fn, 1), 70.0, 1e-9);
+  flownet_solve (fn, t);
+  CU_ASSERT_DOUBLE_EQUAL (flownet_link_load (fn, 1), 100.0, 1e-9);
+  done = flownet_take_batch (fn, flownet_next_end (fn), 0.0, &n);
+  CU_ASSERT_EQUAL (n, 1);
+  CU_ASSERT_EQUAL (flownet_link_load (fn, 1), 0.0);
+}
+
 int
 main (void)
 {
@@ -273,6 +305,7 @@ main (void)
     TEST (test_uniform_all_to_all_closed_form),
     TEST (test_matches_brute_force_reference),
     TEST (test_tolerance_stays_close_to_exact),
+    TEST (test_link_load_follows_rates),
   };
   return test_main ("engine", tests, G_N_ELEMENTS (tests));
 }
