@@ -1,6 +1,6 @@
 /* report.html in a real browser: headless Chromium (Debian's `chromium`)
- * loads the page, the rendered DOM has every chart and table, and a
- * screenshot is taken. Skipped (exit 77) where chromium is not installed;
+ * loads the page with no console message, the rendered DOM has every chart
+ * and table, and a screenshot is taken. Skipped (exit 77) where chromium is not installed;
  * .ci/run installs it. */
 #include "moe.h"
 #include "report.h"
@@ -18,6 +18,37 @@ spawn (const char *cmd, char **out, char **err)
   if (!g_spawn_command_line_sync (cmd, out, err, &status, NULL))
     return -1;
   return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+/* Console messages Chromium logged (with --enable-logging=stderr) while
+ * loading `page`, NULL when none; the DOM it rendered in *dom. */
+static char *
+load_page (const char *page, char **dom)
+{
+  g_autofree char *cmd = g_strdup_printf ("%s --headless --no-sandbox --disable-gpu --disable-quic "
+                                          "--no-first-run --disable-background-networking "
+                                          "--disable-component-update --disable-sync "
+                                          "--enable-logging=stderr --v=0 --user-data-dir=%s/profile "
+                                          "--dump-dom file://%s", chromium, tmpdir, page);
+  g_autofree char *log = NULL;
+  CU_ASSERT_EQUAL (spawn (cmd, dom, &log), 0);
+  GString *msgs = g_string_new (NULL);
+  g_auto (GStrv) lines = g_strsplit (log ? log : "", "\n", -1);
+  for (char **l = lines; *l; l++)
+    if (strstr (*l, ":CONSOLE"))
+      g_string_append_printf (msgs, "%s\n", *l);
+  return msgs->len ? g_string_free (msgs, FALSE) : (g_string_free (msgs, TRUE), NULL);
+}
+
+/* The console check itself catches a page that logs an error. */
+static void
+test_console_errors_are_caught (void)
+{
+  g_autofree char *page = g_build_filename (tmpdir, "bad.html", NULL);
+  g_file_set_contents (page, "<html><body><script>undefinedFunction ();</script></body></html>", -1, NULL);
+  g_autofree char *dom = NULL;
+  g_autofree char *msgs = load_page (page, &dom);
+  CU_ASSERT (msgs != NULL && strstr (msgs, "undefinedFunction") != NULL);
 }
 
 static void
@@ -39,9 +70,11 @@ test_report_renders_in_chromium (void)
       "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
       "--disable-background-networking --disable-component-update --disable-sync "
       "--user-data-dir=%s/profile", tmpdir);
-  g_autofree char *dom_cmd = g_strdup_printf ("%s %s --dump-dom file://%s", chromium, flags, page);
-  g_autofree char *dom = NULL, *log = NULL;
-  CU_ASSERT_EQUAL (spawn (dom_cmd, &dom, &log), 0);
+  g_autofree char *dom = NULL;
+  g_autofree char *console = load_page (page, &dom);
+  if (console)
+    g_printerr ("\n  console messages:\n%s", console);
+  CU_ASSERT (console == NULL);
   const char *ids[] = { "id=\"summary\"", "id=\"layer-chart\"", "id=\"gantt-first\"", "id=\"gantt-slowest\"",
                         "id=\"gpu-heat\"", "id=\"expert-heat\"", "id=\"bytes-chart\"", "id=\"util-chart\"",
                         "id=\"layers\"" };
@@ -77,6 +110,7 @@ main (void)
   tmpdir = g_dir_make_tmp ("moesim-browser-XXXXXX", NULL);
   static const TestCase tests[] = {
     TEST (test_report_renders_in_chromium),
+    TEST (test_console_errors_are_caught),
   };
   int rc = test_main ("browser", tests, G_N_ELEMENTS (tests));
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmpdir);
