@@ -11,3 +11,4 @@ int cmd_fail (GError *error);
 int cmd_trace (int argc, char **argv);
 int cmd_gate (int argc, char **argv);
 int cmd_compare (int argc, char **argv);
+int cmd_sweep (int argc, char **argv);

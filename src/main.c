@@ -43,6 +43,7 @@ static const char *top_help
       "  moesim trace info|check|stats|import|export ...   routing traces\n"
       "  moesim gate --preset NAME [...] -o OUT   run the gate, write a trace\n"
       "  moesim compare A B     two runs' summaries side by side (files or folders)\n"
+      "  moesim sweep SWEEP [-j N] [-o DIR] [--shard I/N | --merge]   what-if sweeps\n"
       "  moesim keys            list every scenario and topology key\n"
       "  moesim --version\n\n"
       "SCENARIO is a sim/*.yaml file; TOPOLOGY a topologies/*.yaml file.\n"
@@ -289,6 +290,8 @@ main (int argc, char **argv)
     return cmd_gate (argc - 1, argv + 1);
   if (strcmp (cmd, "compare") == 0)
     return cmd_compare (argc - 1, argv + 1);
+  if (strcmp (cmd, "sweep") == 0)
+    return cmd_sweep (argc - 1, argv + 1);
   g_printerr ("moesim: error: unknown command '%s'\n\n%s", cmd, top_help);
   return EXIT_BAD_INPUT;
 }

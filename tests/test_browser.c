@@ -4,6 +4,7 @@
  * .ci/run installs it. */
 #include "moe.h"
 #include "report.h"
+#include "sweep.h"
 #include "test_common.h"
 
 #include <glib/gstdio.h>
@@ -98,6 +99,35 @@ test_report_renders_in_chromium (void)
   CU_ASSERT (g_stat (shot, &st) == 0 && st.st_size > 10000);
 }
 
+/* sweep.html: loads with no console message, one chart per axis, the table
+ * with a row per point. */
+static void
+test_sweep_html_renders (void)
+{
+  g_autofree char *file = g_build_filename (tmpdir, "sweep.yaml", NULL);
+  g_autofree char *text = g_strdup_printf ("name: b\nscenario: %s/sim/tiny.yaml\naxes:\n"
+                                           "  nic.gbps: [12.5, 25]\n  dispatch: [direct, hierarchical]\n",
+                                           MOESIM_SOURCE_ROOT);
+  g_file_set_contents (file, text, -1, NULL);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (Sweep) sw = sweep_load (file, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sw);
+  g_autofree char *dir = g_build_filename (tmpdir, "sweep-out", NULL);
+  SweepOptions opt = { .jobs = 2, .shards = 1, .quiet = TRUE };
+  SweepStats st;
+  CU_ASSERT_FATAL (sweep_run (sw, dir, &opt, &st, &err));
+  CU_ASSERT_EQUAL (st.run, 4);
+  g_autofree char *page = g_build_filename (dir, "sweep.html", NULL);
+  g_autofree char *dom = NULL;
+  g_autofree char *console = load_page (page, &dom);
+  CU_ASSERT (console == NULL);
+  CU_ASSERT (dom && strstr (dom, "id=\"axis-0\"") && strstr (dom, "id=\"axis-1\""));
+  guint rows = 0;
+  for (const char *q = dom ? strstr (dom, "id=\"points\"") : NULL; q && (q = strstr (q + 1, "<tr>"));)
+    rows++;
+  CU_ASSERT_EQUAL (rows, 5);
+}
+
 int
 main (void)
 {
@@ -111,6 +141,7 @@ main (void)
   static const TestCase tests[] = {
     TEST (test_report_renders_in_chromium),
     TEST (test_console_errors_are_caught),
+    TEST (test_sweep_html_renders),
   };
   int rc = test_main ("browser", tests, G_N_ELEMENTS (tests));
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmpdir);

@@ -170,6 +170,150 @@ test_trace_commands (void)
   CU_ASSERT (err2 && strstr (err2, "no gate weights"));
 }
 
+static char *
+write_sweep (const char *name, const char *body)
+{
+  g_autofree char *file = g_strdup_printf ("%s.yaml", name);
+  char *path = g_build_filename (tmpdir, file, NULL);
+  g_autofree char *text = g_strdup_printf ("name: %s\nscenario: %s/sim/tiny.yaml\n%s", name, MOESIM_SOURCE_ROOT, body);
+  g_file_set_contents (path, text, -1, NULL);
+  return path;
+}
+
+static char *
+read_file (const char *dir, const char *name)
+{
+  g_autofree char *p = g_build_filename (dir, name, NULL);
+  char *text = NULL;
+  g_file_get_contents (p, &text, NULL, NULL);
+  return text;
+}
+
+/* Same sweep.csv whatever -j is; a rerun reuses every point; a point whose
+ * folder is removed is run again; shards merged give the same file; a
+ * failing point is reported in its row and the others finish. */
+static void
+test_sweep_threads_resume_shards (void)
+{
+  g_autofree char *sw = write_sweep ("sw", "axes:\n  nic.gbps: [12.5, 25]\n  parallel.ep: [8, 7, 4]\n");
+  g_autofree char *d1 = g_build_filename (tmpdir, "sw1", NULL);
+  g_autofree char *d2 = g_build_filename (tmpdir, "sw2", NULL);
+  g_autofree char *d3 = g_build_filename (tmpdir, "sw3", NULL);
+  g_autofree char *a1 = g_strdup_printf ("sweep %s -o %s -j 1", sw, d1);
+  g_autofree char *a2 = g_strdup_printf ("sweep %s -o %s -j 4", sw, d2);
+  g_autofree char *err = NULL, *out = NULL;
+  /* ep 7 does not divide 16 experts: those two points fail, exit 2 */
+  CU_ASSERT_EQUAL (run (a1, NULL, &err), 2);
+  CU_ASSERT (err && strstr (err, "2 of 6 points failed") && strstr (err, "not divisible"));
+  CU_ASSERT_EQUAL (run (a2, NULL, NULL), 2);
+  g_autofree char *c1 = read_file (d1, "sweep.csv"), *c2 = read_file (d2, "sweep.csv");
+  CU_ASSERT_FATAL (c1 != NULL && c2 != NULL);
+  CU_ASSERT_STRING_EQUAL (c1, c2);
+  g_auto (GStrv) lines = g_strsplit (c1, "\n", -1);
+  CU_ASSERT_EQUAL_FATAL (g_strv_length (lines), 8); /* header, 6 points, "" */
+  CU_ASSERT (g_str_has_prefix (lines[0], "point,nic.gbps,parallel.ep,status,total_us,"));
+  CU_ASSERT (g_str_has_prefix (lines[1], "0,12.5,8,ok,"));
+  CU_ASSERT (g_str_has_prefix (lines[2], "1,12.5,7,failed,") && strstr (lines[2], "not divisible"));
+  CU_ASSERT (g_str_has_prefix (lines[6], "5,25,4,ok,"));
+  /* each point is an ordinary run */
+  g_autofree char *p0 = g_build_filename (d1, "points", "0000", "summary.json", NULL);
+  CU_ASSERT (g_file_test (p0, G_FILE_TEST_EXISTS));
+  /* twice the NIC bandwidth: the two-node EP8 point gets faster */
+  CU_ASSERT (g_ascii_strtod (lines[4] + strlen ("3,25,8,ok,"), NULL)
+             < g_ascii_strtod (lines[1] + strlen ("0,12.5,8,ok,"), NULL));
+  /* resume: the 4 good points are reused, the failed ones tried again */
+  g_free (err);
+  err = NULL;
+  CU_ASSERT_EQUAL (run (a1, &out, &err), 2);
+  CU_ASSERT (out && strstr (out, "(2 run, 4 reused, 2 failed"));
+  g_autofree char *p5 = g_build_filename (d1, "points", "0005", NULL);
+  g_autofree char *rm = g_strdup_printf ("rm -rf '%s'", p5);
+  CU_ASSERT_EQUAL (system (rm), 0);
+  g_free (out);
+  out = NULL;
+  CU_ASSERT_EQUAL (run (a1, &out, NULL), 2);
+  CU_ASSERT (out && strstr (out, "(3 run, 3 reused, 2 failed"));
+  g_autofree char *c1b = read_file (d1, "sweep.csv");
+  CU_ASSERT_STRING_EQUAL (c1b, c1);
+  /* shards, then merge: merging before every shard ran is an error */
+  g_autofree char *good = write_sweep ("good", "combine: zip\naxes:\n  nic.gbps: [12.5, 25, 50]\n"
+                                               "  parallel.tokens_per_gpu: [256, 512, 1024]\n");
+  g_autofree char *s0 = g_strdup_printf ("sweep %s -o %s --shard 0/2 -q", good, d3);
+  g_autofree char *s1 = g_strdup_printf ("sweep %s -o %s --shard 1/2 -q", good, d3);
+  g_autofree char *mg = g_strdup_printf ("sweep %s -o %s --merge -q", good, d3);
+  g_autofree char *whole = g_strdup_printf ("sweep %s -o %s/whole -q", good, d3);
+  CU_ASSERT_EQUAL (run (s0, NULL, NULL), 0);
+  g_free (err);
+  err = NULL;
+  CU_ASSERT_EQUAL (run (mg, NULL, &err), 2);
+  CU_ASSERT (err && strstr (err, "point 1 is not done"));
+  CU_ASSERT_EQUAL (run (s1, NULL, NULL), 0);
+  CU_ASSERT_EQUAL (run (mg, NULL, NULL), 0);
+  CU_ASSERT_EQUAL (run (whole, NULL, NULL), 0);
+  g_autofree char *wdir = g_build_filename (d3, "whole", NULL);
+  g_autofree char *m1 = read_file (d3, "sweep.csv"), *m2 = read_file (wdir, "sweep.csv");
+  CU_ASSERT (m1 && m2 && strcmp (m1, m2) == 0);
+  g_autofree char *html = read_file (wdir, "sweep.html");
+  CU_ASSERT (html && strstr (html, "id='axis-0'") && strstr (html, "id='axis-1'") && strstr (html, "id='points'"));
+}
+
+/* Errors in the sweep file stop everything before a point runs. */
+static void
+test_sweep_bad_input (void)
+{
+  const char *cases[][2] = {
+    { "axes:\n  nic.gbpz: [1, 2]\n", "sw-bad0.yaml:4:3: axis 'nic.gbpz'" },
+    { "axes:\n  nic.gbps: []\n", "sw-bad1.yaml:4:13: axis 'nic.gbps': expected a non-empty list" },
+    { "axes:\n  nic.gbps: 5\n", "expected a non-empty list" },
+    { "axes: {}\n", "at least one axis" },
+    { "combine: zip\naxes:\n  nic.gbps: [1, 2]\n  parallel.ep: [8]\n", "zipped axes need equal lengths" },
+    { "combine: sideways\naxes:\n  nic.gbps: [1]\n", "expected product or zip" },
+    { "colour: red\naxes:\n  nic.gbps: [1]\n", "sw-bad6.yaml:3:1: unknown key 'colour'" },
+    { "axes:\n  nic.gbps: [-1, 2]\n", "nic.gbps" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *name = g_strdup_printf ("sw-bad%u", i);
+      g_autofree char *sw = write_sweep (name, cases[i][0]);
+      g_autofree char *dir = g_build_filename (tmpdir, "never-sweep", NULL);
+      g_autofree char *args = g_strdup_printf ("sweep %s -o %s", sw, dir);
+      g_autofree char *err = NULL;
+      CU_ASSERT_EQUAL (run (args, NULL, &err), 2);
+      if (!err || !strstr (err, cases[i][1]))
+        g_printerr ("\n  case %u: expected '%s' in: %s", i, cases[i][1], err ? err : "(nothing)");
+      CU_ASSERT (err && strstr (err, cases[i][1]));
+      CU_ASSERT (!g_file_test (dir, G_FILE_TEST_EXISTS));
+    }
+  CU_ASSERT_EQUAL (run ("sweep", NULL, NULL), 2);
+  g_autofree char *sw = write_sweep ("sw-shard", "axes:\n  nic.gbps: [1]\n");
+  g_autofree char *args = g_strdup_printf ("sweep %s --shard 2/2", sw);
+  CU_ASSERT_EQUAL (run (args, NULL, NULL), 2);
+}
+
+/* The shipped IB sweep: more IB bandwidth never makes a pass slower, and
+ * with IB scarce the hierarchical dispatch (fewer IB bytes) wins. */
+static void
+test_shipped_ib_sweep_is_monotone (void)
+{
+  g_autofree char *dir = g_build_filename (tmpdir, "ib-sweep", NULL);
+  g_autofree char *args = g_strdup_printf ("sweep %s/sim/sweep-ib-bandwidth.yaml -o %s -q", MOESIM_SOURCE_ROOT, dir);
+  CU_ASSERT_EQUAL_FATAL (run (args, NULL, NULL), 0);
+  g_autofree char *csv = read_file (dir, "sweep.csv");
+  CU_ASSERT_FATAL (csv != NULL);
+  g_auto (GStrv) lines = g_strsplit (csv, "\n", -1);
+  CU_ASSERT_EQUAL_FATAL (g_strv_length (lines), 12);
+  double t[10];
+  for (guint i = 0; i < 10; i++)
+    {
+      g_auto (GStrv) f = g_strsplit (lines[i + 1], ",", -1);
+      CU_ASSERT_STRING_EQUAL_FATAL (f[3], "ok");
+      t[i] = g_ascii_strtod (f[4], NULL);
+    }
+  for (guint i = 2; i < 10; i++)
+    CU_ASSERT (t[i] <= t[i - 2] * (1 + 1e-9)); /* same dispatch, next bandwidth */
+  CU_ASSERT (t[1] < t[0]);                      /* 25 GB/s: hierarchical faster */
+}
+
 int
 main (void)
 {
@@ -179,6 +323,9 @@ main (void)
     TEST (test_bad_input_exits_2_without_outputs),
     TEST (test_estimate_and_topo_show),
     TEST (test_trace_commands),
+    TEST (test_sweep_threads_resume_shards),
+    TEST (test_sweep_bad_input),
+    TEST (test_shipped_ib_sweep_is_monotone),
   };
   int rc = test_main ("cli", tests, G_N_ELEMENTS (tests));
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmpdir);
