@@ -3,6 +3,75 @@
 #include "sweep.h"
 
 #include <stdio.h>
+#include <string.h>
+
+#ifdef MOESIM_MPI
+#include <mpi.h>
+
+/* Under mpirun: rank r runs the points with index % ranks == r (each with
+ * its -j threads); rank 0 receives every row, in point order, and writes
+ * sweep.csv and sweep.html, identical to a single-process sweep. Returns
+ * the exit status of this rank. */
+static int
+sweep_mpi (const Sweep *s, const char *dir, SweepOptions *opt, int rank, int ranks)
+{
+  opt->shard = (guint) rank;
+  opt->shards = (guint) ranks;
+  opt->quiet |= rank != 0;
+  SweepStats st;
+  g_autoptr (GError) error = NULL;
+  char **rows = sweep_run_points (s, dir, opt, &st, &error);
+  if (rows == NULL)
+    rows = g_new0 (char *, s->n_points + 1);
+  guint run = st.run, reused = st.reused;
+  for (guint p = 0; p < s->n_points; p++)
+    {
+      int owner = (int) (p % (guint) ranks);
+      if (owner == 0)
+        continue;
+      if (rank == owner)
+        {
+          int len = rows[p] ? (int) strlen (rows[p]) : 0;
+          MPI_Send (&len, 1, MPI_INT, 0, (int) p, MPI_COMM_WORLD);
+          if (len > 0)
+            MPI_Send (rows[p], len, MPI_CHAR, 0, (int) p, MPI_COMM_WORLD);
+        }
+      else if (rank == 0)
+        {
+          int len = 0;
+          MPI_Recv (&len, 1, MPI_INT, owner, (int) p, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+          if (len > 0)
+            {
+              rows[p] = g_malloc (len + 1);
+              MPI_Recv (rows[p], len, MPI_CHAR, owner, (int) p, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+              rows[p][len] = '\0';
+            }
+        }
+    }
+  guint counts[2] = { run, reused }, total[2] = { 0, 0 };
+  MPI_Reduce (counts, total, 2, MPI_UNSIGNED, MPI_SUM, 0, MPI_COMM_WORLD);
+  int status = 0;
+  if (rank == 0)
+    {
+      gboolean complete = TRUE;
+      for (guint p = 0; p < s->n_points; p++)
+        complete &= rows[p] != NULL;
+      gboolean ok = complete && sweep_write (s, dir, rows, &st, &error);
+      if (!complete && error == NULL)
+        g_set_error (&error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s: a rank returned no row for some points",
+                     s->path);
+      if (!opt->quiet)
+        g_print ("sweep %s: %u points over %d ranks (%u run, %u reused, %u failed)\n", s->name, s->n_points, ranks,
+                 total[0], total[1], st.failed);
+      if (ok)
+        g_print ("  outputs: %s/sweep.csv, sweep.html, points/NNNN/ (on each rank's file system)\n", dir);
+      else
+        status = cmd_fail (g_steal_pointer (&error));
+    }
+  sweep_rows_free (s, rows);
+  return status;
+}
+#endif
 
 int
 cmd_sweep (int argc, char **argv)
@@ -59,6 +128,24 @@ cmd_sweep (int argc, char **argv)
   if (s == NULL)
     return cmd_fail (g_steal_pointer (&error));
   g_autofree char *dir = dir_opt ? g_strdup (dir_opt) : g_build_filename ("out", "sweeps", s->name, NULL);
+#ifdef MOESIM_MPI
+  /* launched by mpirun (or any MPI launcher): spread the points over ranks */
+  if (g_getenv ("OMPI_COMM_WORLD_SIZE") || g_getenv ("PMI_SIZE") || g_getenv ("PMIX_RANK"))
+    {
+      if (opt.shards > 1 || opt.merge)
+        {
+          g_printerr ("moesim: error: --shard and --merge are not used under MPI (the ranks are the shards)\n");
+          return EXIT_BAD_INPUT;
+        }
+      MPI_Init (NULL, NULL);
+      int rank = 0, ranks = 1;
+      MPI_Comm_rank (MPI_COMM_WORLD, &rank);
+      MPI_Comm_size (MPI_COMM_WORLD, &ranks);
+      int status = sweep_mpi (s, dir, &opt, rank, ranks);
+      MPI_Finalize ();
+      return status;
+    }
+#endif
   SweepStats st;
   gboolean ok = sweep_run (s, dir, &opt, &st, &error);
   if (!quiet)

@@ -300,7 +300,6 @@ typedef struct {
   const Sweep *s;
   const char *dir;
   char **rows;     /* per point: its CSV row, NULL while not done */
-  char **errors;   /* per point: its error message when it failed */
   GMutex lock;
   guint done, total;
   gint64 t0;
@@ -370,7 +369,6 @@ run_point (gpointer data, gpointer user)
       g_string_append_c (row, ',');
       csv_field (row, err->message);
       g_string_append_c (row, '\n');
-      j->errors[p] = g_strdup (err->message);
     }
   g_mutex_lock (&j->lock);
   j->rows[p] = g_string_free (row, FALSE);
@@ -521,16 +519,37 @@ sweep_html (const Sweep *s, char **rows, const double *met, const gboolean *ok)
   return g_string_free (o, FALSE);
 }
 
-gboolean
-sweep_run (const Sweep *s, const char *dir, const SweepOptions *opt, SweepStats *stats, GError **error)
+/* The error field of a failed point's row, unquoted. */
+static char *
+row_error (const Sweep *s, guint point, const char *row)
+{
+  g_autofree char *key = row_key (s, point);
+  const char *c = row + strlen (key);
+  for (guint commas = 0; *c && commas < N_METRICS + 2; c++)
+    commas += *c == ',';
+  GString *e = g_string_new (NULL);
+  gboolean q = *c == '"';
+  for (c += q; *c && *c != '\n'; c++)
+    {
+      if (q && *c == '"')
+        {
+          if (c[1] != '"')
+            break;
+          c++;
+        }
+      g_string_append_c (e, *c);
+    }
+  return g_string_free (e, FALSE);
+}
+
+char **
+sweep_run_points (const Sweep *s, const char *dir, const SweepOptions *opt, SweepStats *stats, GError **error)
 {
   memset (stats, 0, sizeof *stats);
   guint shards = MAX (opt->shards, 1u);
   Job j = { .s = s, .dir = dir };
-  j.rows = g_new0 (char *, s->n_points);
-  j.errors = g_new0 (char *, s->n_points);
+  j.rows = g_new0 (char *, s->n_points + 1);
   g_mutex_init (&j.lock);
-  gboolean ok = TRUE;
   GArray *todo = g_array_new (FALSE, FALSE, sizeof (guint));
   for (guint p = 0; p < s->n_points; p++)
     {
@@ -543,15 +562,17 @@ sweep_run (const Sweep *s, const char *dir, const SweepOptions *opt, SweepStats 
           g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
                        "%s: point %u is not done (%s/point.csv missing or for other values); run its shard first",
                        s->path, p, pd);
-          ok = FALSE;
-          break;
+          g_array_free (todo, TRUE);
+          sweep_rows_free (s, j.rows);
+          g_mutex_clear (&j.lock);
+          return NULL;
         }
       else if (p % shards != opt->shard)
         stats->skipped++;
       else
         g_array_append_val (todo, p);
     }
-  if (ok && todo->len > 0)
+  if (todo->len > 0)
     {
       guint jobs = opt->jobs ? opt->jobs : g_get_num_processors ();
       j.total = todo->len;
@@ -564,71 +585,101 @@ sweep_run (const Sweep *s, const char *dir, const SweepOptions *opt, SweepStats 
       stats->run = todo->len;
     }
   g_array_free (todo, TRUE);
-  if (ok && shards == 1)
-    {
-      g_autofree char *hdr = csv_header (s);
-      GString *csv = g_string_new (hdr);
-      g_autofree double *met = g_new0 (double, (gsize) s->n_points * N_METRICS);
-      g_autofree gboolean *pok = g_new0 (gboolean, s->n_points);
-      g_autofree char *first_err = NULL;
-      for (guint p = 0; p < s->n_points; p++)
-        {
-          g_string_append (csv, j.rows[p]);
-          g_autofree char *key = row_key (s, p);
-          const char *rest = j.rows[p] + strlen (key);
-          pok[p] = g_str_has_prefix (rest, "ok,");
-          if (pok[p])
-            {
-              const char *c = rest + 3;
-              for (guint m = 0; m < N_METRICS; m++)
-                {
-                  char *end;
-                  met[p * N_METRICS + m] = g_ascii_strtod (c, &end);
-                  c = *end == ',' ? end + 1 : end;
-                }
-            }
-          else
-            {
-              stats->failed++;
-              if (first_err == NULL)
-                first_err = g_strdup_printf ("point %u: %s", p, j.errors[p] ? j.errors[p] : "?");
-            }
-        }
-      g_autofree char *html = sweep_html (s, j.rows, met, pok);
-      g_autofree char *cpath = g_build_filename (dir, "sweep.csv", NULL);
-      g_autofree char *hpath = g_build_filename (dir, "sweep.html", NULL);
-      if (g_mkdir_with_parents (dir, 0755) != 0)
-        {
-          g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "%s: %s", dir, g_strerror (errno));
-          ok = FALSE;
-        }
-      else
-        ok = g_file_set_contents (cpath, csv->str, -1, error) && g_file_set_contents (hpath, html, -1, error);
-      g_string_free (csv, TRUE);
-      if (ok && stats->failed > 0)
-        {
-          g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_RANGE,
-                       "%s: %u of %u points failed, see %s; first: %s", s->path, stats->failed, s->n_points, cpath,
-                       first_err);
-          ok = FALSE;
-        }
-    }
-  else if (ok)
-    for (guint p = 0; p < s->n_points; p++)
-      if (j.errors[p])
-        {
-          g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_RANGE, "%s: point %u failed: %s", s->path, p,
-                       j.errors[p]);
-          ok = FALSE;
-          break;
-        }
+  g_mutex_clear (&j.lock);
+  return j.rows;
+}
+
+void
+sweep_rows_free (const Sweep *s, char **rows)
+{
+  if (rows == NULL)
+    return;
+  for (guint p = 0; p < s->n_points; p++)
+    g_free (rows[p]);
+  g_free (rows);
+}
+
+/* "ok" or "failed": the status field of a row */
+static gboolean
+row_ok (const Sweep *s, guint point, const char *row)
+{
+  g_autofree char *key = row_key (s, point);
+  return g_str_has_prefix (row + strlen (key), "ok,");
+}
+
+gboolean
+sweep_write (const Sweep *s, const char *dir, char **rows, SweepStats *stats, GError **error)
+{
+  g_autofree char *hdr = csv_header (s);
+  GString *csv = g_string_new (hdr);
+  g_autofree double *met = g_new0 (double, (gsize) s->n_points * N_METRICS);
+  g_autofree gboolean *pok = g_new0 (gboolean, s->n_points);
+  g_autofree char *first_err = NULL;
+  stats->failed = 0;
   for (guint p = 0; p < s->n_points; p++)
     {
-      g_free (j.rows[p]);
-      g_free (j.errors[p]);
+      g_return_val_if_fail (rows[p] != NULL, FALSE);
+      g_string_append (csv, rows[p]);
+      g_autofree char *key = row_key (s, p);
+      pok[p] = row_ok (s, p, rows[p]);
+      if (pok[p])
+        {
+          const char *c = rows[p] + strlen (key) + 3;
+          for (guint m = 0; m < N_METRICS; m++)
+            {
+              char *end;
+              met[p * N_METRICS + m] = g_ascii_strtod (c, &end);
+              c = *end == ',' ? end + 1 : end;
+            }
+        }
+      else
+        {
+          stats->failed++;
+          if (first_err == NULL)
+            {
+              g_autofree char *e = row_error (s, p, rows[p]);
+              first_err = g_strdup_printf ("point %u: %s", p, e);
+            }
+        }
     }
-  g_free (j.rows);
-  g_free (j.errors);
-  g_mutex_clear (&j.lock);
+  g_autofree char *html = sweep_html (s, rows, met, pok);
+  g_autofree char *cpath = g_build_filename (dir, "sweep.csv", NULL);
+  g_autofree char *hpath = g_build_filename (dir, "sweep.html", NULL);
+  gboolean ok;
+  if (g_mkdir_with_parents (dir, 0755) != 0)
+    {
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "%s: %s", dir, g_strerror (errno));
+      ok = FALSE;
+    }
+  else
+    ok = g_file_set_contents (cpath, csv->str, -1, error) && g_file_set_contents (hpath, html, -1, error);
+  g_string_free (csv, TRUE);
+  if (ok && stats->failed > 0)
+    {
+      g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_RANGE, "%s: %u of %u points failed, see %s; first: %s",
+                   s->path, stats->failed, s->n_points, cpath, first_err);
+      ok = FALSE;
+    }
+  return ok;
+}
+
+gboolean
+sweep_run (const Sweep *s, const char *dir, const SweepOptions *opt, SweepStats *stats, GError **error)
+{
+  char **rows = sweep_run_points (s, dir, opt, stats, error);
+  if (rows == NULL)
+    return FALSE;
+  gboolean ok = TRUE;
+  if (MAX (opt->shards, 1u) == 1)
+    ok = sweep_write (s, dir, rows, stats, error);
+  else
+    for (guint p = 0; p < s->n_points && ok; p++)
+      if (rows[p] && !row_ok (s, p, rows[p]))
+        {
+          g_autofree char *e = row_error (s, p, rows[p]);
+          g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_RANGE, "%s: point %u failed: %s", s->path, p, e);
+          ok = FALSE;
+        }
+  sweep_rows_free (s, rows);
   return ok;
 }

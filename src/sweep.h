@@ -68,3 +68,14 @@ typedef struct {
  * its error). */
 gboolean sweep_run (const Sweep *s, const char *dir, const SweepOptions *opt, SweepStats *stats,
                     GError **error);
+
+/* The two halves of sweep_run, for callers that move rows between
+ * processes (MPI): runs this shard's points (and reuses those done) and
+ * returns a CSV row per point (NULL for other shards' points), or NULL with
+ * `error` set (--merge with a point not done); then writes sweep.csv and
+ * sweep.html from a row for every point, failing (after writing) when a
+ * point failed. */
+char **sweep_run_points (const Sweep *s, const char *dir, const SweepOptions *opt, SweepStats *stats,
+                         GError **error);
+gboolean sweep_write (const Sweep *s, const char *dir, char **rows, SweepStats *stats, GError **error);
+void sweep_rows_free (const Sweep *s, char **rows);
