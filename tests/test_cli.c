@@ -314,6 +314,52 @@ test_shipped_ib_sweep_is_monotone (void)
   CU_ASSERT (t[1] < t[0]);                      /* 25 GB/s: hierarchical faster */
 }
 
+/* Column `col` of every row of a shipped sweep's sweep.csv, all ok. */
+static double *
+sweep_column (const char *name, guint col, guint n)
+{
+  g_autofree char *dir = g_build_filename (tmpdir, name, NULL);
+  g_autofree char *args = g_strdup_printf ("sweep %s/sim/%s.yaml -o %s -q", MOESIM_SOURCE_ROOT, name, dir);
+  CU_ASSERT_EQUAL (run (args, NULL, NULL), 0);
+  g_autofree char *csv = read_file (dir, "sweep.csv");
+  g_auto (GStrv) lines = g_strsplit (csv ? csv : "", "\n", -1);
+  double *v = g_new0 (double, n);
+  CU_ASSERT_EQUAL (g_strv_length (lines), n + 2);
+  for (guint i = 0; i < n && i + 1 < g_strv_length (lines); i++)
+    {
+      g_auto (GStrv) f = g_strsplit (lines[i + 1], ",", -1);
+      CU_ASSERT (g_strv_length (f) > col && strstr (lines[i + 1], ",ok,") != NULL);
+      if (g_strv_length (f) > col)
+        v[i] = g_ascii_strtod (f[col], NULL);
+    }
+  return v;
+}
+
+/* Larger NVLink domains never slow the direct dispatch down and leave less
+ * for IB (none at 64 GPUs per node); more EP puts more bytes on IB. */
+static void
+test_shipped_domain_and_ep_sweeps (void)
+{
+  /* nvlink-domain: point, node.gpus, nic.per_node, dispatch, status, total_us, ... ib_bytes (10) */
+  g_autofree double *t = sweep_column ("sweep-nvlink-domain", 5, 8);
+  g_autofree double *ib = sweep_column ("sweep-nvlink-domain", 10, 8);
+  for (guint i = 2; i < 8; i++)
+    {
+      CU_ASSERT (t[i] <= t[i - 2] * (1 + 1e-9));
+      CU_ASSERT (ib[i] < ib[i - 2]);
+    }
+  CU_ASSERT_EQUAL (ib[6], 0.0);
+  CU_ASSERT_EQUAL (t[6], t[7]); /* one node: nothing to route hierarchically */
+  /* ep-experts: point, ep, experts, status, total_us, ..., ib_bytes (9) */
+  g_autofree double *eib = sweep_column ("sweep-ep-experts", 9, 18);
+  for (guint e = 0; e < 3; e++)
+    {
+      CU_ASSERT_EQUAL (eib[e], 0.0); /* EP8: one node */
+      for (guint k = 1; k < 6; k++)
+        CU_ASSERT (eib[k * 3 + e] > eib[(k - 1) * 3 + e]);
+    }
+}
+
 int
 main (void)
 {
@@ -326,6 +372,7 @@ main (void)
     TEST (test_sweep_threads_resume_shards),
     TEST (test_sweep_bad_input),
     TEST (test_shipped_ib_sweep_is_monotone),
+    TEST (test_shipped_domain_and_ep_sweeps),
   };
   int rc = test_main ("cli", tests, G_N_ELEMENTS (tests));
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmpdir);
