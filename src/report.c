@@ -273,6 +273,8 @@ char *
 report_trace_json (const Scenario *sc, const RunResult *r)
 {
   const TopoSpec *t = topology_spec (scenario_topology (sc));
+  const IndexSet *keep_layers = &scenario_spec (sc)->output.trace_layers;
+  const IndexSet *keep_gpus = &scenario_spec (sc)->output.trace_gpus;
   guint gpn = (guint) t->node.gpus;
   GString *out = g_string_new ("{\"displayTimeUnit\": \"ns\", \"traceEvents\": [\n");
   gboolean first = TRUE;
@@ -283,7 +285,7 @@ report_trace_json (const Scenario *sc, const RunResult *r)
                                  "\"args\": {\"name\": \"node %u\"}}", SEP (), n, n);
   static const char *const streams[] = { "dispatch", "expert", "combine" };
   for (guint g = 0; g < r->n_gpus; g++)
-    for (guint k = 0; k < 3; k++)
+    for (guint k = 0; k < 3 && index_set_has (keep_gpus, g); k++)
       {
         guint tid = (g % gpn) * 3 + k;
         g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"thread_name\", \"pid\": %u, "
@@ -295,11 +297,13 @@ report_trace_json (const Scenario *sc, const RunResult *r)
       }
   char a[G_ASCII_DTOSTR_BUF_SIZE], b[G_ASCII_DTOSTR_BUF_SIZE];
   for (guint g = 0; g < r->n_gpus; g++)
-    for (guint k = 0; k < 3; k++)
+    for (guint k = 0; k < 3 && index_set_has (keep_gpus, g); k++)
       for (guint i = 0; i < r->n_layers; i++)
         {
           const GpuStepResult *s = &r->gpu_steps[(gsize) i * r->n_gpus + g];
           const LayerResult *l = &r->layers[i];
+          if (!index_set_has (keep_layers, l->layer))
+            continue;
           double ts = s->start_us + (k > 0 ? s->dispatch_us : 0) + (k > 1 ? s->expert_us : 0);
           double dur = k == 0 ? s->dispatch_us : k == 1 ? s->expert_us : s->combine_us;
           g_string_append_printf (out, "%s{\"ph\": \"X\", \"name\": \"L%u.%u %s\", \"cat\": \"%s\", "
@@ -319,14 +323,35 @@ report_trace_json (const Scenario *sc, const RunResult *r)
   if (ng > 0 && r->util_group_capacity[ng - 1] > 0)
     g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"process_name\", \"pid\": %u, "
                                  "\"args\": {\"name\": \"fabric (leaf-spine)\"}}", SEP (), r->util_nodes);
+  /* with only some layers kept, only samples inside their time windows;
+   * with only some GPUs, only the nodes that hold one */
+  GArray *win = g_array_new (FALSE, FALSE, 2 * sizeof (double));
+  for (guint i = 0; i < r->n_layers && keep_layers->n > 0; i++)
+    if (index_set_has (keep_layers, r->layers[i].layer))
+      {
+        double w[2] = { r->layers[i].start_us, r->layers[i].end_us };
+        g_array_append_val (win, w);
+      }
+  g_autofree gboolean *node_kept = g_new0 (gboolean, r->util_nodes + 1);
+  for (guint gpu = 0; gpu < r->n_gpus; gpu++)
+    if (index_set_has (keep_gpus, gpu))
+      node_kept[gpu / gpn] = node_kept[r->util_nodes] = TRUE;
   for (guint g = 0; g < ng; g++)
     {
-      if (r->util_group_capacity[g] <= 0)
-        continue;
       guint pid = g < 2 * r->util_nodes ? g % r->util_nodes : r->util_nodes;
+      if (r->util_group_capacity[g] <= 0 || !node_kept[pid])
+        continue;
       double last = -1.0;
       for (guint i = 0; i < r->n_util_samples; i++)
         {
+          gboolean inside = keep_layers->n == 0;
+          for (guint w = 0; w < win->len && !inside; w++)
+            {
+              const double *ww = &g_array_index (win, double, 2 * w);
+              inside = r->util_time_us[i] >= ww[0] && r->util_time_us[i] <= ww[1];
+            }
+          if (!inside)
+            continue;
           double v = 100.0 * r->util[(gsize) i * ng + g];
           if (last >= 0 && fabs (v - last) < 0.5 && !(v == 0 && last != 0))
             continue;
@@ -338,6 +363,7 @@ report_trace_json (const Scenario *sc, const RunResult *r)
                                   g_ascii_formatd (b, sizeof b, "%.1f", v));
         }
     }
+  g_array_free (win, TRUE);
 #undef SEP
   g_string_append (out, "\n]}\n");
   return g_string_free (out, FALSE);

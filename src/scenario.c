@@ -22,6 +22,88 @@ struct Scenario {
   char *path;
 };
 
+gboolean
+index_set_has (const IndexSet *set, guint i)
+{
+  if (set->n == 0)
+    return TRUE;
+  for (guint r = 0; r < set->n; r++)
+    if (i >= set->lo[r] && i <= set->hi[r])
+      return TRUE;
+  return FALSE;
+}
+
+static int
+cmp_range (gconstpointer a, gconstpointer b)
+{
+  const guint *x = a, *y = b;
+  return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* "all", or comma-separated indices and inclusive ranges "a-b". */
+static gboolean
+parse_index_set (const CfgField *f, const YNode *n, void *member, const char *where, GError **error)
+{
+  IndexSet *set = member;
+  if (n->kind != YNODE_SCALAR)
+    {
+      g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE,
+                   "%s: %s: expected \"all\" or indices and ranges like \"0-3,57\", got a %s", where, f->key,
+                   ynode_kind_name (n->kind));
+      return FALSE;
+    }
+  GArray *r = g_array_new (FALSE, FALSE, 2 * sizeof (guint));
+  if (strcmp (n->value, "all") != 0)
+    {
+      g_auto (GStrv) parts = g_strsplit (n->value, ",", -1);
+      for (char **p = parts; *p; p++)
+        {
+          char *t = g_strstrip (*p), *end;
+          guint64 a = g_ascii_strtoull (t, &end, 10), b = a;
+          gboolean ok = end != t && g_ascii_isdigit (*t);
+          if (ok && *end == '-')
+            {
+              char *t2 = end + 1;
+              b = g_ascii_strtoull (t2, &end, 10);
+              ok = end != t2 && g_ascii_isdigit (*t2);
+            }
+          if (!ok || *end || a > b || b >= G_MAXUINT)
+            {
+              g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE,
+                           "%s: %s = \"%s\": expected \"all\" or indices and ranges like \"0-3,57\" (bad part \"%s\")",
+                           where, f->key, n->value, t);
+              g_array_free (r, TRUE);
+              return FALSE;
+            }
+          guint v[2] = { (guint) a, (guint) b };
+          g_array_append_val (r, v);
+        }
+      g_array_sort (r, cmp_range);
+    }
+  g_free (set->lo);
+  g_free (set->hi);
+  set->n = r->len;
+  set->lo = g_new (guint, r->len);
+  set->hi = g_new (guint, r->len);
+  for (guint i = 0; i < r->len; i++)
+    {
+      set->lo[i] = ((guint *) (void *) r->data)[2 * i];
+      set->hi[i] = ((guint *) (void *) r->data)[2 * i + 1];
+    }
+  g_array_free (r, TRUE);
+  return TRUE;
+}
+
+static void
+free_index_set (void *member)
+{
+  IndexSet *set = member;
+  g_free (set->lo);
+  g_free (set->hi);
+  set->lo = set->hi = NULL;
+  set->n = 0;
+}
+
 #define F(k, T, m, lo, hi, d, h) { k, T, G_STRUCT_OFFSET (ScenarioSpec, m), lo, hi, NULL, d, h, NULL, NULL }
 #define E(k, m, names, d, h) { k, CFG_ENUM, G_STRUCT_OFFSET (ScenarioSpec, m), 0, 0, names, d, h, NULL, NULL }
 static const CfgField scenario_fields[] = {
@@ -69,6 +151,10 @@ static const CfgField scenario_fields[] = {
   E ("cross_rail", cross_rail, cross_rail_names, "auto",
      "traffic between rails: spine, nvlink (forward inside the node first), auto"),
   F ("output.dir", CFG_STRING, output.dir, 0, 0, "\"\"", "output folder (default out/<name>)"),
+  { "output.trace_layers", CFG_CUSTOM, G_STRUCT_OFFSET (ScenarioSpec, output.trace_layers), 0, 0, NULL, "all",
+    "MoE layers trace.json keeps: all, or indices and ranges like \"0-3,57\"", parse_index_set, free_index_set },
+  { "output.trace_gpus", CFG_CUSTOM, G_STRUCT_OFFSET (ScenarioSpec, output.trace_gpus), 0, 0, NULL, "all",
+    "GPUs trace.json keeps: all, or indices and ranges like \"0-7\"", parse_index_set, free_index_set },
   F ("sim.tolerance", CFG_DOUBLE, sim.tolerance, 0, 0.5, "0.02",
      "flow solver batching tolerance (0 = exact max-min event by event)"),
   F ("sim.max_memory_gb", CFG_DOUBLE, sim.max_memory_gb, 0.001, 1e6, "16",
@@ -262,6 +348,19 @@ validate (Scenario *sc, GError **error)
   const TopoSpec *t = topology_spec (sc->topo);
   if (!topology_validate (sc->topo, error))
     return FALSE;
+  struct {
+    const IndexSet *set;
+    const char *key;
+    gint64 n;
+    const char *what;
+  } sets[] = { { &s->output.trace_layers, "output.trace_layers", s->model.moe_layers, "model.moe_layers" },
+               { &s->output.trace_gpus, "output.trace_gpus", s->parallel.ep, "parallel.ep" } };
+  for (guint i = 0; i < G_N_ELEMENTS (sets); i++)
+    for (guint r = 0; r < sets[i].set->n; r++)
+      if (sets[i].set->hi[r] >= (guint64) sets[i].n)
+        return fail_at (error, cfg_origin (&sc->doc, sets[i].key),
+                        "%s names index %u, but there are only %" G_GINT64_FORMAT " (%s; indices from 0)",
+                        sets[i].key, sets[i].set->hi[r], sets[i].n, sets[i].what);
   if (s->model.experts % s->parallel.ep != 0)
     return fail_at (error, cfg_origin (&sc->doc, "parallel.ep"),
                     "model.experts = %" G_GINT64_FORMAT " is not divisible by parallel.ep = %"

@@ -14,6 +14,15 @@ typedef enum { DISPATCH_DIRECT, DISPATCH_HIERARCHICAL, DISPATCH_LOW_LATENCY } Di
 extern const char *const dispatch_names[];
 typedef enum { SYNTH_UNIFORM } SynthKind;
 
+/* A set of indices written as "all" or as ranges "0-3,8,57"; n = 0 means
+ * all. Ranges are kept sorted and disjoint. */
+typedef struct {
+  guint n;
+  guint *lo, *hi; /* inclusive */
+} IndexSet;
+
+gboolean index_set_has (const IndexSet *set, guint i);
+
 typedef struct {
   char *name;
   char *topology; /* as written; resolved path in topology_path() */
@@ -42,6 +51,7 @@ typedef struct {
   int cross_rail; /* CrossRail */
   struct {
     char *dir;
+    IndexSet trace_layers, trace_gpus; /* what trace.json keeps */
   } output;
   struct {
     double tolerance;

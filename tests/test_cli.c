@@ -82,6 +82,8 @@ test_bad_input_exits_2_without_outputs (void)
     { "--set nic.gbps=-1", "nic.gbps" },
     { "--set no.such.key=1", "unknown key" },
     { "--set model.experts=abc", "expected an integer" },
+    { "--set output.trace_gpus=0-8", "output.trace_gpus names index 8, but there are only 8" },
+    { "--set output.trace_layers=1-x", "bad part \"1-x\"" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
