@@ -23,7 +23,17 @@ sweep_mpi (const Sweep *s, const char *dir, SweepOptions *opt, int rank, int ran
   char **rows = sweep_run_points (s, dir, opt, &st, &error);
   if (rows == NULL)
     rows = g_new0 (char *, s->n_points + 1);
-  guint run = st.run, reused = st.reused;
+  /* a rank may find other ranks' points done on its file system: it keeps
+   * only its own, so that each point is counted and sent once */
+  guint run = st.run, reused = 0;
+  for (guint p = 0; p < s->n_points; p++)
+    if (p % (guint) ranks != (guint) rank)
+      g_clear_pointer (&rows[p], g_free);
+    else if (rows[p])
+      reused++;
+  reused -= run;
+  /* one tag for all: messages between two ranks arrive in the order sent,
+   * and rank 0 receives in point order, the order each rank sends in */
   for (guint p = 0; p < s->n_points; p++)
     {
       int owner = (int) (p % (guint) ranks);
@@ -32,18 +42,18 @@ sweep_mpi (const Sweep *s, const char *dir, SweepOptions *opt, int rank, int ran
       if (rank == owner)
         {
           int len = rows[p] ? (int) strlen (rows[p]) : 0;
-          MPI_Send (&len, 1, MPI_INT, 0, (int) p, MPI_COMM_WORLD);
+          MPI_Send (&len, 1, MPI_INT, 0, 0, MPI_COMM_WORLD);
           if (len > 0)
-            MPI_Send (rows[p], len, MPI_CHAR, 0, (int) p, MPI_COMM_WORLD);
+            MPI_Send (rows[p], len, MPI_CHAR, 0, 0, MPI_COMM_WORLD);
         }
       else if (rank == 0)
         {
           int len = 0;
-          MPI_Recv (&len, 1, MPI_INT, owner, (int) p, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+          MPI_Recv (&len, 1, MPI_INT, owner, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
           if (len > 0)
             {
               rows[p] = g_malloc (len + 1);
-              MPI_Recv (rows[p], len, MPI_CHAR, owner, (int) p, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+              MPI_Recv (rows[p], len, MPI_CHAR, owner, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
               rows[p][len] = '\0';
             }
         }
@@ -106,14 +116,15 @@ cmd_sweep (int argc, char **argv)
     usage = "--jobs: expected 1..4096";
   else if (shard_opt)
     {
-      unsigned i = 0, n = 0;
-      char tail;
-      if (sscanf (shard_opt, "%u/%u%c", &i, &n, &tail) != 2 || n == 0 || i >= n)
+      guint64 i = 0, n = 0;
+      g_auto (GStrv) parts = g_strsplit (shard_opt, "/", -1);
+      if (g_strv_length (parts) != 2 || !g_ascii_string_to_unsigned (parts[0], 10, 0, G_MAXINT, &i, NULL)
+          || !g_ascii_string_to_unsigned (parts[1], 10, 1, G_MAXINT, &n, NULL) || i >= n)
         usage = "--shard: expected I/N with 0 <= I < N";
       else if (merge)
         usage = "--shard and --merge exclude each other";
-      opt.shard = i;
-      opt.shards = MAX (n, 1u);
+      opt.shard = (guint) i;
+      opt.shards = (guint) MAX (n, 1u);
     }
   if (!usage && merge && force)
     usage = "--merge and --force exclude each other";

@@ -264,6 +264,7 @@ int
 main (int argc, char **argv)
 {
   setlocale (LC_ALL, "");
+  setlocale (LC_NUMERIC, "C"); /* numbers in every output file use a decimal point */
   if (argc < 2 || strcmp (argv[1], "help") == 0 || strcmp (argv[1], "--help") == 0
       || strcmp (argv[1], "-h") == 0)
     {

@@ -342,6 +342,7 @@ report_trace_json (const Scenario *sc, const RunResult *r)
       if (r->util_group_capacity[g] <= 0 || !node_kept[pid])
         continue;
       double last = -1.0;
+      gboolean was_inside = FALSE;
       for (guint i = 0; i < r->n_util_samples; i++)
         {
           gboolean inside = keep_layers->n == 0;
@@ -350,10 +351,14 @@ report_trace_json (const Scenario *sc, const RunResult *r)
               const double *ww = &g_array_index (win, double, 2 * w);
               inside = r->util_time_us[i] >= ww[0] && r->util_time_us[i] <= ww[1];
             }
+          gboolean entering = inside && !was_inside;
+          was_inside = inside;
           if (!inside)
             continue;
           double v = 100.0 * r->util[(gsize) i * ng + g];
-          if (last >= 0 && fabs (v - last) < 0.5 && !(v == 0 && last != 0))
+          /* a kept window restates the level: the counter held its last
+           * value through the layers left out */
+          if (!entering && last >= 0 && fabs (v - last) < 0.5 && !(v == 0 && last != 0))
             continue;
           last = v;
           g_string_append_printf (out, "%s{\"ph\": \"C\", \"name\": \"%s util %%\", \"pid\": %u, "

@@ -48,8 +48,14 @@ parse_index_set (const CfgField *f, const YNode *n, void *member, const char *wh
   if (n->kind != YNODE_SCALAR)
     {
       g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE,
-                   "%s: %s: expected \"all\" or indices and ranges like \"0-3,57\", got a %s", where, f->key,
+                   "%s: %s: expected \"all\" or indices and ranges like \"0-3,57\", got %s", where, f->key,
                    ynode_kind_name (n->kind));
+      return FALSE;
+    }
+  if (n->value[0] == '\0')
+    {
+      g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE,
+                   "%s: %s is empty: expected \"all\" or indices and ranges like \"0-3,57\"", where, f->key);
       return FALSE;
     }
   GArray *r = g_array_new (FALSE, FALSE, 2 * sizeof (guint));

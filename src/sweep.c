@@ -33,6 +33,7 @@ sweep_free (Sweep *s)
   g_free (s->path);
   g_free (s->name);
   g_free (s->scenario);
+  g_free (s->fingerprint);
   g_free (s);
 }
 
@@ -56,6 +57,8 @@ scalar (const YNode *n)
 {
   return n && n->kind == YNODE_SCALAR ? n->value : NULL;
 }
+
+static char *csv_header (const Sweep *s);
 
 /* Point `point`'s overrides: the fixed ones, then one per axis. */
 static char **
@@ -183,7 +186,7 @@ sweep_load (const char *path, GError **error)
           const YNode *it = g_ptr_array_index (v->items, i);
           if (!scalar (it))
             {
-              bad (error, path, it, "axis '%s': values must be scalars, got a %s", k->value,
+              bad (error, path, it, "axis '%s': values must be scalars, got %s", k->value,
                    ynode_kind_name (it->kind));
               return NULL;
             }
@@ -207,8 +210,34 @@ sweep_load (const char *path, GError **error)
       else
         s->n_points = ax->n_values;
     }
-  /* every axis path, with its first value, must be a key the base scenario
-   * (or its topology) accepts: checked before anything runs */
+  /* the base scenario with the fixed overrides, then every axis path with
+   * its first value, must load: checked before anything runs */
+  g_autoptr (GError) base_err = NULL;
+  g_autoptr (Scenario) base_sc = scenario_load (s->scenario, (const char *const *) s->sets, &base_err);
+  if (base_sc == NULL)
+    {
+      bad (error, path, sets ? sets : scen, "%s", base_err->message);
+      return NULL;
+    }
+  GChecksum *ck = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autofree char *hdr = csv_header (s);
+  g_checksum_update (ck, (const guchar *) hdr, -1);
+  g_checksum_update (ck, (const guchar *) (s->combine == SWEEP_ZIP ? "zip\n" : "product\n"), -1);
+  for (char **p = s->sets; *p; p++)
+    {
+      g_checksum_update (ck, (const guchar *) *p, -1);
+      g_checksum_update (ck, (const guchar *) "\n", 1);
+    }
+  const char *files[] = { s->scenario, topology_path (scenario_topology (base_sc)) };
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *text = NULL;
+      gsize len = 0;
+      if (g_file_get_contents (files[i], &text, &len, NULL))
+        g_checksum_update (ck, (const guchar *) text, (gssize) len);
+    }
+  s->fingerprint = g_strdup (g_checksum_get_string (ck));
+  g_checksum_free (ck);
   for (guint a = 0; a < s->n_axes; a++)
     {
       GPtrArray *one = g_ptr_array_new_with_free_func (g_free);
@@ -313,20 +342,39 @@ point_dir (const char *dir, guint point)
   return g_build_filename (dir, "points", id, NULL);
 }
 
-/* The row a finished point left in its folder, when it is for the same
- * point and values. */
+/* The row a point left in its folder (point.csv: "# sweep <fingerprint>",
+ * then the row), when it is for the same sweep definition, point and
+ * values; a failed row only when `failed_too` (merging shards). */
 static char *
-reuse_row (const Sweep *s, const char *dir, guint point)
+reuse_row (const Sweep *s, const char *dir, guint point, gboolean failed_too)
 {
   g_autofree char *pd = point_dir (dir, point);
   g_autofree char *file = g_build_filename (pd, "point.csv", NULL);
   g_autofree char *text = NULL;
   if (!g_file_get_contents (file, &text, NULL, NULL))
     return NULL;
-  g_autofree char *key = row_key (s, point);
-  if (!g_str_has_prefix (text, key) || !g_str_has_suffix (text, "\n"))
+  g_autofree char *head = g_strdup_printf ("# sweep %s\n", s->fingerprint);
+  if (!g_str_has_prefix (text, head))
     return NULL;
-  return g_steal_pointer (&text);
+  const char *row = text + strlen (head);
+  g_autofree char *key = row_key (s, point);
+  if (!g_str_has_prefix (row, key) || !g_str_has_suffix (row, "\n"))
+    return NULL;
+  const char *status = row + strlen (key);
+  if (!g_str_has_prefix (status, "ok,") && !(failed_too && g_str_has_prefix (status, "failed,")))
+    return NULL;
+  return g_strdup (row);
+}
+
+static void
+save_row (const Sweep *s, const char *pd, const char *row, GError **error)
+{
+  g_autofree char *file = g_build_filename (pd, "point.csv", NULL);
+  g_autofree char *text = g_strdup_printf ("# sweep %s\n%s", s->fingerprint, row);
+  if (g_mkdir_with_parents (pd, 0755) != 0)
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "%s: %s", pd, g_strerror (errno));
+  else
+    g_file_set_contents (file, text, -1, error);
 }
 
 static void
@@ -355,10 +403,8 @@ run_point (gpointer data, gpointer user)
       g_string_append_c (row, ',');
       csv_field (row, r->bottleneck_link);
       g_string_append (row, ",\n");
-      g_autofree char *file = g_build_filename (pd, "point.csv", NULL);
       /* written last, whole: its presence means the point is done */
-      if (!g_file_set_contents (file, row->str, -1, &err))
-        g_string_truncate (row, strlen (key));
+      save_row (s, pd, row->str, &err);
     }
   if (err)
     {
@@ -369,6 +415,8 @@ run_point (gpointer data, gpointer user)
       g_string_append_c (row, ',');
       csv_field (row, err->message);
       g_string_append_c (row, '\n');
+      /* recorded too, so that merging shards reports it; a rerun retries it */
+      save_row (s, pd, row->str, NULL);
     }
   g_mutex_lock (&j->lock);
   j->rows[p] = g_string_free (row, FALSE);
@@ -492,7 +540,7 @@ sweep_html (const Sweep *s, char **rows, const double *met, const gboolean *ok)
       g_string_append (o, "<tr>");
       GString *cell = g_string_new (NULL);
       gboolean q = FALSE;
-      for (const char *c = line; *c && *c != '\n'; c++)
+      for (const char *c = line; *c && (*c != '\n' || q); c++)
         {
           if (*c == '"')
             {
@@ -553,7 +601,7 @@ sweep_run_points (const Sweep *s, const char *dir, const SweepOptions *opt, Swee
   GArray *todo = g_array_new (FALSE, FALSE, sizeof (guint));
   for (guint p = 0; p < s->n_points; p++)
     {
-      j.rows[p] = opt->force ? NULL : reuse_row (s, dir, p);
+      j.rows[p] = opt->force ? NULL : reuse_row (s, dir, p, opt->merge);
       if (j.rows[p])
         stats->reused++;
       else if (opt->merge)

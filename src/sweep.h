@@ -36,6 +36,10 @@ typedef struct {
   SweepAxis *axes;
   guint n_axes;
   guint n_points;
+  /* SHA-256 of what the points' results depend on: the axis names, the
+   * fixed overrides, the scenario and its topology files (their bytes);
+   * a point's saved row is reused only under the same fingerprint */
+  char *fingerprint;
 } Sweep;
 
 /* Parses and checks a sweep file: every key known, every axis a non-empty

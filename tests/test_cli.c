@@ -84,6 +84,7 @@ test_bad_input_exits_2_without_outputs (void)
     { "--set model.experts=abc", "expected an integer" },
     { "--set output.trace_gpus=0-8", "output.trace_gpus names index 8, but there are only 8" },
     { "--set output.trace_layers=1-x", "bad part \"1-x\"" },
+    { "--set output.trace_layers=", "output.trace_layers: expected \"all\"" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
@@ -237,6 +238,27 @@ test_sweep_threads_resume_shards (void)
   CU_ASSERT (out && strstr (out, "(3 run, 3 reused, 2 failed"));
   g_autofree char *c1b = read_file (d1, "sweep.csv");
   CU_ASSERT_STRING_EQUAL (c1b, c1);
+  /* another definition (a fixed override added) reuses nothing */
+  g_autofree char *sw2 = write_sweep ("sw", "set: [\"parallel.tokens_per_gpu=256\"]\n"
+                                            "axes:\n  nic.gbps: [12.5, 25]\n  parallel.ep: [8, 7, 4]\n");
+  g_free (out);
+  out = NULL;
+  CU_ASSERT_EQUAL (run (a1, &out, NULL), 2);
+  CU_ASSERT (out && strstr (out, "(6 run, 0 reused, 2 failed"));
+  /* shards with failing points still merge, the failures in sweep.csv */
+  g_autofree char *d4 = g_build_filename (tmpdir, "sw4", NULL);
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autofree char *sa = g_strdup_printf ("sweep %s -o %s --shard %u/2 -q", sw2, d4, i);
+      CU_ASSERT_EQUAL (run (sa, NULL, NULL), 2);
+    }
+  g_autofree char *ma = g_strdup_printf ("sweep %s -o %s --merge -q", sw2, d4);
+  g_free (err);
+  err = NULL;
+  CU_ASSERT_EQUAL (run (ma, NULL, &err), 2);
+  CU_ASSERT (err && strstr (err, "2 of 6 points failed"));
+  g_autofree char *c4 = read_file (d4, "sweep.csv"), *c1c = read_file (d1, "sweep.csv");
+  CU_ASSERT (c4 && c1c && strcmp (c4, c1c) == 0);
   /* shards, then merge: merging before every shard ran is an error */
   g_autofree char *good = write_sweep ("good", "combine: zip\naxes:\n  nic.gbps: [12.5, 25, 50]\n"
                                                "  parallel.tokens_per_gpu: [256, 512, 1024]\n");
@@ -272,6 +294,7 @@ test_sweep_bad_input (void)
     { "combine: sideways\naxes:\n  nic.gbps: [1]\n", "expected product or zip" },
     { "colour: red\naxes:\n  nic.gbps: [1]\n", "sw-bad6.yaml:3:1: unknown key 'colour'" },
     { "axes:\n  nic.gbps: [-1, 2]\n", "nic.gbps" },
+    { "set: [\"a=b\"]\naxes:\n  nic.gbps: [1]\n", "sw-bad8.yaml:3:6: " },
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
@@ -288,8 +311,12 @@ test_sweep_bad_input (void)
     }
   CU_ASSERT_EQUAL (run ("sweep", NULL, NULL), 2);
   g_autofree char *sw = write_sweep ("sw-shard", "axes:\n  nic.gbps: [1]\n");
-  g_autofree char *args = g_strdup_printf ("sweep %s --shard 2/2", sw);
-  CU_ASSERT_EQUAL (run (args, NULL, NULL), 2);
+  const char *shards[] = { "2/2", "1/-1", "0/0", "1", "a/2" };
+  for (guint i = 0; i < G_N_ELEMENTS (shards); i++)
+    {
+      g_autofree char *args = g_strdup_printf ("sweep %s --shard %s", sw, shards[i]);
+      CU_ASSERT_EQUAL (run (args, NULL, NULL), 2);
+    }
 }
 
 /* The shipped IB sweep: more IB bandwidth never makes a pass slower, and

@@ -16,4 +16,10 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpirun --oversubscribe -n 2 "$moesim" sweep "$sweep" -o "$out/mpi" -j 1 --quiet
 cmp "$out/threads/sweep.csv" "$out/mpi/sweep.csv"
 cmp "$out/threads/sweep.html" "$out/mpi/sweep.html"
+# again over the finished points: every rank reuses its own, nothing reruns
+rm "$out/mpi/sweep.csv"
+again=$(mpirun --oversubscribe -n 2 "$moesim" sweep "$sweep" -o "$out/mpi" -j 1)
+echo "$again" | grep -q "(0 run, $(($(wc -l < "$out/threads/sweep.csv") - 1)) reused, 0 failed)" \
+  || { echo "mpi-sweep-check: rerun did not reuse every point: $again" >&2; exit 1; }
+cmp "$out/threads/sweep.csv" "$out/mpi/sweep.csv"
 echo "mpi-sweep-check: $(($(wc -l < "$out/mpi/sweep.csv") - 1)) points, threads and 2 MPI ranks give identical sweep.csv and sweep.html"
