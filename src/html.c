@@ -24,8 +24,8 @@ esc (GString *out, const char *s)
 }
 
 /* A "nice" axis maximum and tick step for values up to v. */
-static double
-nice_max (double v, double *step)
+double
+html_nice_max (double v, double *step)
 {
   if (v <= 0)
     v = 1;
@@ -36,9 +36,9 @@ nice_max (double v, double *step)
   return top * p;
 }
 
-static void
-axes (GString *o, int x0, int y0, int w, int h, double ymax, double step, const char *ylabel,
-      const char *xlabel)
+void
+html_axes (GString *o, int x0, int y0, int w, int h, double ymax, double step, const char *ylabel,
+           const char *xlabel)
 {
   g_string_append_printf (o, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='#333'/>", x0, y0, x0 + w, y0);
   g_string_append_printf (o, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='#333'/>", x0, y0, x0, y0 - h);
@@ -71,9 +71,9 @@ layer_chart (GString *o, const RunResult *r)
   double mx = 0;
   for (guint i = 0; i < r->n_layers; i++)
     mx = MAX (mx, r->layers[i].dispatch.max_us + r->layers[i].expert.max_us + r->layers[i].combine.max_us);
-  double step, ymax = nice_max (mx, &step);
+  double step, ymax = html_nice_max (mx, &step);
   g_string_append_printf (o, "<svg id='layer-chart' width='%d' height='%d' role='img'>", W + 100, H + 90);
-  axes (o, x0, y0, W, H, ymax, step, "time per layer (us, max over GPUs)", "MoE layer (and micro-batch)");
+  html_axes (o, x0, y0, W, H, ymax, step, "time per layer (us, max over GPUs)", "MoE layer (and micro-batch)");
   double bw = (double) W / MAX (r->n_layers, 1u);
   for (guint i = 0; i < r->n_layers; i++)
     {
@@ -109,7 +109,7 @@ gantt (GString *o, const RunResult *r, guint step, const char *id)
       t0 = MIN (t0, s->start_us);
       t1 = MAX (t1, s->start_us + s->dispatch_us + s->expert_us + s->combine_us);
     }
-  double span = MAX (t1 - t0, 1e-9), tick, tmax = nice_max (span, &tick);
+  double span = MAX (t1 - t0, 1e-9), tick, tmax = html_nice_max (span, &tick);
   int H = (int) rows * rh;
   g_string_append_printf (o, "<svg id='%s' width='%d' height='%d' role='img'>", id, W + 100, H + top + 60);
   for (double v = 0; v <= tmax + 1e-9; v += tick)
@@ -210,9 +210,9 @@ bytes_chart (GString *o, const RunResult *r)
   double mx = 0;
   for (guint i = 0; i < r->n_layers; i++)
     mx = MAX (mx, (r->layers[i].bytes[0] + r->layers[i].bytes[1] + r->layers[i].bytes[2]) / 1e9);
-  double step, ymax = nice_max (mx, &step);
+  double step, ymax = html_nice_max (mx, &step);
   g_string_append_printf (o, "<svg id='bytes-chart' width='%d' height='%d' role='img'>", W + 100, H + 80);
-  axes (o, x0, y0, W, H, ymax, step, "wire bytes per layer (GB)", "MoE layer");
+  html_axes (o, x0, y0, W, H, ymax, step, "wire bytes per layer (GB)", "MoE layer");
   double bw = (double) W / MAX (r->n_layers, 1u);
   for (guint i = 0; i < r->n_layers; i++)
     {
@@ -261,7 +261,7 @@ util_chart (GString *o, const RunResult *r)
         }
     }
   g_string_append_printf (o, "<svg id='util-chart' width='%d' height='%d' role='img'>", W + 100, H + 80);
-  axes (o, x0, y0, W, H, 100, 20, "link utilisation (%)", "time (us)");
+  html_axes (o, x0, y0, W, H, 100, 20, "link utilisation (%)", "time (us)");
   for (int k = 0; k <= 4; k++)
     g_string_append_printf (o, "<text x='%d' y='%d' font-size='11' text-anchor='middle'>%.0f</text>",
                             x0 + W * k / 4, y0 + 16, span * k / 4);

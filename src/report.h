@@ -18,6 +18,13 @@ char *report_gpus_csv (const RunResult *r);
 char *report_trace_json (const Scenario *sc, const RunResult *r);
 /* report.html: self-contained (inline SVG, no script, no network). */
 char *report_html (const Scenario *sc, const RunResult *r);
+
+/* SVG pieces shared by report.html and sweep.html: a "nice" axis maximum
+ * (1, 2 or 5 times a power of ten, at least v) and its tick step; the two
+ * axes at (x0, y0) of w x h pixels with y ticks and both labels. */
+double html_nice_max (double v, double *step);
+void html_axes (GString *o, int x0, int y0, int w, int h, double ymax, double step, const char *ylabel,
+                const char *xlabel);
 /* Appends the human summary. */
 void report_summary_text (const Scenario *sc, const RunResult *r, GString *out);
 /* Writes summary.json, layers.csv, gpus.csv and trace.json into `dir`

@@ -446,10 +446,14 @@ numeric_axis (const SweepAxis *ax, double *x)
   return TRUE;
 }
 
-static char *
-html_escape (const char *s)
+/* Where value i of an axis sits across a chart, 0..1: to scale for a
+ * numeric axis, evenly spaced otherwise. */
+static double
+axis_pos (const SweepAxis *ax, const double *xv, gboolean num, double xmin, double xmax, guint i)
 {
-  return g_markup_escape_text (s, -1);
+  if (num)
+    return xmax > xmin ? (xv[i] - xmin) / (xmax - xmin) : 0.5;
+  return ax->n_values > 1 ? (double) i / (ax->n_values - 1) : 0.5;
 }
 
 /* sweep.html: per axis, the time metrics of every point against the axis
@@ -458,7 +462,7 @@ static char *
 sweep_html (const Sweep *s, char **rows, const double *met, const gboolean *ok)
 {
   static const char *const color[] = { "#333333", "#4e79a7", "#f28e2b", "#59a14f" };
-  g_autofree char *title = html_escape (s->name);
+  g_autofree char *title = g_markup_escape_text (s->name, -1);
   GString *o = g_string_new (NULL);
   g_string_append_printf (o, "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>moesim sweep: %s"
                              "</title><style>body{font-family:sans-serif;margin:24px;color:#222}"
@@ -481,33 +485,22 @@ sweep_html (const Sweep *s, char **rows, const double *met, const gboolean *ok)
               xmax = MAX (xmax, xv[i]);
             }
         }
-      double ymax = 0;
+      double ymax = 0, step;
       for (guint p = 0; p < s->n_points; p++)
         if (ok[p])
           ymax = MAX (ymax, met[p * N_METRICS]);
-      ymax = ymax > 0 ? ymax * 1.05 : 1;
+      ymax = html_nice_max (ymax, &step);
       int W = 700, H = 260, x0 = 80, y0 = 290;
-      g_autofree char *key = html_escape (ax->key);
+      g_autofree char *key = g_markup_escape_text (ax->key, -1);
       g_string_append_printf (o, "<h2>against %s</h2>\n<svg id='axis-%u' class='axis-chart' width='%d' height='%d' "
                                  "role='img'>", key, a, W + 120, H + 90);
-      g_string_append_printf (o, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='#333'/>"
-                                 "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='#333'/>",
-                              x0, y0, x0 + W, y0, x0, y0, x0, y0 - H);
-      for (int k = 0; k <= 4; k++)
-        g_string_append_printf (o, "<text x='%d' y='%d' font-size='11' text-anchor='end'>%.0f</text>", x0 - 4,
-                                y0 - H * k / 4 + 4, ymax * k / 4);
-      g_string_append_printf (o, "<text x='20' y='%d' font-size='12' transform='rotate(-90 20 %d)' "
-                                 "text-anchor='middle'>time (us, sums of layer max)</text>", y0 - H / 2, y0 - H / 2);
+      html_axes (o, x0, y0, W, H, ymax, step, "time (us, sums of layer max)", key);
       for (guint i = 0; i < ax->n_values; i++)
         {
-          double fx = num ? (xmax > xmin ? (xv[i] - xmin) / (xmax - xmin) : 0.5)
-                          : (ax->n_values > 1 ? (double) i / (ax->n_values - 1) : 0.5);
-          g_autofree char *v = html_escape (ax->values[i]);
+          g_autofree char *v = g_markup_escape_text (ax->values[i], -1);
           g_string_append_printf (o, "<text x='%.1f' y='%d' font-size='11' text-anchor='middle'>%s</text>",
-                                  x0 + 20 + fx * (W - 40), y0 + 16, v);
+                                  x0 + 20 + axis_pos (ax, xv, num, xmin, xmax, i) * (W - 40), y0 + 16, v);
         }
-      g_string_append_printf (o, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>%s</text>", x0 + W / 2,
-                              y0 + 36, key);
       for (guint p = 0; p < s->n_points; p++)
         {
           if (!ok[p])
@@ -515,8 +508,7 @@ sweep_html (const Sweep *s, char **rows, const double *met, const gboolean *ok)
           guint vi = 0;
           while (strcmp (ax->values[vi], sweep_value (s, p, a)) != 0)
             vi++;
-          double fx = num ? (xmax > xmin ? (xv[vi] - xmin) / (xmax - xmin) : 0.5)
-                          : (ax->n_values > 1 ? (double) vi / (ax->n_values - 1) : 0.5);
+          double fx = axis_pos (ax, xv, num, xmin, xmax, vi);
           for (guint m = 0; m < 4; m++)
             {
               double y = met[p * N_METRICS + m];
@@ -552,14 +544,14 @@ sweep_html (const Sweep *s, char **rows, const double *met, const gboolean *ok)
             }
           if (*c == ',' && !q)
             {
-              g_autofree char *e = html_escape (cell->str);
+              g_autofree char *e = g_markup_escape_text (cell->str, -1);
               g_string_append_printf (o, p == 0 ? "<th>%s</th>" : "<td>%s</td>", e);
               g_string_truncate (cell, 0);
               continue;
             }
           g_string_append_c (cell, *c);
         }
-      g_autofree char *e = html_escape (cell->str);
+      g_autofree char *e = g_markup_escape_text (cell->str, -1);
       g_string_append_printf (o, p == 0 ? "<th>%s</th></tr>\n" : "<td>%s</td></tr>\n", e);
       g_string_free (cell, TRUE);
     }
