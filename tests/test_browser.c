@@ -5,7 +5,7 @@
 #include "moe.h"
 #include "report.h"
 #include "sweep.h"
-#include "test_common.h"
+#include "test_sim.h"
 
 #include <glib/gstdio.h>
 
@@ -55,9 +55,8 @@ test_console_errors_are_caught (void)
 static void
 test_report_renders_in_chromium (void)
 {
-  g_autofree char *p = g_build_filename (MOESIM_SOURCE_ROOT, "sim", "tiny.yaml", NULL);
   g_autoptr (GError) err = NULL;
-  g_autoptr (Scenario) sc = scenario_load (p, NULL, &err);
+  g_autoptr (Scenario) sc = test_load_sim ("tiny.yaml", NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   g_autoptr (RunResult) r = moe_run (sc, &err);
   CU_ASSERT_PTR_NOT_NULL_FATAL (r);

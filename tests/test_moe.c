@@ -5,18 +5,7 @@
 #include "moe.h"
 #include "report.h"
 #include "routing.h"
-#include "test_common.h"
-
-static Scenario *
-load (const char *file, const char *const *sets)
-{
-  g_autofree char *p = g_build_filename (MOESIM_SOURCE_ROOT, "sim", file, NULL);
-  g_autoptr (GError) err = NULL;
-  Scenario *sc = scenario_load (p, sets, &err);
-  if (err)
-    g_printerr ("\n  %s\n", err->message);
-  return sc;
-}
+#include "test_sim.h"
 
 /* shared/reference/deepseek-v3.md: EP256, one expert per GPU, 4096 tokens,
  * top-8, BF16: 32,640 copies, 467.9 MB per all-to-all, ~54 GB per pass. */
@@ -24,7 +13,7 @@ static void
 test_estimate_reproduces_problem_statement (void)
 {
   const char *sets[] = { "model.dispatch_dtype=bf16", "model.combine_dtype=bf16", NULL };
-  g_autoptr (Scenario) sc = load ("deepseek-v3-ep256.yaml", sets);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep256.yaml", sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   Estimate e;
   estimate_compute (scenario_spec (sc), topology_spec (scenario_topology (sc)), &e);
@@ -45,7 +34,7 @@ test_estimate_reproduces_problem_statement (void)
 static void
 test_fp8_token_payload (void)
 {
-  g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", NULL);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   ASSERT_REL (scenario_token_bytes (scenario_spec (sc), DTYPE_FP8), 7392.0, 0);
   ASSERT_REL (scenario_token_bytes (scenario_spec (sc), DTYPE_BF16), 14336.0, 0);
@@ -54,7 +43,7 @@ test_fp8_token_payload (void)
 static void
 test_routing_counts_are_consistent (void)
 {
-  g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", NULL);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   const ScenarioSpec *s = scenario_spec (sc);
   g_autoptr (RoutingLayer) r = routing_layer_new (64, 256);
@@ -92,7 +81,7 @@ test_routing_is_uniform_on_average (void)
 {
   /* no group limit: every expert gets tokens * k / E on average */
   const char *sets[] = { "model.n_group=1", "model.topk_group=1", NULL };
-  g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", sets);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   g_autoptr (RoutingLayer) r = routing_layer_new (64, 256);
   routing_synthetic (scenario_spec (sc), 0, 0, 4096, r);
@@ -110,7 +99,7 @@ test_run_agrees_with_estimate_on_single_switch (void)
    * dispatch and combine of every layer sit within 2 % of the bound */
   const char *sets[] = { "parallel.tokens_per_gpu=16384", "model.experts=64", "model.top_k=6",
                          "model.moe_layers=3", "sim.tolerance=0", NULL };
-  g_autoptr (Scenario) sc = load ("tiny.yaml", sets);
+  g_autoptr (Scenario) sc = test_load_sim ("tiny.yaml", sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   Estimate e;
   estimate_compute (scenario_spec (sc), topology_spec (scenario_topology (sc)), &e);
@@ -134,7 +123,7 @@ test_run_agrees_with_estimate_on_single_switch (void)
 static void
 test_bytes_are_conserved (void)
 {
-  g_autoptr (Scenario) sc = load ("tiny.yaml", NULL);
+  g_autoptr (Scenario) sc = test_load_sim ("tiny.yaml", NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   g_autoptr (GError) err = NULL;
   g_autoptr (RunResult) r = moe_run (sc, &err);
@@ -193,7 +182,7 @@ test_runs_are_deterministic (void)
   for (guint k = 0; k < 2; k++)
     {
       const char *sets[] = { "model.moe_layers=4", NULL };
-      g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", sets);
+      g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
       CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
       g_autoptr (GError) err = NULL;
       g_autoptr (RunResult) r = moe_run (sc, &err);
@@ -213,7 +202,7 @@ test_faster_ib_helps_what_if (void)
   for (guint k = 0; k < 2; k++)
     {
       const char *sets[] = { "model.moe_layers=2", k ? "nic.gbps=100" : "nic.gbps=50", NULL };
-      g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", sets);
+      g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
       CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
       g_autoptr (GError) err = NULL;
       g_autoptr (RunResult) r = moe_run (sc, &err);
@@ -231,7 +220,7 @@ test_hierarchical_sends_one_ib_copy_per_node (void)
    * most 4 nodes; hierarchical dispatch sends one IB copy per (token, remote
    * node), dispatch and combine, and no more */
   const char *sets[] = { "model.moe_layers=1", "dispatch=hierarchical", "parallel.tokens_per_gpu=1024", NULL };
-  g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", sets);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   const ScenarioSpec *s = scenario_spec (sc);
   g_autoptr (RoutingLayer) r = routing_layer_new (64, 256);
@@ -256,7 +245,7 @@ test_hierarchical_sends_one_ib_copy_per_node (void)
   ASSERT_REL (h->layers[0].bytes[LCLASS_NIC], copies * (db + cb), 1e-9);
   /* direct dispatch sends one copy per (token, GPU): never fewer IB bytes */
   const char *dsets[] = { "model.moe_layers=1", "parallel.tokens_per_gpu=1024", NULL };
-  g_autoptr (Scenario) sd = load ("deepseek-v3-ep64.yaml", dsets);
+  g_autoptr (Scenario) sd = test_load_sim ("deepseek-v3-ep64.yaml", dsets);
   g_autoptr (RunResult) d = moe_run (sd, &err);
   CU_ASSERT_PTR_NOT_NULL_FATAL (d);
   CU_ASSERT (d->layers[0].bytes[LCLASS_NIC] > h->layers[0].bytes[LCLASS_NIC]);
@@ -288,7 +277,7 @@ test_hierarchical_chunks_pipeline (void)
     {
       const char *sets[] = { "model.moe_layers=1", "dispatch=hierarchical",
                              k ? "dispatch_chunks=8" : "dispatch_chunks=1", NULL };
-      g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", sets);
+      g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
       g_autoptr (GError) err = NULL;
       g_autoptr (RunResult) r = moe_run (sc, &err);
       CU_ASSERT_PTR_NOT_NULL_FATAL (r);
@@ -301,7 +290,7 @@ static void
 test_low_latency_sends_every_selection (void)
 {
   const char *sets[] = { "model.moe_layers=1", "dispatch=low_latency", "parallel.tokens_per_gpu=128", NULL };
-  g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", sets);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   g_autoptr (GError) err = NULL;
   g_autoptr (RunResult) r = moe_run (sc, &err);
@@ -331,7 +320,7 @@ test_deepep_intranode_logical_bandwidth (void)
 {
   const char *sets[] = { "parallel.ep=8", "model.n_group=1", "model.topk_group=1", "model.moe_layers=2",
                          "dispatch=hierarchical", NULL };
-  g_autoptr (Scenario) sc = load ("deepseek-v3-ep64.yaml", sets);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   g_autoptr (GError) err = NULL;
   g_autoptr (RunResult) r = moe_run (sc, &err);

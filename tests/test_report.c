@@ -4,7 +4,7 @@
  * counters in range and in time order; the counters integrate to the bytes. */
 #include "moe.h"
 #include "report.h"
-#include "test_common.h"
+#include "test_sim.h"
 
 #include <json-glib/json-glib.h>
 
@@ -13,9 +13,8 @@
 static void
 check_trace (const char *scenario, const char *const *sets, guint want_spans, gint only_pid)
 {
-  g_autofree char *p = g_build_filename (MOESIM_SOURCE_ROOT, "sim", scenario, NULL);
   g_autoptr (GError) err = NULL;
-  g_autoptr (Scenario) sc = scenario_load (p, sets, &err);
+  g_autoptr (Scenario) sc = test_load_sim (scenario, sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   g_autoptr (RunResult) r = moe_run (sc, &err);
   CU_ASSERT_PTR_NOT_NULL_FATAL (r);
@@ -105,10 +104,9 @@ test_trace_json_is_valid (void)
 static void
 test_html_escapes_names (void)
 {
-  g_autofree char *p = g_build_filename (MOESIM_SOURCE_ROOT, "sim", "tiny.yaml", NULL);
   const char *sets[] = { "name=a<b>&\"c'd", NULL };
   g_autoptr (GError) err = NULL;
-  g_autoptr (Scenario) sc = scenario_load (p, sets, &err);
+  g_autoptr (Scenario) sc = test_load_sim ("tiny.yaml", sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   g_autoptr (RunResult) r = moe_run (sc, &err);
   CU_ASSERT_PTR_NOT_NULL_FATAL (r);
@@ -125,11 +123,10 @@ test_html_escapes_names (void)
 static void
 check_util_integral (const char *scenario, const char *tolerance, double rel)
 {
-  g_autofree char *p = g_build_filename (MOESIM_SOURCE_ROOT, "sim", scenario, NULL);
   g_autofree char *tol = g_strdup_printf ("sim.tolerance=%s", tolerance);
   const char *sets[] = { "model.moe_layers=3", tol, NULL };
   g_autoptr (GError) err = NULL;
-  g_autoptr (Scenario) sc = scenario_load (p, sets, &err);
+  g_autoptr (Scenario) sc = test_load_sim (scenario, sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   g_autoptr (RunResult) r = moe_run (sc, &err);
   CU_ASSERT_PTR_NOT_NULL_FATAL (r);
