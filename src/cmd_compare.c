@@ -29,6 +29,14 @@ static const Row rows[] = {
   { "fabric wire bytes", { "bytes", "fabric", NULL }, "B" },
   { "bottleneck busy", { "bottleneck", "busy_us", NULL }, "us" },
   { "bottleneck utilisation", { "bottleneck", "utilisation", NULL }, "" },
+  { "expert load max/mean", { "imbalance", "expert_load_max_over_mean", NULL }, "" },
+  { "expert load CV", { "imbalance", "expert_load_cv", NULL }, "" },
+  { "expert load Gini", { "imbalance", "expert_load_gini", NULL }, "" },
+  { "GPU tokens max/mean", { "imbalance", "gpu_tokens_max_over_mean", NULL }, "" },
+  { "expert phase max/mean", { "imbalance", "expert_time_max_over_mean", NULL }, "" },
+  { "nodes per token", { "imbalance", "node_fanout_mean", NULL }, "" },
+  { "balanced pass", { "imbalance", "counterfactual", "balanced_time_us", NULL }, "us" },
+  { "imbalance cost", { "imbalance", "counterfactual", "cost_us", NULL }, "us" },
 };
 
 static JsonParser *

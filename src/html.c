@@ -1,8 +1,9 @@
 /* report.html: one self-contained page (inline SVG and CSS, no script, no
  * network) with the scenario, the per-layer phase chart, a Gantt timeline of
  * the GPUs for the first and the slowest layer, heat maps of GPU and expert
- * load over the layers, wire bytes per layer, link utilisation over time
- * and the per-layer table. */
+ * load over the layers, wire bytes per layer, link utilisation over time,
+ * the imbalance table with the balanced counterfactual and the per-layer
+ * table. */
 #include "report.h"
 
 #include "json.h"
@@ -10,8 +11,8 @@
 
 #include <math.h>
 
-static const char *const phase_color[] = { "#4e79a7", "#f28e2b", "#59a14f" };
-static const char *const phase_label[] = { "dispatch", "expert", "combine" };
+static const char *const phase_color[] = { "#4e79a7", "#f28e2b", "#59a14f", "#bab0ac" };
+static const char *const phase_label[] = { "dispatch", "expert", "combine", "waiting" };
 static const char *const cls_color[] = { "#76b7b2", "#e15759", "#b07aa1" };
 
 /* Text from the scenario (UTF-8: libyaml checks it) escaped for HTML,
@@ -56,30 +57,36 @@ html_axes (GString *o, int x0, int y0, int w, int h, double ymax, double step, c
 }
 
 static void
-legend (GString *o, int x, int y)
+legend (GString *o, int x, int y, guint n)
 {
-  for (guint p = 0; p < 3; p++)
+  for (guint p = 0; p < n; p++)
     g_string_append_printf (o, "<rect x='%d' y='%d' width='12' height='12' fill='%s'/>"
                                "<text x='%d' y='%d' font-size='12'>%s</text>",
                             x + p * 110, y, phase_color[p], x + p * 110 + 16, y + 11, phase_label[p]);
 }
 
+/* Per step a bar as long as the layer (first GPU start to last GPU done):
+ * the mean GPU's dispatch, expert and combine times, and on top the rest,
+ * the time the mean GPU waited for the others; with the counterfactual a
+ * black tick at the balanced layer's time. */
 static void
 layer_chart (GString *o, const RunResult *r)
 {
   int W = 900, H = 300, x0 = 70, y0 = 330;
   double mx = 0;
   for (guint i = 0; i < r->n_layers; i++)
-    mx = MAX (mx, r->layers[i].dispatch.max_us + r->layers[i].expert.max_us + r->layers[i].combine.max_us);
+    mx = MAX (mx, MAX (r->layers[i].end_us - r->layers[i].start_us, r->layers[i].balanced_us));
   double step, ymax = html_nice_max (mx, &step);
   g_string_append_printf (o, "<svg id='layer-chart' width='%d' height='%d' role='img'>", W + 100, H + 90);
-  html_axes (o, x0, y0, W, H, ymax, step, "time per layer (us, max over GPUs)", "MoE layer (and micro-batch)");
+  html_axes (o, x0, y0, W, H, ymax, step, "time per layer (us, mean GPU)", "MoE layer (and micro-batch)");
   double bw = (double) W / MAX (r->n_layers, 1u);
   for (guint i = 0; i < r->n_layers; i++)
     {
       const LayerResult *l = &r->layers[i];
-      double v[3] = { l->dispatch.max_us, l->expert.max_us, l->combine.max_us }, base = 0;
-      for (guint p = 0; p < 3; p++)
+      double span = l->end_us - l->start_us;
+      double v[4] = { l->dispatch.mean_us, l->expert.mean_us, l->combine.mean_us, 0 }, base = 0;
+      v[3] = MAX (0.0, span - v[0] - v[1] - v[2]);
+      for (guint p = 0; p < 4; p++)
         {
           double y = y0 - (base + v[p]) / ymax * H, hh = v[p] / ymax * H;
           g_string_append_printf (o, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'>"
@@ -88,12 +95,78 @@ layer_chart (GString *o, const RunResult *r)
                                   l->microbatch, phase_label[p], v[p]);
           base += v[p];
         }
+      if (r->counterfactual)
+        g_string_append_printf (o, "<line class='balanced' x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' "
+                                   "stroke='#000' stroke-width='2'><title>layer %u.%u balanced: %.1f us"
+                                   "</title></line>",
+                                x0 + i * bw, x0 + (i + 1) * bw, y0 - l->balanced_us / ymax * H,
+                                y0 - l->balanced_us / ymax * H, l->layer, l->microbatch, l->balanced_us);
       if (r->n_layers <= 64 || i % (r->n_layers / 32 + 1) == 0)
         g_string_append_printf (o, "<text x='%.1f' y='%d' font-size='10' text-anchor='middle'>%u</text>",
                                 x0 + (i + 0.5) * bw, y0 + 14, l->layer);
     }
-  legend (o, x0 + 10, 12);
+  legend (o, x0 + 10, 12, 4);
+  if (r->counterfactual)
+    g_string_append_printf (o, "<line x1='%d' x2='%d' y1='%d' y2='%d' stroke='#000' stroke-width='2'/>"
+                               "<text x='%d' y='%d' font-size='12'>balanced (same selections spread evenly)</text>",
+                            x0 + 10 + 440, x0 + 10 + 456, 18, 18, x0 + 10 + 460, 23);
   g_string_append (o, "</svg>");
+}
+
+/* Opens a table with its header row: `cols` is NULL-terminated. */
+static void
+table_open (GString *o, const char *id, const char *const *cols)
+{
+  g_string_append_printf (o, "<table id='%s'><tr>", id);
+  for (guint i = 0; cols[i]; i++)
+    g_string_append_printf (o, "<th>%s</th>", cols[i]);
+  g_string_append (o, "</tr>\n");
+}
+
+/* The imbalance table: per step the load figures, the node fan-out, the
+ * bytes by class and what the balanced counterfactual says it costs. */
+static void
+imbalance_table (GString *o, const RunResult *r)
+{
+  ImbalanceSummary im;
+  report_imbalance (r, &im);
+  g_string_append (o, "<table class='kv' id='imbalance-summary'>");
+  g_string_append_printf (o, "<tr><td>expert load max / mean (mean over layers, worst)</td><td>%.3f, %.3f</td></tr>"
+                             "<tr><td>expert load CV, Gini (mean over layers)</td><td>%.3f, %.3f</td></tr>"
+                             "<tr><td>tokens received per GPU max / mean (mean, worst)</td><td>%.3f, %.3f</td></tr>"
+                             "<tr><td>expert phase max / mean over GPUs (mean, worst)</td><td>%.3f, %.3f</td></tr>"
+                             "<tr><td>nodes per token (mean)</td><td>%.2f</td></tr>",
+                          im.expert_mom, im.expert_mom_worst, im.expert_cv, im.expert_gini, im.gpu_tokens_mom,
+                          im.gpu_tokens_mom_worst, im.expert_time_mom, im.expert_time_mom_worst, im.fanout_mean);
+  if (im.counterfactual)
+    g_string_append_printf (o, "<tr><td>what imbalance costs (pass)</td><td>%.1f us of %.1f us (%.1f %%); "
+                               "balanced %.1f us</td></tr>",
+                            im.cost_us, r->total_us, 100 * im.cost_share, im.balanced_us);
+  else
+    g_string_append (o, "<tr><td>what imbalance costs</td><td>not run (sim.counterfactual: false)</td></tr>");
+  g_string_append (o, "</table>\n");
+  g_free (im.fanout);
+  static const char *const cols[] = { "layer", "mb", "expert load max/mean", "CV", "Gini", "GPU tokens max/mean",
+                                      "expert phase max/mean", "nodes per token", "IB GB", "NVLink GB",
+                                      "layer us", "balanced us", "imbalance costs us", NULL };
+  table_open (o, "imbalance", cols);
+  for (guint i = 0; i < r->n_layers; i++)
+    {
+      const LayerResult *l = &r->layers[i];
+      double span = l->end_us - l->start_us;
+      g_string_append_printf (o, "<tr><td>%u</td><td>%u</td><td>%.3f</td><td>%.3f</td><td>%.3f</td><td>%.3f</td>"
+                                 "<td>%.3f</td><td>%.2f</td><td>%.3f</td><td>%.3f</td><td>%.1f</td>",
+                              l->layer, l->microbatch, l->expert_load.max_over_mean, l->expert_load.cv,
+                              l->expert_load.gini, l->gpu_tokens.max_over_mean, report_expert_time_mom (l),
+                              report_fanout_mean (r, i), l->bytes[LCLASS_NIC] / 1e9, l->bytes[LCLASS_NVLINK] / 1e9,
+                              span);
+      if (r->counterfactual)
+        g_string_append_printf (o, "<td>%.1f</td><td>%.1f (%.1f %%)</td></tr>\n", l->balanced_us,
+                                span - l->balanced_us, span > 0 ? 100 * (span - l->balanced_us) / span : 0.0);
+      else
+        g_string_append (o, "<td>-</td><td>-</td></tr>\n");
+    }
+  g_string_append (o, "</table>\n");
 }
 
 static void
@@ -139,7 +212,7 @@ gantt (GString *o, const RunResult *r, guint step, const char *id)
           a += d[p];
         }
     }
-  legend (o, x0 + 10, 8);
+  legend (o, x0 + 10, 8, 3);
   g_string_append (o, "</svg>");
 }
 
@@ -352,10 +425,13 @@ report_html (const Scenario *sc, const RunResult *r)
   bytes_chart (o, r);
   g_string_append (o, "<h2>Link utilisation over time (load / capacity of the class)</h2>\n");
   util_chart (o, r);
-  g_string_append (o, "<h2>Layers</h2>\n<table id='layers'><tr><th>layer</th><th>mb</th>"
-                      "<th>dispatch max / mean us</th><th>expert max / mean us</th>"
-                      "<th>combine max / mean us</th><th>layer us</th><th>expert load max/mean</th>"
-                      "<th>dispatch GB/s (DeepEP count)</th></tr>\n");
+  g_string_append (o, "<h2>Imbalance</h2>\n");
+  imbalance_table (o, r);
+  g_string_append (o, "<h2>Layers</h2>\n");
+  static const char *const cols[] = { "layer", "mb", "dispatch max / mean us", "expert max / mean us",
+                                      "combine max / mean us", "layer us", "expert load max/mean",
+                                      "dispatch GB/s (DeepEP count)", NULL };
+  table_open (o, "layers", cols);
   for (guint i = 0; i < r->n_layers; i++)
     {
       const LayerResult *l = &r->layers[i];
@@ -363,7 +439,7 @@ report_html (const Scenario *sc, const RunResult *r)
                                  "<td>%.1f / %.1f</td><td>%.1f</td><td>%.3f</td><td>%.1f</td></tr>\n",
                               l->layer, l->microbatch, l->dispatch.max_us, l->dispatch.mean_us,
                               l->expert.max_us, l->expert.mean_us, l->combine.max_us, l->combine.mean_us,
-                              l->end_us - l->start_us, l->expert_rows_max_over_mean, l->dispatch_logical_gbps);
+                              l->end_us - l->start_us, l->expert_load.max_over_mean, l->dispatch_logical_gbps);
     }
   g_string_append (o, "</table>\n</body></html>\n");
   return g_string_free (o, FALSE);

@@ -4,6 +4,7 @@
 
 #include "engine.h"
 #include "gpumodel.h"
+#include "loadstats.h"
 #include "routing.h"
 
 #include <string.h>
@@ -17,6 +18,44 @@ enum { TAG_FLOW, TAG_START, TAG_EXPERT, TAG_DONE };
 typedef struct {
   SimTime start, expert_start, expert_end, done;
 } GpuTimes;
+
+/* What a step's balanced counterfactual keeps of its routing: the
+ * selections, and the token copies of each route class (see pair_classes),
+ * by destination GPU deduplicated, by selection, and by destination node
+ * (to the rail peer there). */
+#define ROUTE_CLASSES 33
+typedef struct {
+  guint64 selections;
+  guint64 pair_tokens[ROUTE_CLASSES], pair_selections[ROUTE_CLASSES], node_tokens[ROUTE_CLASSES];
+} BalanceTotals;
+
+/* The steps' totals, handed from the actual run to the counterfactual,
+ * which runs alongside in its own thread and waits for each step. */
+typedef struct {
+  BalanceTotals *totals;
+  guint ready;
+  GMutex lock;
+  GCond cond;
+} BalanceFeed;
+
+static void
+feed_publish (BalanceFeed *f, guint ready)
+{
+  g_mutex_lock (&f->lock);
+  f->ready = ready;
+  g_cond_broadcast (&f->cond);
+  g_mutex_unlock (&f->lock);
+}
+
+static const BalanceTotals *
+feed_wait (BalanceFeed *f, guint step)
+{
+  g_mutex_lock (&f->lock);
+  while (f->ready <= step)
+    g_cond_wait (&f->cond, &f->lock);
+  g_mutex_unlock (&f->lock);
+  return &f->totals[step];
+}
 
 typedef struct {
   const ScenarioSpec *s;
@@ -33,6 +72,13 @@ typedef struct {
   double ll_dispatch_token_bytes; /* low_latency: FP8 payload + 16 B of metadata */
   MoeProgress progress;
   void *progress_user;
+  /* the balanced counterfactual: the actual run records each step's totals
+   * into `feed` (when not NULL); the counterfactual run (`balanced` not
+   * NULL) makes each step's routing from them */
+  BalanceFeed *feed;
+  RoutingLayer *balanced;
+  guint8 *pair_class; /* [a * ep + b] */
+  guint64 pair_class_n[ROUTE_CLASSES], node_class_n[ROUTE_CLASSES];
   guint64 flows;
   guint *link_group;  /* per link: its utilisation group */
   double *group_load; /* scratch, per group */
@@ -208,6 +254,105 @@ logical_bytes (Moe *m, LayerResult *lr, const RoutingLayer *r)
   lr->logical_combine_bytes = copies * m->combine_token_bytes;
 }
 
+/* Route classes of GPU pairs: 0 for a GPU to itself, else 1 + the link
+ * classes its route crosses (NVLink, IB, leaf-spine) + 8 when both are on
+ * one node + 16 when both have the same local index (rail). Routes of one
+ * class cross the same kinds of links (and hierarchical dispatch forwards
+ * the same way), so keeping each class's copies keeps the wire bytes of
+ * every link class. Counts the
+ * pairs of each class, and the (GPU, other node) pairs whose rail peer route
+ * is of each class. */
+static void
+pair_classes (Moe *m)
+{
+  guint ep = m->ep, gpn = (guint) m->t->node.gpus;
+  m->pair_class = g_new (guint8, (gsize) ep * ep);
+  for (guint a = 0; a < ep; a++)
+    for (guint b = 0; b < ep; b++)
+      {
+        guint8 c = 0;
+        if (a != b)
+          {
+            ClusterPath p;
+            cluster_path (m->cluster, a, b, &p);
+            c = (guint8) (1 + (p.uses_nvlink ? 1 : 0) + (p.uses_ib ? 2 : 0) + (p.uses_fabric ? 4 : 0)
+                          + (a / gpn == b / gpn ? 8 : 0) + (a % gpn == b % gpn ? 16 : 0));
+          }
+        m->pair_class[(gsize) a * ep + b] = c;
+        m->pair_class_n[c]++;
+        if (b % gpn == a % gpn && b / gpn != a / gpn)
+          m->node_class_n[c]++;
+      }
+}
+
+/* The route class of the IB copy from GPU a to node n (0 for its own). */
+static guint
+node_class (const Moe *m, guint gpn, guint a, guint n)
+{
+  return n == a / gpn ? 0 : m->pair_class[(gsize) a * m->ep + n * gpn + a % gpn];
+}
+
+static void
+record_totals (const Moe *m, const RoutingLayer *r, BalanceTotals *bt)
+{
+  guint ep = m->ep, gpn = r->gpus_per_node, nodes = ep / gpn;
+  memset (bt, 0, sizeof *bt);
+  for (guint e = 0; e < r->experts; e++)
+    bt->selections += r->expert_rows[e];
+  for (guint a = 0; a < ep; a++)
+    {
+      for (guint b = 0; b < ep; b++)
+        {
+          guint c = m->pair_class[(gsize) a * ep + b];
+          bt->pair_tokens[c] += r->pair_tokens[(gsize) a * ep + b];
+          bt->pair_selections[c] += r->pair_selections[(gsize) a * ep + b];
+        }
+      for (guint n = 0; n < nodes; n++)
+        bt->node_tokens[node_class (m, gpn, a, n)] += r->node_tokens[(gsize) a * nodes + n];
+    }
+}
+
+/* Share i of `total` split over n slots as evenly as integers allow. */
+static guint32
+even_share (guint64 total, guint64 n, guint64 i)
+{
+  return (guint32) ((total * (i + 1)) / n - (total * i) / n);
+}
+
+/* The step's routing with its selections spread perfectly evenly: every
+ * expert gets the same rows, and within each route class every (source,
+ * destination) pair the same token copies (to within one), so the layer
+ * keeps its bytes per link class and its locality (what node-limited routing
+ * buys) and loses only its imbalance. */
+static const RoutingLayer *
+balanced_layer (Moe *m, const BalanceTotals *bt)
+{
+  RoutingLayer *r = m->balanced;
+  guint ep = m->ep, gpn = r->gpus_per_node, nodes = ep / gpn, E = r->experts;
+  for (guint e = 0; e < E; e++)
+    r->expert_rows[e] = even_share (bt->selections, E, e);
+  guint64 i_pair[ROUTE_CLASSES] = { 0 };
+  for (guint a = 0; a < ep; a++)
+    for (guint b = 0; b < ep; b++)
+      {
+        guint c = m->pair_class[(gsize) a * ep + b];
+        guint64 i = i_pair[c]++, n = m->pair_class_n[c];
+        r->pair_tokens[(gsize) a * ep + b] = even_share (bt->pair_tokens[c], n, i);
+        r->pair_selections[(gsize) a * ep + b] = even_share (bt->pair_selections[c], n, i);
+      }
+  guint64 i_node[ROUTE_CLASSES] = { 0 };
+  for (guint a = 0; a < ep; a++)
+    for (guint n = 0; n < nodes; n++)
+      {
+        guint c = node_class (m, gpn, a, n);
+        /* own node: the tokens that stay, one entry per GPU */
+        guint64 count = c == 0 ? ep : m->node_class_n[c];
+        r->node_tokens[(gsize) a * nodes + n] = even_share (bt->node_tokens[c], count, i_node[c]++);
+      }
+  memset (r->fanout, 0, (nodes + 1) * sizeof (guint32));
+  return r;
+}
+
 static void
 build_step (Moe *m, guint step)
 {
@@ -215,7 +360,18 @@ build_step (Moe *m, guint step)
   guint ep = m->ep;
   guint layer = step / (guint) s->parallel.microbatches;
   guint mb = step % (guint) s->parallel.microbatches;
-  const RoutingLayer *r = routing_stream_get (m->routing, step);
+  const RoutingLayer *r;
+  if (m->balanced)
+    r = balanced_layer (m, feed_wait (m->feed, step));
+  else
+    {
+      r = routing_stream_get (m->routing, step);
+      if (m->feed)
+        {
+          record_totals (m, r, &m->feed->totals[step]);
+          feed_publish (m->feed, step + 1);
+        }
+    }
 
   LayerResult *lr = &m->res->layers[step];
   lr->layer = layer;
@@ -234,14 +390,10 @@ build_step (Moe *m, guint step)
       expert[g] = engine_compute (m->engine, g, d, TAG (TAG_EXPERT, step, g));
       engine_depend (m->engine, start[g], expert[g]);
     }
-  double rows_sum = 0, rows_max = 0;
-  for (guint e = 0; e < r->experts; e++)
-    {
-      rows_sum += r->expert_rows[e];
-      rows_max = MAX (rows_max, (double) r->expert_rows[e]);
-    }
-  lr->expert_rows_max_over_mean = rows_sum > 0 ? rows_max / (rows_sum / r->experts) : 0.0;
   memcpy (m->res->expert_rows + (gsize) step * r->experts, r->expert_rows, r->experts * sizeof (guint32));
+  guint nodes = ep / r->gpus_per_node;
+  for (guint n = 0; n <= nodes; n++)
+    m->res->fanout[(gsize) step * (nodes + 1) + n] = r->fanout[n];
 
   for (guint g = 0; g < ep; g++)
     {
@@ -317,6 +469,14 @@ on_done (void *user, guint64 tag, SimTime start, SimTime end)
     m->times[(gsize) step * m->ep + g].done = end;
 }
 
+static const double *
+expert_rows_f (const RunResult *res, guint step, double *out)
+{
+  for (guint e = 0; e < res->experts; e++)
+    out[e] = (double) res->expert_rows[(gsize) step * res->experts + e];
+  return out;
+}
+
 static void
 fold_phase (PhaseStat *p, double v, guint ep)
 {
@@ -333,6 +493,7 @@ run_result_free (RunResult *r)
   g_free (r->gpus);
   g_free (r->gpu_steps);
   g_free (r->expert_rows);
+  g_free (r->fanout);
   g_free (r->bottleneck_link);
   g_free (r->util_group_class);
   g_free (r->util_group_capacity);
@@ -380,18 +541,22 @@ moe_run (const Scenario *sc, GError **error)
   return moe_run_progress (sc, NULL, NULL, error);
 }
 
-RunResult *
-moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError **error)
+/* One simulation of the pass: the actual routing (recording each step's
+ * totals into `feed` when not NULL), or with `balanced` the counterfactual
+ * fed by `feed`. */
+static RunResult *
+simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *feed, gboolean balanced,
+          GError **error)
 {
   const ScenarioSpec *s = scenario_spec (sc);
   const TopoSpec *t = topology_spec (scenario_topology (sc));
-  gint64 t0 = g_get_monotonic_time ();
   Moe m = { 0 };
   m.s = s;
   m.t = t;
   m.ep = (guint) s->parallel.ep;
   m.progress = progress;
   m.progress_user = user;
+  m.feed = feed;
   m.cluster = cluster_new (t, m.ep, (CrossRail) s->cross_rail, "parallel.ep", error);
   if (m.cluster == NULL)
     return NULL;
@@ -403,10 +568,18 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
     engine_add_gpu (m.engine);
   m.n_steps = (guint) (s->model.moe_layers * s->parallel.microbatches);
   m.tokens_per_mb = (guint) (s->parallel.tokens_per_gpu / s->parallel.microbatches);
-  guint threads = MAX (1u, g_get_num_processors () - 1); /* the engine keeps a core */
-  m.routing = routing_stream_new (s, scenario_trace (sc), m.n_steps, m.tokens_per_mb, threads,
-                                  2 * threads + 1,
-                                  s->dispatch == DISPATCH_HIERARCHICAL ? (guint) t->node.gpus : 0);
+  pair_classes (&m);
+  if (balanced)
+    {
+      m.balanced = routing_layer_new (m.ep, (guint) s->model.experts);
+      routing_layer_count_nodes (m.balanced, (guint) t->node.gpus);
+    }
+  else
+    {
+      guint threads = MAX (1u, g_get_num_processors () - 1); /* the engine keeps a core */
+      m.routing = routing_stream_new (s, scenario_trace (sc), m.n_steps, m.tokens_per_mb, threads,
+                                      2 * threads + 1, (guint) t->node.gpus);
+    }
   m.prev_done = g_new (EngineTask, m.ep);
   for (guint g = 0; g < m.ep; g++)
     m.prev_done[g] = ENGINE_TASK_NONE;
@@ -447,6 +620,8 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
   res->gpu_steps = g_new0 (GpuStepResult, (gsize) m.n_steps * m.ep);
   res->experts = (guint) s->model.experts;
   res->expert_rows = g_new0 (guint32, (gsize) m.n_steps * res->experts);
+  res->fanout_nodes = nodes;
+  res->fanout = g_new0 (guint32, (gsize) m.n_steps * (nodes + 1));
   for (guint g = 0; g < m.ep; g++)
     {
       res->gpus[g].gpu = g;
@@ -458,6 +633,8 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
   g_assert (engine_tasks_pending (m.engine) == 0);
   res->total_us = sim_time_to_us (end);
 
+  g_autofree double *rows_scratch = g_new (double, res->experts);
+  g_autofree double *tokens_scratch = g_new (double, m.ep);
   for (guint st = 0; st < m.n_steps; st++)
     {
       LayerResult *lr = &res->layers[st];
@@ -478,6 +655,10 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
         }
       lr->start_us = sim_time_to_us (first);
       lr->end_us = sim_time_to_us (last);
+      load_stats (expert_rows_f (res, st, rows_scratch), res->experts, &lr->expert_load);
+      for (guint g = 0; g < m.ep; g++)
+        tokens_scratch[g] = (double) res->gpu_steps[(gsize) st * m.ep + g].tokens_in;
+      load_stats (tokens_scratch, m.ep, &lr->gpu_tokens);
       /* bytes / us = MB/s; / 1e3 = GB/s */
       if (lr->dispatch.max_us > 0)
         lr->dispatch_logical_gbps = lr->logical_dispatch_bytes / (m.ep * lr->dispatch.max_us) / 1e3;
@@ -520,8 +701,73 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
   g_free (m.times);
   g_free (m.prev_done);
   routing_stream_free (m.routing);
+  routing_layer_free (m.balanced);
+  g_free (m.pair_class);
   engine_free (m.engine);
   cluster_free (m.cluster);
+  return res;
+}
+
+typedef struct {
+  const Scenario *sc;
+  BalanceFeed *feed;
+  RunResult *res;
+  GError *error;
+} CounterfactualJob;
+
+static gpointer
+counterfactual_thread (gpointer data)
+{
+  CounterfactualJob *job = data;
+  job->res = simulate (job->sc, NULL, NULL, job->feed, TRUE, &job->error);
+  return NULL;
+}
+
+/* The actual run, and with sim.counterfactual the balanced one in a second
+ * thread fed step by step (it costs little wall time where a core is free:
+ * its flows end together, so it needs few solver runs). */
+RunResult *
+moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError **error)
+{
+  const ScenarioSpec *s = scenario_spec (sc);
+  gint64 t0 = g_get_monotonic_time ();
+  guint n_steps = (guint) (s->model.moe_layers * s->parallel.microbatches);
+  if (!s->sim.counterfactual)
+    {
+      RunResult *res = simulate (sc, progress, user, NULL, FALSE, error);
+      if (res)
+        res->wall_s = (double) (g_get_monotonic_time () - t0) / 1e6;
+      return res;
+    }
+  BalanceFeed feed = { .totals = g_new0 (BalanceTotals, n_steps) };
+  g_mutex_init (&feed.lock);
+  g_cond_init (&feed.cond);
+  CounterfactualJob job = { sc, &feed, NULL, NULL };
+  GThread *thread = g_thread_new ("counterfactual", counterfactual_thread, &job);
+  RunResult *res = simulate (sc, progress, user, &feed, FALSE, error);
+  if (res == NULL)
+    feed_publish (&feed, n_steps); /* zero totals: let the other run end */
+  g_thread_join (thread);
+  g_mutex_clear (&feed.lock);
+  g_cond_clear (&feed.cond);
+  g_free (feed.totals);
+  g_autoptr (RunResult) bal = job.res;
+  if (res != NULL && bal == NULL)
+    {
+      g_propagate_error (error, job.error);
+      run_result_free (res);
+      return NULL;
+    }
+  g_clear_error (&job.error);
+  if (res == NULL)
+    return NULL;
+  res->counterfactual = TRUE;
+  res->balanced_total_us = bal->total_us;
+  memcpy (res->balanced_class_bytes, bal->class_bytes, sizeof bal->class_bytes);
+  for (guint st = 0; st < n_steps; st++)
+    res->layers[st].balanced_us = bal->layers[st].end_us - bal->layers[st].start_us;
+  res->events += bal->events;
+  res->solves += bal->solves;
   res->wall_s = (double) (g_get_monotonic_time () - t0) / 1e6;
   return res;
 }

@@ -25,6 +25,7 @@
 #pragma once
 
 #include "cluster.h"
+#include "loadstats.h"
 #include "scenario.h"
 
 typedef struct {
@@ -43,7 +44,11 @@ typedef struct {
   double logical_dispatch_bytes, logical_combine_bytes;
   double dispatch_logical_gbps, combine_logical_gbps;
   guint flows;
-  double expert_rows_max_over_mean;
+  /* imbalance: rows per expert, tokens received per GPU (own included) */
+  LoadStats expert_load, gpu_tokens;
+  /* the same step with its selections spread perfectly evenly (see moe.c),
+   * last GPU done - first GPU start; 0 without the counterfactual */
+  double balanced_us;
 } LayerResult;
 
 typedef struct {
@@ -69,6 +74,12 @@ typedef struct {
   GpuStepResult *gpu_steps; /* [step * n_gpus + gpu] */
   guint32 *expert_rows;     /* [step * experts + expert]: (token, expert) selections */
   guint experts;
+  guint32 *fanout;          /* [step * (fanout_nodes + 1) + n]: tokens whose experts span n nodes */
+  guint fanout_nodes;
+  /* the balanced counterfactual ran (sim.counterfactual): its pass time */
+  gboolean counterfactual;
+  double balanced_total_us;
+  double balanced_class_bytes[LCLASS_N]; /* its wire bytes: the actual run's, by construction */
   double class_bytes[LCLASS_N];
   /* bottleneck: the link that needs the most time at full rate */
   char *bottleneck_link;

@@ -4,6 +4,7 @@
 #include "moesim-config.h"
 
 #include <errno.h>
+#include <string.h>
 #include <glib/gstdio.h>
 
 static const char *const phase_names[] = { "dispatch", "expert", "combine" };
@@ -12,6 +13,82 @@ static const PhaseStat *
 phase_of (const LayerResult *l, guint i)
 {
   return i == 0 ? &l->dispatch : i == 1 ? &l->expert : &l->combine;
+}
+
+double
+report_expert_time_mom (const LayerResult *l)
+{
+  return l->expert.mean_us > 0 ? l->expert.max_us / l->expert.mean_us : 0.0;
+}
+
+double
+report_fanout_mean (const RunResult *r, guint step)
+{
+  const guint32 *f = r->fanout + (gsize) step * (r->fanout_nodes + 1);
+  double tokens = 0, spans = 0;
+  for (guint n = 1; n <= r->fanout_nodes; n++)
+    {
+      tokens += f[n];
+      spans += (double) n * f[n];
+    }
+  return tokens > 0 ? spans / tokens : 0.0;
+}
+
+void
+report_imbalance (const RunResult *r, ImbalanceSummary *o)
+{
+  memset (o, 0, sizeof *o);
+  guint n = r->n_layers;
+  o->fanout = g_new0 (guint64, r->fanout_nodes + 1);
+  double tokens = 0, spans = 0;
+  for (guint i = 0; i < n; i++)
+    {
+      const LayerResult *l = &r->layers[i];
+      o->expert_mom += l->expert_load.max_over_mean / n;
+      o->expert_cv += l->expert_load.cv / n;
+      o->expert_gini += l->expert_load.gini / n;
+      o->expert_mom_worst = MAX (o->expert_mom_worst, l->expert_load.max_over_mean);
+      o->gpu_tokens_mom += l->gpu_tokens.max_over_mean / n;
+      o->gpu_tokens_mom_worst = MAX (o->gpu_tokens_mom_worst, l->gpu_tokens.max_over_mean);
+      double et = report_expert_time_mom (l);
+      o->expert_time_mom += et / n;
+      o->expert_time_mom_worst = MAX (o->expert_time_mom_worst, et);
+      for (guint k = 0; k <= r->fanout_nodes; k++)
+        {
+          guint32 c = r->fanout[(gsize) i * (r->fanout_nodes + 1) + k];
+          o->fanout[k] += c;
+          if (k > 0)
+            tokens += c, spans += (double) k * c;
+        }
+      double layer_us = l->end_us - l->start_us;
+      double cost = layer_us - l->balanced_us;
+      if (r->counterfactual && (i == 0 || cost > o->worst_cost_us))
+        {
+          o->worst_cost_step = i;
+          o->worst_cost_us = cost;
+          o->worst_cost_share = layer_us > 0 ? cost / layer_us : 0.0;
+        }
+    }
+  o->fanout_mean = tokens > 0 ? spans / tokens : 0.0;
+  o->counterfactual = r->counterfactual;
+  if (r->counterfactual)
+    {
+      o->balanced_us = r->balanced_total_us;
+      o->cost_us = r->total_us - r->balanced_total_us;
+      o->cost_share = r->total_us > 0 ? o->cost_us / r->total_us : 0.0;
+    }
+}
+
+static void
+json_load_stats (JsonWriter *w, const char *key, const LoadStats *st)
+{
+  json_begin_object (w, key);
+  json_double (w, "max", st->max);
+  json_double (w, "mean", st->mean);
+  json_double (w, "max_over_mean", st->max_over_mean);
+  json_double (w, "cv", st->cv);
+  json_double (w, "gini", st->gini);
+  json_end_object (w);
 }
 
 char *
@@ -105,6 +182,37 @@ report_summary_json (const Scenario *sc, const RunResult *r)
     json_double (&w, link_class_names[c], r->class_util[c]);
   json_end_object (&w);
   json_double (&w, "comm_window_us", r->comm_window_us);
+  {
+    ImbalanceSummary im;
+    report_imbalance (r, &im);
+    json_begin_object (&w, "imbalance");
+    json_double (&w, "expert_load_max_over_mean", im.expert_mom);
+    json_double (&w, "expert_load_max_over_mean_worst", im.expert_mom_worst);
+    json_double (&w, "expert_load_cv", im.expert_cv);
+    json_double (&w, "expert_load_gini", im.expert_gini);
+    json_double (&w, "gpu_tokens_max_over_mean", im.gpu_tokens_mom);
+    json_double (&w, "gpu_tokens_max_over_mean_worst", im.gpu_tokens_mom_worst);
+    json_double (&w, "expert_time_max_over_mean", im.expert_time_mom);
+    json_double (&w, "expert_time_max_over_mean_worst", im.expert_time_mom_worst);
+    json_double (&w, "node_fanout_mean", im.fanout_mean);
+    json_begin_array (&w, "node_fanout");
+    for (guint k = 0; k <= r->fanout_nodes; k++)
+      json_int (&w, NULL, (gint64) im.fanout[k]);
+    json_end_array (&w);
+    json_begin_object (&w, "counterfactual");
+    json_bool (&w, "ran", im.counterfactual);
+    if (im.counterfactual)
+      {
+        json_double (&w, "balanced_time_us", im.balanced_us);
+        json_double (&w, "cost_us", im.cost_us);
+        json_double (&w, "cost_share", im.cost_share);
+        json_int (&w, "worst_step", im.worst_cost_step);
+        json_double (&w, "worst_step_cost_us", im.worst_cost_us);
+      }
+    json_end_object (&w);
+    json_end_object (&w);
+    g_free (im.fanout);
+  }
 
   json_begin_array (&w, "layers");
   for (guint i = 0; i < r->n_layers; i++)
@@ -135,7 +243,22 @@ report_summary_json (const Scenario *sc, const RunResult *r)
       json_double (&w, "combine_payload", l->combine_bytes);
       json_end_object (&w);
       json_int (&w, "flows", l->flows);
-      json_double (&w, "expert_load_max_over_mean", l->expert_rows_max_over_mean);
+      json_double (&w, "expert_load_max_over_mean", l->expert_load.max_over_mean);
+      json_begin_object (&w, "imbalance");
+      json_load_stats (&w, "expert_load", &l->expert_load);
+      json_load_stats (&w, "gpu_tokens", &l->gpu_tokens);
+      json_double (&w, "expert_time_max_over_mean", report_expert_time_mom (l));
+      json_double (&w, "node_fanout_mean", report_fanout_mean (r, i));
+      json_begin_array (&w, "node_fanout");
+      for (guint k = 0; k <= r->fanout_nodes; k++)
+        json_int (&w, NULL, r->fanout[(gsize) i * (r->fanout_nodes + 1) + k]);
+      json_end_array (&w);
+      if (r->counterfactual)
+        {
+          json_double (&w, "balanced_time_us", l->balanced_us);
+          json_double (&w, "cost_us", l->end_us - l->start_us - l->balanced_us);
+        }
+      json_end_object (&w);
       json_end_object (&w);
     }
   json_end_array (&w);
@@ -234,6 +357,37 @@ report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
   for (guint c = 0; c < LCLASS_N; c++)
     g_string_append_printf (out, " %s %.0f %%%s", link_class_names[c], 100.0 * r->class_util[c],
                             c + 1 < LCLASS_N ? "," : "\n");
+  ImbalanceSummary im;
+  report_imbalance (r, &im);
+  g_string_append_printf (out,
+                          "  imbalance, mean over layers (worst layer): expert load max/mean %.3f (%.3f), "
+                          "CV %.3f, Gini %.3f;\n    tokens received per GPU max/mean %.3f (%.3f); "
+                          "expert phase max/mean over GPUs %.3f (%.3f)\n",
+                          im.expert_mom, im.expert_mom_worst, im.expert_cv, im.expert_gini,
+                          im.gpu_tokens_mom, im.gpu_tokens_mom_worst, im.expert_time_mom,
+                          im.expert_time_mom_worst);
+  double routed = 0;
+  for (guint k = 1; k <= r->fanout_nodes; k++)
+    routed += (double) im.fanout[k];
+  g_string_append_printf (out, "  nodes per token: mean %.2f;", im.fanout_mean);
+  for (guint k = 1; k <= r->fanout_nodes && routed > 0; k++)
+    if (im.fanout[k] > 0)
+      g_string_append_printf (out, " %u: %.1f %%", k, 100.0 * (double) im.fanout[k] / routed);
+  g_string_append_c (out, '\n');
+  if (im.counterfactual)
+    {
+      const LayerResult *w = &r->layers[im.worst_cost_step];
+      g_string_append_printf (out,
+                              "  what imbalance costs: %.1f us of %.1f us (%.1f %%) against the same "
+                              "selections spread evenly (%.1f us);\n    most in layer %u mb %u: "
+                              "%.1f us (%.1f %%)\n",
+                              im.cost_us, r->total_us, 100.0 * im.cost_share, im.balanced_us, w->layer,
+                              w->microbatch, im.worst_cost_us, 100.0 * im.worst_cost_share);
+      if (im.cost_us < 0)
+        g_string_append (out, "    (the pass is faster than balanced: GPUs that drift apart overlap one "
+                              "layer's combine with the next one's dispatch)\n");
+    }
+  g_free (im.fanout);
 }
 
 gboolean

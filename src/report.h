@@ -25,6 +25,26 @@ char *report_html (const Scenario *sc, const RunResult *r);
 double html_nice_max (double v, double *step);
 void html_axes (GString *o, int x0, int y0, int w, int h, double ymax, double step, const char *ylabel,
                 const char *xlabel);
+/* The pass's imbalance in a few figures: means over steps and the worst
+ * step of each measure, the node fan-out histogram summed over steps, and
+ * what the balanced counterfactual says imbalance costs. */
+typedef struct {
+  double expert_mom, expert_mom_worst, expert_cv, expert_gini;
+  double gpu_tokens_mom, gpu_tokens_mom_worst;
+  double expert_time_mom, expert_time_mom_worst; /* expert phase max / mean over GPUs */
+  double fanout_mean;                             /* nodes per routed token */
+  guint64 *fanout;                                /* [fanout_nodes + 1], caller frees */
+  gboolean counterfactual;
+  double balanced_us, cost_us, cost_share; /* pass: actual - balanced, / actual */
+  guint worst_cost_step;                   /* the step imbalance costs most */
+  double worst_cost_us, worst_cost_share;
+} ImbalanceSummary;
+void report_imbalance (const RunResult *r, ImbalanceSummary *out);
+/* Per step: the expert phase's max / mean over GPUs; the mean node fan-out
+ * of its routed tokens. */
+double report_expert_time_mom (const LayerResult *l);
+double report_fanout_mean (const RunResult *r, guint step);
+
 /* Appends the human summary. */
 void report_summary_text (const Scenario *sc, const RunResult *r, GString *out);
 /* Writes summary.json, layers.csv, gpus.csv and trace.json into `dir`

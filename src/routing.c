@@ -28,6 +28,8 @@ routing_layer_count_nodes (RoutingLayer *r, guint gpus_per_node)
   r->gpus_per_node = gpus_per_node;
   g_free (r->node_tokens);
   r->node_tokens = g_new0 (guint32, (gsize) r->ep * (r->ep / gpus_per_node));
+  g_free (r->fanout);
+  r->fanout = g_new0 (guint32, r->ep / gpus_per_node + 1);
 }
 
 void
@@ -36,6 +38,7 @@ routing_layer_free (RoutingLayer *r)
   if (r == NULL)
     return;
   g_free (r->node_tokens);
+  g_free (r->fanout);
   g_free (r->pair_tokens);
   g_free (r->pair_selections);
   g_free (r->expert_rows);
@@ -51,7 +54,10 @@ layer_reset (RoutingLayer *out)
   memset (out->pair_selections, 0, (gsize) ep * ep * sizeof (guint32));
   memset (out->expert_rows, 0, out->experts * sizeof (guint32));
   if (nodes)
-    memset (out->node_tokens, 0, (gsize) ep * nodes * sizeof (guint32));
+    {
+      memset (out->node_tokens, 0, (gsize) ep * nodes * sizeof (guint32));
+      memset (out->fanout, 0, (nodes + 1) * sizeof (guint32));
+    }
   return nodes;
 }
 
@@ -81,6 +87,39 @@ group_subsets (guint ng, guint kg, guint *n_out)
   return tab;
 }
 
+/* A token's nodes: with at most 64 nodes a bit mask, counted when the
+ * token is done (cheaper than a stamp per selection); with more, stamps
+ * counted as they come. Uses the loop's nmask, span, nstamp, stamp, nrow
+ * and nodes. */
+#define NODE_SELECT(n)                                                                             \
+  do                                                                                               \
+    {                                                                                              \
+      guint n_ = (n);                                                                              \
+      if (nodes <= 64)                                                                             \
+        nmask |= (guint64) 1 << n_;                                                                \
+      else                                                                                         \
+        {                                                                                          \
+          guint fresh_ = nstamp[n_] != stamp;                                                      \
+          nrow[n_] += fresh_;                                                                      \
+          span += fresh_;                                                                          \
+          nstamp[n_] = stamp;                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+  while (0)
+
+static inline void
+node_token_done (RoutingLayer *out, guint32 *nrow, guint64 mask, guint span, guint nodes)
+{
+  if (nodes > 64)
+    {
+      out->fanout[span]++;
+      return;
+    }
+  for (span = 0; mask; mask &= mask - 1, span++)
+    nrow[__builtin_ctzll (mask)]++;
+  out->fanout[span]++;
+}
+
 void
 routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, RoutingLayer *out)
 {
@@ -102,8 +141,12 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
   const guint8 *subset = NULL;
   /* lookup tables instead of divisions in the per-selection loop */
   g_autofree guint32 *gpu_of = g_new (guint32, E);
+  g_autofree guint32 *node_of = g_new (guint32, E);
   for (guint e = 0; e < E; e++)
-    gpu_of[e] = e / per_gpu;
+    {
+      gpu_of[e] = e / per_gpu;
+      node_of[e] = gpn ? gpu_of[e] / gpn : 0;
+    }
   g_autofree guint32 *cand_slot = g_new (guint32, cand);
   g_autofree guint32 *cand_off = g_new (guint32, cand);
   for (guint c = 0; c < cand; c++)
@@ -123,6 +166,8 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
       for (guint t = 0; t < tokens; t++)
         {
           stamp++;
+          guint span = 0;
+          guint64 nmask = 0;
           if (limited && subsets)
             subset = subsets + (gsize) rng_below (&rng, n_subsets) * kg;
           else if (limited)
@@ -152,13 +197,11 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
               dstamp[d] = stamp;
               srow[d]++;
               if (nrow)
-                {
-                  guint n = d / gpn;
-                  nrow[n] += nstamp[n] != stamp;
-                  nstamp[n] = stamp;
-                }
+                NODE_SELECT (node_of[e]);
               j++;
             }
+          if (nrow)
+            node_token_done (out, nrow, nmask, span, nodes);
         }
     }
 }
@@ -173,6 +216,8 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
       for (guint i = 0; i < tokens; i++, tok = tok + 1 == T ? 0 : tok + 1)                         \
         {                                                                                          \
           const ID *r = ids + tok * K;                                                             \
+          guint span = 0;                                                                          \
+          guint64 nmask = 0;                                                                       \
           stamp++;                                                                                 \
           for (guint k = 0; k < K; k++)                                                            \
             {                                                                                      \
@@ -185,12 +230,10 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
               dstamp[d] = stamp;                                                                   \
               srow[d]++;                                                                           \
               if (nrow)                                                                            \
-                {                                                                                  \
-                  guint nd = d / gpn;                                                              \
-                  nrow[nd] += nstamp[nd] != stamp;                                                 \
-                  nstamp[nd] = stamp;                                                              \
-                }                                                                                  \
+                NODE_SELECT (node_of[e]);                                                          \
             }                                                                                      \
+          if (nrow)                                                                                \
+            node_token_done (out, nrow, nmask, span, nodes);                                       \
         }                                                                                          \
     }                                                                                              \
   while (0)
@@ -209,8 +252,12 @@ routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb
   g_autofree guint32 *nstamp = g_new0 (guint32, MAX (nodes, 1u));
   g_autofree guint32 *dstamp = g_new0 (guint32, ep);
   g_autofree guint32 *gpu_of = g_new (guint32, E);
+  g_autofree guint32 *node_of = g_new (guint32, E);
   for (guint e = 0; e < E; e++)
-    gpu_of[e] = e / per_gpu;
+    {
+      gpu_of[e] = e / per_gpu;
+      node_of[e] = gpn ? gpu_of[e] / gpn : 0;
+    }
   guint32 stamp = 0;
   for (guint src = 0; src < ep; src++)
     {

@@ -21,12 +21,14 @@ typedef struct {
   guint32 *expert_rows; /* [expert]: (token, expert) selections */
   guint gpus_per_node;  /* 0 unless node counts were asked for */
   guint32 *node_tokens; /* [src * nodes + node]: tokens of src with an expert on node */
+  guint32 *fanout;      /* [nodes + 1]: tokens whose experts span n nodes (0: routed nowhere) */
   guint32 *pair_selections; /* [src * ep + dst]: (token, expert) selections, no dedup */
 } RoutingLayer;
 
 RoutingLayer *routing_layer_new (guint ep, guint experts);
 /* Also count, per source GPU and node, the tokens that need that node (a
- * token counts once per node however many of its experts live there). */
+ * token counts once per node however many of its experts live there), and
+ * the tokens by how many nodes their experts span. */
 void routing_layer_count_nodes (RoutingLayer *r, guint gpus_per_node);
 void routing_layer_free (RoutingLayer *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RoutingLayer, routing_layer_free)

@@ -165,6 +165,8 @@ static const CfgField scenario_fields[] = {
      "flow solver batching tolerance (0 = exact max-min event by event)"),
   F ("sim.max_memory_gb", CFG_DOUBLE, sim.max_memory_gb, 0.001, 1e6, "16",
      "refuse scenarios whose simulation needs more host memory than this"),
+  F ("sim.counterfactual", CFG_BOOL, sim.counterfactual, 0, 0, "true",
+     "also simulate each layer with its selections spread evenly, to price the imbalance"),
 };
 #undef F
 #undef E

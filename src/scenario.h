@@ -56,6 +56,7 @@ typedef struct {
   struct {
     double tolerance;
     double max_memory_gb;
+    gboolean counterfactual;
   } sim;
 } ScenarioSpec;
 

@@ -14,7 +14,7 @@
 
 static const char *const metric_names[] = {
   "total_us", "dispatch_us", "expert_us", "combine_us", "nvlink_bytes", "ib_bytes", "fabric_bytes",
-  "bottleneck_util", "expert_max_over_mean",
+  "bottleneck_util", "expert_max_over_mean", "imbalance_cost_us",
 };
 enum { N_METRICS = G_N_ELEMENTS (metric_names) };
 
@@ -318,11 +318,12 @@ metrics_of (const RunResult *r, double *m)
       m[1] += r->layers[i].dispatch.max_us;
       m[2] += r->layers[i].expert.max_us;
       m[3] += r->layers[i].combine.max_us;
-      m[8] += r->layers[i].expert_rows_max_over_mean / r->n_layers;
+      m[8] += r->layers[i].expert_load.max_over_mean / r->n_layers;
     }
   for (guint c = 0; c < 3; c++)
     m[4 + c] = r->class_bytes[c];
   m[7] = r->bottleneck_util;
+  m[9] = r->counterfactual ? r->total_us - r->balanced_total_us : NAN;
 }
 
 typedef struct {
@@ -399,7 +400,7 @@ run_point (gpointer data, gpointer user)
       g_string_append (row, "ok");
       char buf[G_ASCII_DTOSTR_BUF_SIZE];
       for (guint i = 0; i < N_METRICS; i++)
-        g_string_append_printf (row, ",%s", g_ascii_formatd (buf, sizeof buf, i < 7 ? "%.3f" : "%.6f", m[i]));
+        g_string_append_printf (row, ",%s", g_ascii_formatd (buf, sizeof buf, i < 7 || i == 9 ? "%.3f" : "%.6f", m[i]));
       g_string_append_c (row, ',');
       csv_field (row, r->bottleneck_link);
       g_string_append (row, ",\n");

@@ -1,17 +1,11 @@
 #include "tracestats.h"
 
 #include "json.h"
+#include "loadstats.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int
-cmp_u64 (const void *a, const void *b)
-{
-  guint64 x = *(const guint64 *) a, y = *(const guint64 *) b;
-  return x < y ? -1 : x > y;
-}
 
 void
 trace_stats_free (TraceStats *s)
@@ -50,7 +44,7 @@ trace_stats_compute (const Trace *t, char phase, guint ep, guint gpus_per_node, 
   s->nodes = ep ? ep / gpus_per_node : 0;
   s->phase = phase;
   g_autofree guint64 *load = g_new (guint64, sh->experts);
-  g_autofree guint64 *sorted = g_new (guint64, sh->experts);
+  g_autofree double *loadf = g_new (double, sh->experts);
   g_autofree guint64 *gpu = ep ? g_new (guint64, ep) : NULL;
   g_autofree guint64 *node_stamp = ep ? g_new0 (guint64, s->nodes) : NULL;
   guint64 stamp = 0;
@@ -93,22 +87,16 @@ trace_stats_compute (const Trace *t, char phase, guint ep, guint gpus_per_node, 
                 ls->fanout[span]++;
             }
         }
-      memcpy (sorted, load, sh->experts * sizeof (guint64));
-      qsort (sorted, sh->experts, sizeof (guint64), cmp_u64);
-      ls->min_load = sorted[0];
-      ls->max_load = sorted[sh->experts - 1];
-      ls->mean_load = (double) ls->assignments / sh->experts;
-      ls->max_over_mean = ls->mean_load > 0 ? ls->max_load / ls->mean_load : 0.0;
-      double var = 0.0, gini_num = 0.0;
       for (guint e = 0; e < sh->experts; e++)
-        {
-          double d = (double) sorted[e] - ls->mean_load;
-          var += d * d;
-          gini_num += (2.0 * (e + 1) - sh->experts - 1.0) * (double) sorted[e];
-        }
-      var /= sh->experts;
-      ls->cv = ls->mean_load > 0 ? sqrt (var) / ls->mean_load : 0.0;
-      ls->gini = ls->assignments ? gini_num / ((double) sh->experts * (double) ls->assignments) : 0.0;
+        loadf[e] = (double) load[e];
+      LoadStats st;
+      load_stats (loadf, sh->experts, &st);
+      ls->min_load = (guint64) st.min;
+      ls->max_load = (guint64) st.max;
+      ls->mean_load = st.mean;
+      ls->max_over_mean = st.max_over_mean;
+      ls->cv = st.cv;
+      ls->gini = st.gini;
       /* hottest experts: highest load, ties to the lower id */
       for (guint r = 0; r < TRACE_STATS_TOP && r < sh->experts; r++)
         {

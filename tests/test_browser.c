@@ -77,7 +77,7 @@ test_report_renders_in_chromium (void)
   CU_ASSERT (console == NULL);
   const char *ids[] = { "id=\"summary\"", "id=\"layer-chart\"", "id=\"gantt-first\"", "id=\"gantt-slowest\"",
                         "id=\"gpu-heat\"", "id=\"expert-heat\"", "id=\"bytes-chart\"", "id=\"util-chart\"",
-                        "id=\"layers\"" };
+                        "id=\"imbalance-summary\"", "id=\"imbalance\"", "id=\"layers\"" };
   for (guint i = 0; i < G_N_ELEMENTS (ids); i++)
     {
       gboolean found = dom && strstr (dom, ids[i]);
@@ -90,6 +90,17 @@ test_report_renders_in_chromium (void)
   for (const char *q = dom ? strstr (dom, "id=\"layers\"") : NULL; q && (q = strstr (q + 1, "<tr>"));)
     rows++;
   CU_ASSERT_EQUAL (rows, 5);
+  /* the imbalance table's rows come before the layers table: 4 + header */
+  rows = 0;
+  const char *end = dom ? strstr (dom, "id=\"layers\"") : NULL;
+  for (const char *q = dom ? strstr (dom, "id=\"imbalance\"") : NULL; q && (q = strstr (q + 1, "<tr>")) && q < end;)
+    rows++;
+  CU_ASSERT_EQUAL (rows, 5);
+  /* one balanced-counterfactual mark per layer in the chart */
+  guint marks = 0;
+  for (const char *q = dom; q && (q = strstr (q, "class=\"balanced\"")); q++)
+    marks++;
+  CU_ASSERT_EQUAL (marks, 4);
   g_autofree char *shot = g_build_filename (tmpdir, "report.png", NULL);
   g_autofree char *shot_cmd = g_strdup_printf ("%s %s --window-size=1150,2400 --screenshot=%s file://%s",
                                                chromium, flags, shot, page);

@@ -277,6 +277,65 @@ test_mixtral_vllm_capture_matches_published_stats (void)
                           "humaneval0_prefill_decode: decode", 'D');
 }
 
+/* Replays FLAME-MoE's real prefill routing (64 experts, top-6, 2048 tokens,
+ * 8 layers) on EP32 over 4 H800 nodes, 64 tokens per GPU, so every trace
+ * token is used exactly once: the run's per-layer expert load statistics
+ * must equal the published ones, its node fan-out the trace statistics'
+ * (another code path), and the balanced counterfactual must keep the wire
+ * bytes per link class and never be slower, per layer or for the pass. */
+static void
+test_real_capture_imbalance (void)
+{
+  if (data_dir == NULL)
+    return;
+  g_autofree char *ex = g_strdup_printf ("%s/flame-moe-290m-prefill/prefill_2048tok.experts.npy", data_dir);
+  g_autofree char *st = g_strdup_printf ("%s/flame-moe-290m-prefill/stats.txt", data_dir);
+  g_autofree char *mrt = tmp_path ("flame.mrt");
+  TraceImport in = { ex, NULL, NULL, 0 };
+  g_autoptr (GError) err = NULL;
+  CU_ASSERT_FATAL (trace_import (&in, mrt, &err));
+  g_autoptr (GArray) ref = read_reference (st, "prefill_2048tok");
+  CU_ASSERT_EQUAL_FATAL (ref->len, 8);
+  g_autoptr (Trace) t = trace_open (mrt, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (t);
+  g_autoptr (TraceStats) ts = trace_stats_compute (t, 0, 32, 8, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (ts);
+  for (guint d = 0; d < 3; d++)
+    {
+      static const char *const algos[] = { "direct", "hierarchical", "low_latency" };
+      g_autofree char *path = tmp_path ("flame.yaml");
+      g_autofree char *text = g_strdup_printf (
+          "name: flame\ntopology: %s/topologies/h800-deepseek.yaml\n"
+          "model: {hidden: 2048, moe_intermediate: 1408, experts: 64, top_k: 6, moe_layers: 8}\n"
+          "parallel: {ep: 32, tokens_per_gpu: 64}\ndispatch: %s\nrouting: {trace: %s}\n",
+          MOESIM_SOURCE_ROOT, algos[d], mrt);
+      g_file_set_contents (path, text, -1, NULL);
+      g_autoptr (Scenario) sc = scenario_load (path, NULL, &err);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+      CU_ASSERT_DOUBLE_EQUAL (scenario_trace_reuse (sc), 1.0, 0);
+      g_autoptr (RunResult) r = moe_run (sc, &err);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (r);
+      CU_ASSERT_FATAL (r->counterfactual && r->n_layers == 8 && r->fanout_nodes == 4);
+      for (guint l = 0; l < 8; l++)
+        {
+          const LayerResult *lr = &r->layers[l];
+          const RefRow *rr = &g_array_index (ref, RefRow, l);
+          CU_ASSERT (fabs (lr->expert_load.max_over_mean - rr->max_over_mean) <= 0.0005 + 1e-9);
+          CU_ASSERT (fabs (lr->expert_load.cv - rr->cv) <= 0.0005 + 1e-9);
+          CU_ASSERT_DOUBLE_EQUAL (lr->expert_load.max, (double) rr->max_load, 0);
+          CU_ASSERT_DOUBLE_EQUAL (lr->expert_load.gini, ts->layers[l].gini, 1e-12);
+          for (guint n = 0; n <= 4; n++)
+            CU_ASSERT_EQUAL (r->fanout[l * 5 + n], ts->layers[l].fanout[n]);
+          CU_ASSERT (lr->balanced_us > 0 && lr->balanced_us <= lr->end_us - lr->start_us);
+          /* 2048 tokens on 32 GPUs: every GPU received something */
+          CU_ASSERT (lr->gpu_tokens.max_over_mean >= 1.0 && lr->gpu_tokens.min > 0);
+        }
+      CU_ASSERT (r->balanced_total_us < r->total_us);
+      for (guint c = 0; c < LCLASS_N; c++)
+        CU_ASSERT (fabs (r->balanced_class_bytes[c] - r->class_bytes[c]) <= 1e-9 * r->class_bytes[c]);
+    }
+}
+
 static void
 test_placement_stats (void)
 {
@@ -365,6 +424,16 @@ test_replay_windows_and_counts (void)
   CU_ASSERT_FATAL (a && b);
   CU_ASSERT_DOUBLE_EQUAL (a->total_us, b->total_us, 0);
   CU_ASSERT (a->total_us > 0);
+  /* this routing is balanced already (every expert 32 rows, every GPU pair
+   * the same copies): the counterfactual changes nothing and costs nothing */
+  CU_ASSERT_FATAL (a->counterfactual);
+  CU_ASSERT_DOUBLE_EQUAL (a->balanced_total_us, a->total_us, 0);
+  for (guint i = 0; i < a->n_layers; i++)
+    {
+      CU_ASSERT_DOUBLE_EQUAL (a->layers[i].balanced_us, a->layers[i].end_us - a->layers[i].start_us, 0);
+      CU_ASSERT_DOUBLE_EQUAL (a->layers[i].expert_load.max_over_mean, 1.0, 0);
+      CU_ASSERT_DOUBLE_EQUAL (a->layers[i].expert_load.gini, 0.0, 0);
+    }
 }
 
 static void
@@ -431,6 +500,7 @@ main (void)
     TEST (test_flame_moe_prefill_matches_published_stats),
     TEST (test_mixtral_vllm_capture_matches_published_stats),
     TEST (test_placement_stats),
+    TEST (test_real_capture_imbalance),
     TEST (test_replay_windows_and_counts),
     TEST (test_replay_rejects_mismatches),
     TEST (test_in_process_gate_routing),
