@@ -1,6 +1,6 @@
 /* report.html: one self-contained page (inline SVG and CSS, no script, no
  * network) with the scenario, the per-layer phase chart, a Gantt timeline of
- * the GPUs for the first and the slowest layer, heat maps of GPU and expert
+ * the GPUs for the first and the slowest layer and the whole pass, heat maps of GPU and expert
  * load over the layers, wire bytes per layer, link utilisation over time,
  * the imbalance table with the balanced counterfactual and the per-layer
  * table. */
@@ -169,19 +169,23 @@ imbalance_table (GString *o, const RunResult *r)
   g_string_append (o, "</table>\n");
 }
 
+/* Gantt chart of steps first..last: a row per GPU (every few GPUs beyond
+ * 64), each step's dispatch, expert and combine as bars from when the GPU
+ * started it. */
 static void
-gantt (GString *o, const RunResult *r, guint step, const char *id)
+gantt (GString *o, const RunResult *r, guint first, guint last, const char *id)
 {
   guint n = r->n_gpus, stride = n > 64 ? (n + 63) / 64 : 1;
   guint rows = (n + stride - 1) / stride;
   int W = 900, rh = 10, x0 = 70, top = 30;
   double t0 = G_MAXDOUBLE, t1 = 0;
-  for (guint g = 0; g < n; g++)
-    {
-      const GpuStepResult *s = &r->gpu_steps[(gsize) step * n + g];
-      t0 = MIN (t0, s->start_us);
-      t1 = MAX (t1, s->start_us + s->dispatch_us + s->expert_us + s->combine_us);
-    }
+  for (guint st = first; st <= last; st++)
+    for (guint g = 0; g < n; g++)
+      {
+        const GpuStepResult *s = &r->gpu_steps[(gsize) st * n + g];
+        t0 = MIN (t0, s->start_us);
+        t1 = MAX (t1, s->start_us + s->dispatch_us + s->expert_us + s->combine_us);
+      }
   double span = MAX (t1 - t0, 1e-9), tick, tmax = html_nice_max (span, &tick);
   int H = (int) rows * rh;
   g_string_append_printf (o, "<svg id='%s' width='%d' height='%d' role='img'>", id, W + 100, H + top + 60);
@@ -192,24 +196,33 @@ gantt (GString *o, const RunResult *r, guint step, const char *id)
                                  "<text x='%.1f' y='%d' font-size='11' text-anchor='middle'>%g</text>",
                               x, top, x, top + H, x, top + H + 14, v);
     }
-  g_string_append_printf (o, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>us since the "
-                             "layer's first GPU started (layer %u.%u)%s</text>",
-                          x0 + W / 2, top + H + 34, r->layers[step].layer, r->layers[step].microbatch,
-                          stride > 1 ? ", every few GPUs shown" : "");
+  if (first == last)
+    g_string_append_printf (o, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>us since the "
+                               "layer's first GPU started (layer %u.%u)%s</text>",
+                            x0 + W / 2, top + H + 34, r->layers[first].layer, r->layers[first].microbatch,
+                            stride > 1 ? ", every few GPUs shown" : "");
+  else
+    g_string_append_printf (o, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>us since the "
+                               "pass started (%u layers and micro-batches)%s</text>",
+                            x0 + W / 2, top + H + 34, last - first + 1, stride > 1 ? ", every few GPUs shown" : "");
   for (guint g = 0, row = 0; g < n; g += stride, row++)
     {
-      const GpuStepResult *s = &r->gpu_steps[(gsize) step * n + g];
-      double a = s->start_us - t0, d[3] = { s->dispatch_us, s->expert_us, s->combine_us };
       if (rows <= 32 || row % 4 == 0)
         g_string_append_printf (o, "<text x='%d' y='%d' font-size='9' text-anchor='end'>gpu %u</text>",
                                 x0 - 4, top + (int) row * rh + 8, g);
-      for (guint p = 0; p < 3; p++)
+      for (guint st = first; st <= last; st++)
         {
-          g_string_append_printf (o, "<rect x='%.2f' y='%d' width='%.2f' height='%d' fill='%s'>"
-                                     "<title>gpu %u %s %.1f us</title></rect>",
-                                  x0 + a / tmax * W, top + (int) row * rh, d[p] / tmax * W, rh - 2,
-                                  phase_color[p], g, phase_label[p], d[p]);
-          a += d[p];
+          const GpuStepResult *s = &r->gpu_steps[(gsize) st * n + g];
+          double a = s->start_us - t0, d[3] = { s->dispatch_us, s->expert_us, s->combine_us };
+          for (guint p = 0; p < 3; p++)
+            {
+              g_string_append_printf (o, "<rect x='%.2f' y='%d' width='%.2f' height='%d' fill='%s'>"
+                                         "<title>gpu %u L%u.%u %s %.1f us</title></rect>",
+                                      x0 + a / tmax * W, top + (int) row * rh, d[p] / tmax * W, rh - 2,
+                                      phase_color[p], g, r->layers[st].layer, r->layers[st].microbatch,
+                                      phase_label[p], d[p]);
+              a += d[p];
+            }
         }
     }
   legend (o, x0 + 10, 8, 3);
@@ -407,10 +420,12 @@ report_html (const Scenario *sc, const RunResult *r)
     if (r->layers[i].end_us - r->layers[i].start_us > r->layers[slow].end_us - r->layers[slow].start_us)
       slow = i;
   g_string_append (o, "<h2>GPU timeline: first layer</h2>\n");
-  gantt (o, r, 0, "gantt-first");
+  gantt (o, r, 0, 0, "gantt-first");
   g_string_append_printf (o, "<h2>GPU timeline: slowest layer (%u.%u)</h2>\n", r->layers[slow].layer,
                           r->layers[slow].microbatch);
-  gantt (o, r, slow, "gantt-slowest");
+  gantt (o, r, slow, slow, "gantt-slowest");
+  g_string_append (o, "<h2>GPU timeline: the whole pass</h2>\n");
+  gantt (o, r, 0, r->n_layers - 1, "gantt-pass");
   g_autofree double *gl = g_new (double, (gsize) r->n_layers * r->n_gpus);
   for (gsize i = 0; i < (gsize) r->n_layers * r->n_gpus; i++)
     gl[i] = (double) r->gpu_steps[i].tokens_in;

@@ -9,11 +9,20 @@
 
 #include <string.h>
 
-enum { TAG_FLOW, TAG_START, TAG_EXPERT, TAG_DONE };
-#define TAG(kind, step, gpu) (((guint64) (kind) << 56) | ((guint64) (step) << 24) | (gpu))
-#define TAG_KIND(t) ((guint) ((t) >> 56))
+/* Task tags: a 4-bit kind, then the step and the GPU; dispatch flows (when
+ * steps and GPUs fit 20 bits) carry the step, source and destination, so
+ * the run knows which transfer into a GPU arrived last. */
+enum { TAG_FLOW, TAG_START, TAG_EXPERT, TAG_DONE, TAG_DFLOW };
+#define TAG(kind, step, gpu) (((guint64) (kind) << 60) | ((guint64) (step) << 24) | (gpu))
+#define TAG_KIND(t) ((guint) ((t) >> 60))
 #define TAG_STEP(t) ((guint) (((t) >> 24) & 0xffffffffu))
 #define TAG_GPU(t) ((guint) ((t) & 0xffffffu))
+#define DTAG_BITS 20
+#define DTAG(step, src, dst)                                                                       \
+  (((guint64) TAG_DFLOW << 60) | ((guint64) (step) << 40) | ((guint64) (src) << 20) | (dst))
+#define DTAG_STEP(t) ((guint) (((t) >> 40) & 0xfffffu))
+#define DTAG_SRC(t) ((guint) (((t) >> 20) & 0xfffffu))
+#define DTAG_DST(t) ((guint) ((t) & 0xfffffu))
 
 typedef struct {
   SimTime start, expert_start, expert_end, done;
@@ -67,6 +76,10 @@ typedef struct {
   guint tokens_per_mb;
   EngineTask *prev_done; /* per GPU: done task of the last built step */
   GpuTimes *times;       /* [step * ep + gpu] */
+  /* [step * ep + gpu]: the source of the dispatch transfer into the GPU
+   * that ended last, and when; NULL when tags cannot hold them */
+  guint32 *fed_by;
+  SimTime *fed_at;
   RunResult *res;
   double dispatch_token_bytes, combine_token_bytes;
   double ll_dispatch_token_bytes; /* low_latency: FP8 payload + 16 B of metadata */
@@ -93,7 +106,8 @@ add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, g
 {
   ClusterPath p;
   cluster_path (m->cluster, a, b, &p);
-  EngineTask f = engine_flow (m->engine, bytes, p.links, p.n_hops, p.latency, 0.0, TAG (TAG_FLOW, step, a));
+  guint64 tag = dispatch && m->fed_by ? DTAG (step, a, b) : TAG (TAG_FLOW, step, a);
+  EngineTask f = engine_flow (m->engine, bytes, p.links, p.n_hops, p.latency, 0.0, tag);
   m->flows++;
   lr->flows++;
   if (dispatch)
@@ -463,7 +477,16 @@ on_done (void *user, guint64 tag, SimTime start, SimTime end)
   Moe *m = user;
   (void) start;
   guint kind = TAG_KIND (tag), step = TAG_STEP (tag), g = TAG_GPU (tag);
-  if (kind == TAG_EXPERT)
+  if (kind == TAG_DFLOW)
+    {
+      gsize i = (gsize) DTAG_STEP (tag) * m->ep + DTAG_DST (tag);
+      if (end >= m->fed_at[i])
+        {
+          m->fed_at[i] = end;
+          m->fed_by[i] = DTAG_SRC (tag);
+        }
+    }
+  else if (kind == TAG_EXPERT)
     m->times[(gsize) step * m->ep + g].expert_end = end;
   else if (kind == TAG_DONE)
     m->times[(gsize) step * m->ep + g].done = end;
@@ -584,6 +607,13 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
   for (guint g = 0; g < m.ep; g++)
     m.prev_done[g] = ENGINE_TASK_NONE;
   m.times = g_new0 (GpuTimes, (gsize) m.n_steps * m.ep);
+  if (m.n_steps <= (1u << DTAG_BITS) && m.ep <= (1u << DTAG_BITS))
+    {
+      m.fed_by = g_new (guint32, (gsize) m.n_steps * m.ep);
+      m.fed_at = g_new0 (SimTime, (gsize) m.n_steps * m.ep);
+      for (gsize i = 0; i < (gsize) m.n_steps * m.ep; i++)
+        m.fed_by[i] = G_MAXUINT32;
+    }
   m.dispatch_token_bytes = scenario_token_bytes (s, (Dtype) s->model.dispatch_dtype);
   m.combine_token_bytes = scenario_token_bytes (s, (Dtype) s->model.combine_dtype);
   m.ll_dispatch_token_bytes = m.dispatch_token_bytes + (s->model.dispatch_dtype == DTYPE_FP8 ? 16.0 : 0.0);
@@ -646,6 +676,7 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
           first = MIN (first, gt->start);
           last = MAX (last, gt->done);
           gs->start_us = sim_time_to_us (gt->start);
+          gs->fed_by = m.fed_by ? m.fed_by[(gsize) st * m.ep + g] : G_MAXUINT32;
           gs->dispatch_us = sim_time_to_us (gt->expert_start - gt->start);
           gs->expert_us = sim_time_to_us (gt->expert_end - gt->expert_start);
           gs->combine_us = sim_time_to_us (gt->done - gt->expert_end);
@@ -699,6 +730,8 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
   g_free (m.link_group);
   g_free (m.group_load);
   g_free (m.times);
+  g_free (m.fed_by);
+  g_free (m.fed_at);
   g_free (m.prev_done);
   routing_stream_free (m.routing);
   routing_layer_free (m.balanced);

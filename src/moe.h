@@ -63,6 +63,8 @@ typedef struct {
   double bytes_out, bytes_in;
   double dispatch_us, expert_us, combine_us;
   double start_us; /* when the GPU started the step; phases follow back to back */
+  guint32 fed_by;  /* the GPU whose dispatch transfer into this one ended last
+                    * (G_MAXUINT32: none, or not tracked) */
 } GpuStepResult;
 
 typedef struct {

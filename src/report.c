@@ -419,7 +419,9 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **
 /* trace.json: Chrome trace event format (Perfetto and chrome://tracing open
  * it). One process per node, per GPU three threads (dispatch, expert,
  * combine), one complete event ("X") per GPU, step and phase, with its
- * layer, micro-batch and the GPU's tokens and bytes as arguments; metadata
+ * layer, micro-batch and the GPU's tokens and bytes as arguments; flow
+ * events ("s", "f") from the GPU whose transfer arrived last to the expert
+ * span it held up; metadata
  * events name processes and threads and fix their order; counter events
  * ("C") give link utilisation per node and class. Timestamps are
  * microseconds; events of a thread or counter are emitted in time order. */
@@ -460,15 +462,46 @@ report_trace_json (const Scenario *sc, const RunResult *r)
             continue;
           double ts = s->start_us + (k > 0 ? s->dispatch_us : 0) + (k > 1 ? s->expert_us : 0);
           double dur = k == 0 ? s->dispatch_us : k == 1 ? s->expert_us : s->combine_us;
+          /* the GPU's experts in this step: selections, and how many have any */
+          guint per_gpu = r->experts / r->n_gpus, used = 0;
+          guint64 rows = 0;
+          for (guint e = g * per_gpu; e < (g + 1) * per_gpu; e++)
+            {
+              guint32 n = r->expert_rows[(gsize) i * r->experts + e];
+              rows += n;
+              used += n > 0;
+            }
           g_string_append_printf (out, "%s{\"ph\": \"X\", \"name\": \"L%u.%u %s\", \"cat\": \"%s\", "
                                        "\"pid\": %u, \"tid\": %u, \"ts\": %s, \"dur\": %s, \"args\": "
                                        "{\"layer\": %u, \"microbatch\": %u, \"tokens_in\": %" G_GUINT64_FORMAT
-                                       ", \"bytes_out\": %.0f, \"bytes_in\": %.0f}}",
+                                       ", \"bytes_out\": %.0f, \"bytes_in\": %.0f, \"expert_rows\": %"
+                                       G_GUINT64_FORMAT ", \"experts_used\": %u}}",
                                   SEP (), l->layer, l->microbatch, streams[k], streams[k], g / gpn,
                                   (g % gpn) * 3 + k, g_ascii_formatd (a, sizeof a, "%.3f", ts),
                                   g_ascii_formatd (b, sizeof b, "%.3f", dur), l->layer, l->microbatch,
-                                  s->tokens_in, s->bytes_out, s->bytes_in);
+                                  s->tokens_in, s->bytes_out, s->bytes_in, rows, used);
         }
+  /* flow arrows: from the dispatch span of the GPU whose transfer into g
+   * arrived last (at its start, when it began sending) to g's expert span,
+   * the work that transfer held up; both GPUs kept */
+  for (guint g = 0; g < r->n_gpus; g++)
+    for (guint i = 0; i < r->n_layers && index_set_has (keep_gpus, g); i++)
+      {
+        const GpuStepResult *s = &r->gpu_steps[(gsize) i * r->n_gpus + g];
+        guint src = s->fed_by;
+        if (src == G_MAXUINT32 || src == g || !index_set_has (keep_gpus, src)
+            || !index_set_has (keep_layers, r->layers[i].layer))
+          continue;
+        const GpuStepResult *from = &r->gpu_steps[(gsize) i * r->n_gpus + src];
+        guint64 id = (guint64) i * r->n_gpus + g;
+        g_string_append_printf (out, "%s{\"ph\": \"s\", \"id\": %" G_GUINT64_FORMAT ", \"name\": \"last arrival\", "
+                                     "\"cat\": \"feed\", \"pid\": %u, \"tid\": %u, \"ts\": %s}",
+                                SEP (), id, src / gpn, (src % gpn) * 3, g_ascii_formatd (a, sizeof a, "%.3f", from->start_us));
+        g_string_append_printf (out, "%s{\"ph\": \"f\", \"bp\": \"e\", \"id\": %" G_GUINT64_FORMAT ", \"name\": "
+                                     "\"last arrival\", \"cat\": \"feed\", \"pid\": %u, \"tid\": %u, \"ts\": %s}",
+                                SEP (), id, g / gpn, (g % gpn) * 3 + 1,
+                                g_ascii_formatd (b, sizeof b, "%.3f", s->start_us + s->dispatch_us));
+      }
   /* link utilisation counters: per node an NVLink and an IB track, one
    * fabric track; a value is written when it moved by at least half a
    * percentage point since the last one written (or fell to zero), which

@@ -76,6 +76,7 @@ test_report_renders_in_chromium (void)
     g_printerr ("\n  console messages:\n%s", console);
   CU_ASSERT (console == NULL);
   const char *ids[] = { "id=\"summary\"", "id=\"layer-chart\"", "id=\"gantt-first\"", "id=\"gantt-slowest\"",
+                        "id=\"gantt-pass\"",
                         "id=\"gpu-heat\"", "id=\"expert-heat\"", "id=\"bytes-chart\"", "id=\"util-chart\"",
                         "id=\"imbalance-summary\"", "id=\"imbalance\"", "id=\"layers\"" };
   for (guint i = 0; i < G_N_ELEMENTS (ids); i++)

@@ -253,6 +253,31 @@ test_balanced_counterfactual (void)
   CU_ASSERT_DOUBLE_EQUAL (ra->total_us, rb->total_us, 0);
 }
 
+/* The transfer that arrives last into each GPU (trace.json's arrows): on
+ * tiny.yaml IB (12.5 GB/s per GPU) is 8x slower than NVLink, so with direct
+ * dispatch it always comes from the other node, and with hierarchical
+ * dispatch it is the NVLink forward of the rail peer on the own node. */
+static void
+test_last_arrival_is_tracked (void)
+{
+  for (guint k = 0; k < 2; k++)
+    {
+      const char *sets[] = { k ? "dispatch=hierarchical" : "dispatch=direct", NULL };
+      g_autoptr (Scenario) sc = test_load_sim ("tiny.yaml", sets);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+      g_autoptr (RunResult) r = moe_run (sc, NULL);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (r);
+      guint gpn = 4;
+      for (guint i = 0; i < r->n_layers; i++)
+        for (guint g = 0; g < r->n_gpus; g++)
+          {
+            guint32 src = r->gpu_steps[(gsize) i * r->n_gpus + g].fed_by;
+            CU_ASSERT_FATAL (src < r->n_gpus && src != g);
+            CU_ASSERT ((src / gpn == g / gpn) == (k == 1));
+          }
+    }
+}
+
 static void
 test_runs_are_deterministic (void)
 {
@@ -424,6 +449,7 @@ main (void)
     TEST (test_run_agrees_with_estimate_on_single_switch),
     TEST (test_bytes_are_conserved),
     TEST (test_balanced_counterfactual),
+    TEST (test_last_arrival_is_tracked),
     TEST (test_runs_are_deterministic),
     TEST (test_faster_ib_helps_what_if),
   };

@@ -28,7 +28,9 @@ check_trace (const char *scenario, const char *const *sets, guint want_spans, gi
   g_autoptr (GHashTable) threads = g_hash_table_new (g_direct_hash, g_direct_equal);
   g_autoptr (GHashTable) last_end = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
   g_autoptr (GHashTable) counter_last = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  guint spans = 0, counters = 0;
+  g_autoptr (GHashTable) flow_start = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
+  guint spans = 0, counters = 0, flow_ends = 0;
+  gboolean flows_ok = TRUE;
   gboolean counters_ok = TRUE;
   gboolean ordered = TRUE, named = TRUE, nonneg = TRUE;
   for (guint i = 0; i < json_array_get_length (ev); i++)
@@ -64,6 +66,27 @@ check_trace (const char *scenario, const char *const *sets, guint want_spans, gi
           counters++;
           continue;
         }
+      if (strcmp (ph, "s") == 0 || strcmp (ph, "f") == 0)
+        {
+          /* a flow arrow end: on a named track, one start and one finish
+           * per id, the finish not before the start */
+          gint64 tid = json_object_get_int_member (e, "tid");
+          named &= g_hash_table_contains (threads, GINT_TO_POINTER ((pid << 16) + tid + 1));
+          gint64 id = json_object_get_int_member (e, "id");
+          double ts = json_object_get_double_member (e, "ts");
+          double *seen = g_hash_table_lookup (flow_start, GINT_TO_POINTER (id + 1));
+          if (ph[0] == 's')
+            {
+              flows_ok &= seen == NULL;
+              g_hash_table_insert (flow_start, GINT_TO_POINTER (id + 1), g_memdup2 (&ts, sizeof ts));
+            }
+          else
+            {
+              flows_ok &= seen != NULL && ts >= *seen && strcmp (json_object_get_string_member (e, "bp"), "e") == 0;
+              flow_ends++;
+            }
+          continue;
+        }
       CU_ASSERT_STRING_EQUAL_FATAL (ph, "X");
       gint64 tid = json_object_get_int_member (e, "tid");
       gpointer key = GINT_TO_POINTER ((pid << 16) + tid + 1);
@@ -83,6 +106,12 @@ check_trace (const char *scenario, const char *const *sets, guint want_spans, gi
   CU_ASSERT (ordered);
   CU_ASSERT_EQUAL (spans, want_spans ? want_spans : r->n_gpus * r->n_layers * 3);
   CU_ASSERT (counters_ok);
+  CU_ASSERT (flows_ok);
+  CU_ASSERT_EQUAL (flow_ends, g_hash_table_size (flow_start));
+  /* with every GPU kept, one arrow per GPU and step that received from
+   * another GPU (all of them in these scenarios) */
+  if (only_pid < 0)
+    CU_ASSERT_EQUAL (flow_ends, r->n_gpus * r->n_layers);
   /* every node kept has an NVLink track at least (all scenarios send within nodes) */
   guint nodes = only_pid >= 0 ? 1 : r->util_nodes;
   CU_ASSERT (counters >= 2 * nodes && g_hash_table_size (counter_last) >= nodes);
