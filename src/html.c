@@ -421,8 +421,11 @@ report_html (const Scenario *sc, const RunResult *r)
       slow = i;
   g_string_append (o, "<h2>GPU timeline: first layer</h2>\n");
   gantt (o, r, 0, 0, "gantt-first");
-  g_string_append_printf (o, "<h2>GPU timeline: slowest layer (%u.%u)</h2>\n", r->layers[slow].layer,
-                          r->layers[slow].microbatch);
+  gint64 chosen = s->output.report_layer;
+  if (chosen >= 0)
+    slow = (guint) chosen * (guint) s->parallel.microbatches;
+  g_string_append_printf (o, "<h2>GPU timeline: %s layer (%u.%u)</h2>\n", chosen >= 0 ? "chosen" : "slowest",
+                          r->layers[slow].layer, r->layers[slow].microbatch);
   gantt (o, r, slow, slow, "gantt-slowest");
   g_string_append (o, "<h2>GPU timeline: the whole pass</h2>\n");
   gantt (o, r, 0, r->n_layers - 1, "gantt-pass");

@@ -161,6 +161,8 @@ static const CfgField scenario_fields[] = {
     "MoE layers trace.json keeps: all, or indices and ranges like \"0-3,57\"", parse_index_set, free_index_set },
   { "output.trace_gpus", CFG_CUSTOM, G_STRUCT_OFFSET (ScenarioSpec, output.trace_gpus), 0, 0, NULL, "all",
     "GPUs trace.json keeps: all, or indices and ranges like \"0-7\"", parse_index_set, free_index_set },
+  F ("output.report_layer", CFG_INT, output.report_layer, -1, 100000, "-1",
+     "MoE layer report.html shows in its single-layer Gantt (micro-batch 0); -1 = the slowest step"),
   F ("sim.tolerance", CFG_DOUBLE, sim.tolerance, 0, 0.5, "0.02",
      "flow solver batching tolerance (0 = exact max-min event by event)"),
   F ("sim.max_memory_gb", CFG_DOUBLE, sim.max_memory_gb, 0.001, 1e6, "16",
@@ -369,6 +371,11 @@ validate (Scenario *sc, GError **error)
         return fail_at (error, cfg_origin (&sc->doc, sets[i].key),
                         "%s names index %u, but there are only %" G_GINT64_FORMAT " (%s; indices from 0)",
                         sets[i].key, sets[i].set->hi[r], sets[i].n, sets[i].what);
+  if (s->output.report_layer >= s->model.moe_layers)
+    return fail_at (error, cfg_origin (&sc->doc, "output.report_layer"),
+                    "output.report_layer = %" G_GINT64_FORMAT ", but there are only %" G_GINT64_FORMAT
+                    " MoE layers (model.moe_layers; layers from 0, -1 = the slowest)",
+                    s->output.report_layer, s->model.moe_layers);
   if (s->model.experts % s->parallel.ep != 0)
     return fail_at (error, cfg_origin (&sc->doc, "parallel.ep"),
                     "model.experts = %" G_GINT64_FORMAT " is not divisible by parallel.ep = %"

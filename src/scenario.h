@@ -52,6 +52,7 @@ typedef struct {
   struct {
     char *dir;
     IndexSet trace_layers, trace_gpus; /* what trace.json keeps */
+    gint64 report_layer;               /* report.html's layer Gantt; -1 = the slowest */
   } output;
   struct {
     double tolerance;

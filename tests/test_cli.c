@@ -85,6 +85,8 @@ test_bad_input_exits_2_without_outputs (void)
     { "--set output.trace_gpus=0-8", "output.trace_gpus names index 8, but there are only 8" },
     { "--set output.trace_layers=1-x", "bad part \"1-x\"" },
     { "--set output.trace_layers=", "output.trace_layers: expected \"all\"" },
+    { "--set output.report_layer=4", "output.report_layer = 4, but there are only 4 MoE layers" },
+    { "--set sim.counterfactual=maybe", "sim.counterfactual: expected true or false, got 'maybe'" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
