@@ -206,15 +206,15 @@ ib_hops (const Cluster *c, guint sn, guint sl, guint dn, guint dl, ClusterPath *
   p->uses_ib = TRUE;
 }
 
-void
-cluster_path (const Cluster *c, guint src, guint dst, ClusterPath *p)
+static void
+route (const Cluster *c, guint src, guint dst, gboolean rdma, ClusterPath *p)
 {
   g_return_if_fail (src < c->n_gpus && dst < c->n_gpus && src != dst);
   p->n_hops = 0;
   p->latency = 0;
   p->uses_nvlink = p->uses_ib = p->uses_fabric = FALSE;
   guint sn = src / c->gpn, dn = dst / c->gpn;
-  if (sn == dn)
+  if (sn == dn && !rdma)
     {
       p->links[p->n_hops++] = 2 * src;
       p->links[p->n_hops++] = 2 * dst + 1;
@@ -223,7 +223,7 @@ cluster_path (const Cluster *c, guint src, guint dst, ClusterPath *p)
       return;
     }
   guint sl = (src % c->gpn) / c->gpus_per_nic, dl = (dst % c->gpn) / c->gpus_per_nic;
-  if (c->planes && sl != dl && c->cross_rail == CROSS_RAIL_NVLINK)
+  if (c->planes && sl != dl && c->cross_rail == CROSS_RAIL_NVLINK && !rdma)
     {
       /* forward over NVLink to the first GPU of this node on the destination's rail */
       guint fwd = sn * c->gpn + dl * c->gpus_per_nic;
@@ -246,4 +246,16 @@ cluster_path (const Cluster *c, guint src, guint dst, ClusterPath *p)
       return;
     }
   ib_hops (c, sn, sl, dn, dl, p);
+}
+
+void
+cluster_path (const Cluster *c, guint src, guint dst, ClusterPath *p)
+{
+  route (c, src, dst, FALSE, p);
+}
+
+void
+cluster_path_rdma (const Cluster *c, guint src, guint dst, ClusterPath *p)
+{
+  route (c, src, dst, TRUE, p);
 }

@@ -15,7 +15,7 @@ typedef struct {
 } Row;
 
 static const Row rows[] = {
-  { "forward pass", { "total_time_us", NULL }, "us" },
+  { "pass time", { "total_time_us", NULL }, "us" },
   { "dispatch (sum of layer max)", { "phases", "dispatch", "time_us", NULL }, "us" },
   { "dispatch (sum of layer mean)", { "phases", "dispatch", "mean_us", NULL }, "us" },
   { "dispatch logical bandwidth", { "phases", "dispatch", "logical_gbps", NULL }, "GB/s" },

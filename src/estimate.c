@@ -64,7 +64,8 @@ estimate_compute (const ScenarioSpec *s, const TopoSpec *t, Estimate *out)
   out->combine_bytes_per_gpu = out->copies_per_gpu * cb;
   double L = (double) s->model.moe_layers;
   out->forward_bytes_per_gpu = L * (out->dispatch_bytes_per_gpu + out->combine_bytes_per_gpu);
-  out->backward_bytes_per_gpu = out->forward_bytes_per_gpu;
+  /* backward: the same all-to-alls reversed, both in the gradient dtype */
+  out->backward_bytes_per_gpu = L * 2.0 * out->copies_per_gpu * scenario_token_bytes (s, (Dtype) s->model.grad_dtype);
   out->dispatch_bound_us = phase_bound (s, t, out, db, &out->dispatch_bottleneck);
   out->combine_bound_us = phase_bound (s, t, out, cb, &out->combine_bottleneck);
   out->forward_bound_us = L * (out->dispatch_bound_us + out->combine_bound_us);

@@ -21,7 +21,7 @@ typedef struct {
   double dispatch_bytes_per_gpu;  /* out (= in) per GPU */
   double combine_bytes_per_gpu;
   double forward_bytes_per_gpu;   /* all MoE layers, dispatch + combine */
-  double backward_bytes_per_gpu;  /* the reverse all-to-alls of backward */
+  double backward_bytes_per_gpu;  /* the reverse all-to-alls of backward, in model.grad_dtype */
   double dispatch_bound_us, combine_bound_us;
   double forward_bound_us;        /* communication only, all layers */
   const char *dispatch_bottleneck, *combine_bottleneck;

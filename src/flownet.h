@@ -17,7 +17,7 @@
 
 #include "simtime.h"
 
-#define FLOWNET_MAX_HOPS 6
+#define FLOWNET_MAX_HOPS 8
 
 typedef struct FlowNet FlowNet;
 

@@ -51,3 +51,14 @@ gpumodel_shared_ffn (const TopoSpec *t, const ScenarioSpec *s, guint64 rows)
 {
   return ffn_cost (t, s, NULL, 0, rows, (guint) s->model.shared_experts);
 }
+
+ComputeCost
+gpumodel_block (const TopoSpec *t, const ScenarioSpec *s, guint64 tokens)
+{
+  ComputeCost c = { 0 };
+  c.flops = s->block.flops_per_token * (double) tokens;
+  c.hbm_bytes = s->block.bytes_per_token * (double) tokens;
+  double roof = fmax (c.flops / (t->gpu.peak_tflops[DTYPE_BF16] * 1e12), c.hbm_bytes / (t->gpu.hbm_gbps * 1e9));
+  c.seconds = s->block.time_us * 1e-6 + roof;
+  return c;
+}

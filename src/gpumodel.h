@@ -23,3 +23,7 @@ ComputeCost gpumodel_grouped_ffn (const TopoSpec *t, const ScenarioSpec *s, cons
                                   guint n);
 /* Shared experts on `rows` of the GPU's own tokens (one dense FFN each). */
 ComputeCost gpumodel_shared_ffn (const TopoSpec *t, const ScenarioSpec *s, guint64 rows);
+/* The attention / dense block before each MoE layer for `tokens` tokens:
+ * block.time_us plus the roofline of block.flops_per_token (at the dense
+ * BF16 peak) and block.bytes_per_token (at HBM bandwidth). */
+ComputeCost gpumodel_block (const TopoSpec *t, const ScenarioSpec *s, guint64 tokens);

@@ -11,8 +11,11 @@
 
 #include <math.h>
 
-static const char *const phase_color[] = { "#4e79a7", "#f28e2b", "#59a14f", "#bab0ac" };
-static const char *const phase_label[] = { "dispatch", "expert", "combine", "waiting" };
+/* segments: the block (attention / dense part), the three MoE phases, and
+ * in the layer chart the time waited for other GPUs */
+enum { SEG_BLOCK, SEG_DISPATCH, SEG_EXPERT, SEG_COMBINE, SEG_WAITING, SEG_N };
+static const char *const phase_color[] = { "#9c755f", "#4e79a7", "#f28e2b", "#59a14f", "#bab0ac" };
+static const char *const phase_label[] = { "block", "dispatch", "expert", "combine", "waiting" };
 static const char *const cls_color[] = { "#76b7b2", "#e15759", "#b07aa1" };
 
 /* Text from the scenario (UTF-8: libyaml checks it) escaped for HTML,
@@ -56,13 +59,14 @@ html_axes (GString *o, int x0, int y0, int w, int h, double ymax, double step, c
                           x0 + w / 2, y0 + 34, xlabel);
 }
 
+/* Legend of segments first..last (the block only when the run has one). */
 static void
-legend (GString *o, int x, int y, guint n)
+legend (GString *o, int x, int y, guint first, guint last)
 {
-  for (guint p = 0; p < n; p++)
+  for (guint p = first; p <= last; p++, x += 110)
     g_string_append_printf (o, "<rect x='%d' y='%d' width='12' height='12' fill='%s'/>"
                                "<text x='%d' y='%d' font-size='12'>%s</text>",
-                            x + p * 110, y, phase_color[p], x + p * 110 + 16, y + 11, phase_label[p]);
+                            x, y, phase_color[p], x + 16, y + 11, phase_label[p]);
 }
 
 /* Per step a bar as long as the layer (first GPU start to last GPU done):
@@ -84,9 +88,10 @@ layer_chart (GString *o, const RunResult *r)
     {
       const LayerResult *l = &r->layers[i];
       double span = l->end_us - l->start_us;
-      double v[4] = { l->dispatch.mean_us, l->expert.mean_us, l->combine.mean_us, 0 }, base = 0;
-      v[3] = MAX (0.0, span - v[0] - v[1] - v[2]);
-      for (guint p = 0; p < 4; p++)
+      double v[SEG_N] = { l->block.mean_us, l->dispatch.mean_us, l->expert.mean_us, l->combine.mean_us, 0 };
+      double base = 0;
+      v[SEG_WAITING] = MAX (0.0, span - v[0] - v[1] - v[2] - v[3]);
+      for (guint p = 0; p < SEG_N; p++)
         {
           double y = y0 - (base + v[p]) / ymax * H, hh = v[p] / ymax * H;
           g_string_append_printf (o, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'>"
@@ -105,11 +110,13 @@ layer_chart (GString *o, const RunResult *r)
         g_string_append_printf (o, "<text x='%.1f' y='%d' font-size='10' text-anchor='middle'>%u</text>",
                                 x0 + (i + 0.5) * bw, y0 + 14, l->layer);
     }
-  legend (o, x0 + 10, 12, 4);
+  guint first = r->block ? SEG_BLOCK : SEG_DISPATCH;
+  legend (o, x0 + 10, 12, first, SEG_WAITING);
+  int lx = x0 + 10 + (int) (SEG_N - first) * 110;
   if (r->counterfactual)
     g_string_append_printf (o, "<line x1='%d' x2='%d' y1='%d' y2='%d' stroke='#000' stroke-width='2'/>"
                                "<text x='%d' y='%d' font-size='12'>balanced (same selections spread evenly)</text>",
-                            x0 + 10 + 440, x0 + 10 + 456, 18, 18, x0 + 10 + 460, 23);
+                            lx, lx + 16, 18, 18, lx + 20, 23);
   g_string_append (o, "</svg>");
 }
 
@@ -213,8 +220,8 @@ gantt (GString *o, const RunResult *r, guint first, guint last, const char *id)
       for (guint st = first; st <= last; st++)
         {
           const GpuStepResult *s = &r->gpu_steps[(gsize) st * n + g];
-          double a = s->start_us - t0, d[3] = { s->dispatch_us, s->expert_us, s->combine_us };
-          for (guint p = 0; p < 3; p++)
+          double a = s->start_us - t0, d[SEG_WAITING] = { s->block_us, s->dispatch_us, s->expert_us, s->combine_us };
+          for (guint p = 0; p < SEG_WAITING; p++)
             {
               g_string_append_printf (o, "<rect x='%.2f' y='%d' width='%.2f' height='%d' fill='%s'>"
                                          "<title>gpu %u L%u.%u %s %.1f us</title></rect>",
@@ -225,7 +232,7 @@ gantt (GString *o, const RunResult *r, guint first, guint last, const char *id)
             }
         }
     }
-  legend (o, x0 + 10, 8, 3);
+  legend (o, x0 + 10, 8, r->block ? SEG_BLOCK : SEG_DISPATCH, SEG_COMBINE);
   g_string_append (o, "</svg>");
 }
 
@@ -403,9 +410,9 @@ report_html (const Scenario *sc, const RunResult *r)
                              " micro-batches, dispatch %s</td></tr>",
                           s->parallel.ep, s->parallel.ep / t->node.gpus, s->parallel.tokens_per_gpu,
                           s->parallel.microbatches, dispatch_names[s->dispatch]);
-  g_string_append_printf (o, "<tr><td>forward pass</td><td>%.1f us</td></tr>"
+  g_string_append_printf (o, "<tr><td>%s pass</td><td>%.1f us</td></tr>"
                              "<tr><td>dispatch / expert / combine (sums of layer max)</td><td>%.1f / %.1f / %.1f us</td></tr>",
-                          r->total_us, dmax, emax, cmax);
+                          pass_names[s->pass], r->total_us, dmax, emax, cmax);
   g_string_append_printf (o, "<tr><td>bottleneck</td><td>%s link %s, busy %.1f us = %.0f %% of dispatch + combine</td></tr>",
                           link_class_names[r->bottleneck_class], r->bottleneck_link, r->bottleneck_busy_us,
                           100 * r->bottleneck_util);

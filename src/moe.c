@@ -12,7 +12,7 @@
 /* Task tags: a 4-bit kind, then the step and the GPU; dispatch flows (when
  * steps and GPUs fit 20 bits) carry the step, source and destination, so
  * the run knows which transfer into a GPU arrived last. */
-enum { TAG_FLOW, TAG_START, TAG_EXPERT, TAG_DONE, TAG_DFLOW };
+enum { TAG_FLOW, TAG_START, TAG_EXPERT, TAG_DONE, TAG_DFLOW, TAG_BLOCK, TAG_SHARED };
 #define TAG(kind, step, gpu) (((guint64) (kind) << 60) | ((guint64) (step) << 24) | (gpu))
 #define TAG_KIND(t) ((guint) ((t) >> 60))
 #define TAG_STEP(t) ((guint) (((t) >> 24) & 0xffffffffu))
@@ -25,7 +25,7 @@ enum { TAG_FLOW, TAG_START, TAG_EXPERT, TAG_DONE, TAG_DFLOW };
 #define DTAG_DST(t) ((guint) ((t) & 0xfffffu))
 
 typedef struct {
-  SimTime start, expert_start, expert_end, done;
+  SimTime start, send, expert_start, expert_end, done; /* send: the block done (= start without one) */
 } GpuTimes;
 
 /* What a step's balanced counterfactual keeps of its routing: the
@@ -66,6 +66,14 @@ feed_wait (BalanceFeed *f, guint step)
   return &f->totals[step];
 }
 
+/* One step of the pass: a micro-batch of an MoE layer, forward or
+ * backward; `mirror` is the forward step whose routing a train_step's
+ * backward step reuses (G_MAXUINT otherwise). */
+typedef struct {
+  guint layer, mb, mirror;
+  gboolean backward;
+} StepInfo;
+
 typedef struct {
   const ScenarioSpec *s;
   const TopoSpec *t;
@@ -74,14 +82,25 @@ typedef struct {
   RoutingStream *routing;
   guint ep, n_steps, built;
   guint tokens_per_mb;
-  EngineTask *prev_done; /* per GPU: done task of the last built step */
+  StepInfo *steps;
+  guint lookahead;       /* steps built ahead of the latest started one */
+  guint chains;          /* independent step chains: micro-batches in flight */
+  EngineTask *prev_done; /* [chain * ep + gpu]: done task of the chain's last built step */
+  RoutingLayer **stash;  /* train_step: forward steps' routing, for their backward steps */
+  /* this step's payloads per token copy */
+  double db, cb;
+  /* compute slow-down while communication kernels hold comm_sms SMs */
+  double overlap_slowdown;
+  guint comm_link0;      /* engine links of the GPUs' communication kernels: out 2g, in 2g + 1 */
+  gboolean comm_links;
+  gboolean rdma;         /* low_latency without NVLink */
   GpuTimes *times;       /* [step * ep + gpu] */
   /* [step * ep + gpu]: the source of the dispatch transfer into the GPU
    * that ended last, and when; NULL when tags cannot hold them */
   guint32 *fed_by;
   SimTime *fed_at;
   RunResult *res;
-  double dispatch_token_bytes, combine_token_bytes;
+  double dispatch_token_bytes, combine_token_bytes, grad_token_bytes;
   double ll_dispatch_token_bytes; /* low_latency: FP8 payload + 16 B of metadata */
   MoeProgress progress;
   void *progress_user;
@@ -101,13 +120,29 @@ typedef struct {
 
 /* Adds a flow of `bytes` from GPU a to GPU b (a != b) and accounts for it:
  * wire bytes by the classes its route uses, payload out of a and into b. */
+static void
+moe_path (const Moe *m, guint a, guint b, ClusterPath *p)
+{
+  if (m->rdma)
+    cluster_path_rdma (m->cluster, a, b, p);
+  else
+    cluster_path (m->cluster, a, b, p);
+}
+
 static EngineTask
 add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, gboolean dispatch)
 {
   ClusterPath p;
-  cluster_path (m->cluster, a, b, &p);
+  moe_path (m, a, b, &p);
   guint64 tag = dispatch && m->fed_by ? DTAG (step, a, b) : TAG (TAG_FLOW, step, a);
-  EngineTask f = engine_flow (m->engine, bytes, p.links, p.n_hops, p.latency, 0.0, tag);
+  guint links[FLOWNET_MAX_HOPS], n = 0;
+  if (m->comm_links)
+    links[n++] = m->comm_link0 + 2 * a; /* the sender's communication SMs */
+  for (guint h = 0; h < p.n_hops; h++)
+    links[n++] = p.links[h];
+  if (m->comm_links)
+    links[n++] = m->comm_link0 + 2 * b + 1; /* the receiver's */
+  EngineTask f = engine_flow (m->engine, bytes, links, n, p.latency, 0.0, tag);
   m->flows++;
   lr->flows++;
   if (dispatch)
@@ -141,11 +176,11 @@ add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, g
  * after chunk, each chunk once its NVLink parts are in. */
 static void
 build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, const EngineTask *start,
-                    const EngineTask *expert)
+                    const EngineTask *expert, const EngineTask *done)
 {
   guint ep = m->ep, gpn = r->gpus_per_node, nodes = ep / gpn;
   guint K = (guint) m->s->dispatch_chunks;
-  double db = m->dispatch_token_bytes, cb = m->combine_token_bytes;
+  double db = m->db, cb = m->cb;
   /* IB dispatch chunks: [src][node][chunk] */
   g_autofree EngineTask *ib = g_new (EngineTask, (gsize) ep * nodes * K);
   for (gsize i = 0; i < (gsize) ep * nodes * K; i++)
@@ -164,7 +199,7 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
           engine_depend (m->engine, f, expert[d]);
           EngineTask c = add_flow (m, lr, step, d, s, n * cb, FALSE);
           engine_depend (m->engine, expert[d], c);
-          engine_depend (m->engine, c, m->prev_done[s]);
+          engine_depend (m->engine, c, done[s]);
         }
       for (guint nd = 0; nd < nodes; nd++)
         {
@@ -234,7 +269,7 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
                 engine_depend (m->engine, prev, f);
                 prev = f;
               }
-            engine_depend (m->engine, prev, m->prev_done[s]);
+            engine_depend (m->engine, prev, done[s]);
           }
       }
 }
@@ -245,19 +280,17 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
  * (and direct dispatch) the tokens each rank receives, deduplicated per
  * rank, own included; low-latency kernels one copy per (token, expert)
  * selection. Dispatch at the dispatch payload (FP8: 7392 B at H 7168, LL:
- * 7408 B), combine at the combine payload. */
+ * 7408 B), combine at the combine payload (backward: both at the gradient
+ * dtype's). */
 static void
 logical_bytes (Moe *m, LayerResult *lr, const RoutingLayer *r)
 {
   guint ep = m->ep;
   double copies = 0;
-  double db = m->dispatch_token_bytes;
+  double db = m->db;
   if (m->s->dispatch == DISPATCH_LOW_LATENCY)
-    {
-      for (gsize i = 0; i < (gsize) ep * ep; i++)
-        copies += r->pair_selections[i];
-      db = m->ll_dispatch_token_bytes;
-    }
+    for (gsize i = 0; i < (gsize) ep * ep; i++)
+      copies += r->pair_selections[i];
   else if (m->s->dispatch == DISPATCH_HIERARCHICAL && ep > r->gpus_per_node)
     for (gsize i = 0; i < (gsize) ep * (ep / r->gpus_per_node); i++)
       copies += r->node_tokens[i];
@@ -265,7 +298,7 @@ logical_bytes (Moe *m, LayerResult *lr, const RoutingLayer *r)
     for (gsize i = 0; i < (gsize) ep * ep; i++)
       copies += r->pair_tokens[i];
   lr->logical_dispatch_bytes = copies * db;
-  lr->logical_combine_bytes = copies * m->combine_token_bytes;
+  lr->logical_combine_bytes = copies * m->cb;
 }
 
 /* Route classes of GPU pairs: 0 for a GPU to itself, else 1 + the link
@@ -288,7 +321,7 @@ pair_classes (Moe *m)
         if (a != b)
           {
             ClusterPath p;
-            cluster_path (m->cluster, a, b, &p);
+            moe_path (m, a, b, &p);
             c = (guint8) (1 + (p.uses_nvlink ? 1 : 0) + (p.uses_ib ? 2 : 0) + (p.uses_fabric ? 4 : 0)
                           + (a / gpn == b / gpn ? 8 : 0) + (a % gpn == b % gpn ? 16 : 0));
           }
@@ -367,54 +400,110 @@ balanced_layer (Moe *m, const BalanceTotals *bt)
   return r;
 }
 
+const char *
+moe_step_pass (const RunResult *r, guint step)
+{
+  if (r->layers[step].backward)
+    return "backward";
+  return r->pass == PASS_PREFILL || r->pass == PASS_DECODE ? pass_names[r->pass] : "forward";
+}
+
+guint
+moe_steps (const ScenarioSpec *s)
+{
+  guint passes = s->pass == PASS_TRAIN_STEP ? 2 : 1;
+  return passes * (guint) s->model.moe_layers * (guint) s->parallel.microbatches;
+}
+
+/* Compute time of `seconds` on a GPU whose communication kernels may be
+ * running alongside (`overlapped`): they hold comm_sms of its SMs. */
+static SimTime
+compute_time (const Moe *m, double seconds, gboolean overlapped)
+{
+  return sim_time_from_seconds (seconds * (overlapped ? m->overlap_slowdown : 1.0));
+}
+
+/* The routing of a step: the balanced counterfactual's, a train_step
+ * backward step's forward twin, or the next of the stream. */
+static const RoutingLayer *
+step_routing (Moe *m, guint step)
+{
+  const StepInfo *si = &m->steps[step];
+  const RoutingLayer *r;
+  if (m->balanced)
+    return balanced_layer (m, feed_wait (m->feed, step));
+  r = si->mirror != G_MAXUINT ? m->stash[si->mirror] : routing_stream_get (m->routing, step);
+  if (m->stash && si->mirror == G_MAXUINT)
+    m->stash[step] = routing_layer_copy (r);
+  if (m->feed)
+    {
+      record_totals (m, r, &m->feed->totals[step]);
+      feed_publish (m->feed, step + 1);
+    }
+  return r;
+}
+
 static void
 build_step (Moe *m, guint step)
 {
   const ScenarioSpec *s = m->s;
+  const StepInfo *si = &m->steps[step];
   guint ep = m->ep;
-  guint layer = step / (guint) s->parallel.microbatches;
-  guint mb = step % (guint) s->parallel.microbatches;
-  const RoutingLayer *r;
-  if (m->balanced)
-    r = balanced_layer (m, feed_wait (m->feed, step));
-  else
-    {
-      r = routing_stream_get (m->routing, step);
-      if (m->feed)
-        {
-          record_totals (m, r, &m->feed->totals[step]);
-          feed_publish (m->feed, step + 1);
-        }
-    }
+  const RoutingLayer *r = step_routing (m, step);
 
   LayerResult *lr = &m->res->layers[step];
-  lr->layer = layer;
-  lr->microbatch = mb;
+  lr->layer = si->layer;
+  lr->microbatch = si->mb;
+  lr->backward = si->backward;
   guint per_gpu = r->experts / ep;
+  gboolean ll = s->dispatch == DISPATCH_LOW_LATENCY;
+  /* backward: gradients to the experts and back, both in the gradient dtype */
+  m->db = si->backward ? m->grad_token_bytes : ll ? m->ll_dispatch_token_bytes : m->dispatch_token_bytes;
+  m->cb = si->backward ? m->grad_token_bytes : m->combine_token_bytes;
+  double work = si->backward ? 2.0 : 1.0; /* data- and weight-gradient GEMMs */
+  gboolean two_mb = s->overlap == OVERLAP_TWO_MICROBATCH;
+  gboolean split_shared = s->overlap != OVERLAP_NONE;
+  EngineTask *chain = m->prev_done + (gsize) (two_mb ? si->mb : 0) * ep;
 
+  /* per GPU: start, the block (attention / dense part), the shared expert
+   * (during dispatch unless overlap is none), the routed experts */
   g_autofree EngineTask *start = g_new (EngineTask, ep);
+  g_autofree EngineTask *send = g_new (EngineTask, ep);
   g_autofree EngineTask *expert = g_new (EngineTask, ep);
+  g_autofree EngineTask *done = g_new (EngineTask, ep);
+  double block_s = 0.0;
+  if (m->res->block)
+    block_s = work * gpumodel_block (m->t, s, m->tokens_per_mb).seconds;
+  ComputeCost shared = gpumodel_shared_ffn (m->t, s, m->tokens_per_mb);
   for (guint g = 0; g < ep; g++)
     {
       start[g] = engine_nop (m->engine, TAG (TAG_START, step, g));
-      engine_depend (m->engine, m->prev_done[g], start[g]);
+      engine_depend (m->engine, chain[g], start[g]);
+      send[g] = start[g];
+      if (block_s > 0)
+        {
+          send[g] = engine_compute (m->engine, g, compute_time (m, block_s, two_mb), TAG (TAG_BLOCK, step, g));
+          engine_depend (m->engine, start[g], send[g]);
+        }
       ComputeCost routed = gpumodel_grouped_ffn (m->t, s, r->expert_rows + (gsize) g * per_gpu, per_gpu);
-      ComputeCost shared = gpumodel_shared_ffn (m->t, s, m->tokens_per_mb);
-      SimTime d = sim_time_from_seconds (routed.seconds + shared.seconds);
-      expert[g] = engine_compute (m->engine, g, d, TAG (TAG_EXPERT, step, g));
-      engine_depend (m->engine, start[g], expert[g]);
+      double expert_s = work * routed.seconds + (split_shared ? 0.0 : work * shared.seconds);
+      expert[g] = engine_compute (m->engine, g, compute_time (m, expert_s, two_mb), TAG (TAG_EXPERT, step, g));
+      engine_depend (m->engine, send[g], expert[g]);
+      done[g] = engine_nop (m->engine, TAG (TAG_DONE, step, g));
+      engine_depend (m->engine, expert[g], done[g]);
+      if (split_shared && shared.seconds > 0)
+        {
+          EngineTask sh = engine_compute (m->engine, g, compute_time (m, work * shared.seconds, TRUE),
+                                          TAG (TAG_SHARED, step, g));
+          engine_depend (m->engine, send[g], sh);
+          engine_depend (m->engine, sh, done[g]);
+        }
+      chain[g] = done[g];
     }
   memcpy (m->res->expert_rows + (gsize) step * r->experts, r->expert_rows, r->experts * sizeof (guint32));
   guint nodes = ep / r->gpus_per_node;
   for (guint n = 0; n <= nodes; n++)
     m->res->fanout[(gsize) step * (nodes + 1) + n] = r->fanout[n];
-
-  for (guint g = 0; g < ep; g++)
-    {
-      EngineTask done = engine_nop (m->engine, TAG (TAG_DONE, step, g));
-      engine_depend (m->engine, expert[g], done);
-      m->prev_done[g] = done;
-    }
   for (guint src = 0; src < ep; src++)
     for (guint dst = 0; dst < ep; dst++)
       {
@@ -423,32 +512,30 @@ build_step (Moe *m, guint step)
       }
   logical_bytes (m, lr, r);
   if (s->dispatch == DISPATCH_HIERARCHICAL)
+    build_hierarchical (m, lr, step, r, send, expert, done);
+  else
     {
-      build_hierarchical (m, lr, step, r, start, expert);
-      engine_commit (m->engine);
-      m->built = step + 1;
-      return;
+      /* direct: one copy per (token, GPU); low_latency: per (token, expert) */
+      const guint32 *counts = ll ? r->pair_selections : r->pair_tokens;
+      for (guint src = 0; src < ep; src++)
+        for (guint dst = 0; dst < ep; dst++)
+          {
+            guint32 n = counts[(gsize) src * ep + dst];
+            if (src == dst || n == 0)
+              continue;
+            EngineTask f = add_flow (m, lr, step, src, dst, n * m->db, TRUE);
+            engine_depend (m->engine, send[src], f);
+            engine_depend (m->engine, f, expert[dst]);
+            /* combine: dst sends the results of src's tokens back */
+            EngineTask c = add_flow (m, lr, step, dst, src, n * m->cb, FALSE);
+            engine_depend (m->engine, expert[dst], c);
+            engine_depend (m->engine, c, done[src]);
+          }
     }
-  /* direct: one copy per (token, GPU); low_latency: per (token, expert) */
-  gboolean ll = s->dispatch == DISPATCH_LOW_LATENCY;
-  const guint32 *counts = ll ? r->pair_selections : r->pair_tokens;
-  double db = ll ? m->ll_dispatch_token_bytes : m->dispatch_token_bytes;
-  for (guint src = 0; src < ep; src++)
-    for (guint dst = 0; dst < ep; dst++)
-      {
-        guint32 n = counts[(gsize) src * ep + dst];
-        if (src == dst || n == 0)
-          continue;
-        EngineTask f = add_flow (m, lr, step, src, dst, n * db, TRUE);
-        engine_depend (m->engine, start[src], f);
-        engine_depend (m->engine, f, expert[dst]);
-        /* combine: dst sends the results of src's tokens back */
-        EngineTask c = add_flow (m, lr, step, dst, src, n * m->combine_token_bytes, FALSE);
-        engine_depend (m->engine, expert[dst], c);
-        engine_depend (m->engine, c, m->prev_done[src]);
-      }
   engine_commit (m->engine);
   m->built = step + 1;
+  if (m->stash && si->mirror != G_MAXUINT)
+    g_clear_pointer (&m->stash[si->mirror], routing_layer_free);
 }
 
 static void
@@ -458,14 +545,13 @@ on_started (void *user, guint64 tag, SimTime now)
   guint kind = TAG_KIND (tag), step = TAG_STEP (tag), g = TAG_GPU (tag);
   if (kind == TAG_START)
     {
-      m->times[(gsize) step * m->ep + g].start = now;
-      if (step + 1 == m->built)
-        {
-          if (m->progress)
-            m->progress (m->progress_user, step + 1, m->n_steps);
-          if (m->built < m->n_steps)
-            build_step (m, m->built);
-        }
+      GpuTimes *gt = &m->times[(gsize) step * m->ep + g];
+      gt->start = gt->send = now;
+      /* the first GPU to start a step: keep `lookahead` steps built beyond it */
+      if (step + m->lookahead >= m->built && m->progress)
+        m->progress (m->progress_user, step + 1, m->n_steps);
+      while (m->built < m->n_steps && m->built <= step + m->lookahead)
+        build_step (m, m->built);
     }
   else if (kind == TAG_EXPERT)
     m->times[(gsize) step * m->ep + g].expert_start = now;
@@ -477,7 +563,9 @@ on_done (void *user, guint64 tag, SimTime start, SimTime end)
   Moe *m = user;
   (void) start;
   guint kind = TAG_KIND (tag), step = TAG_STEP (tag), g = TAG_GPU (tag);
-  if (kind == TAG_DFLOW)
+  if (kind == TAG_BLOCK)
+    m->times[(gsize) step * m->ep + g].send = end;
+  else if (kind == TAG_DFLOW)
     {
       gsize i = (gsize) DTAG_STEP (tag) * m->ep + DTAG_DST (tag);
       if (end >= m->fed_at[i])
@@ -589,7 +677,46 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
     engine_add_link (m.engine, cluster_link_capacity (m.cluster, l));
   for (guint g = 0; g < m.ep; g++)
     engine_add_gpu (m.engine);
-  m.n_steps = (guint) (s->model.moe_layers * s->parallel.microbatches);
+  /* communication kernels: with comm_sms, a link per GPU and direction that
+   * every transfer of the GPU crosses, at what those SMs drive (not for
+   * low-latency transfers in receive-hook mode, which hold no SMs) */
+  gboolean ll = s->dispatch == DISPATCH_LOW_LATENCY;
+  gboolean hook = ll && s->low_latency.receive_hook;
+  m.rdma = ll && !s->low_latency.nvlink;
+  m.comm_links = s->comm_sms > 0 && !hook;
+  m.comm_link0 = cluster_n_links (m.cluster);
+  for (guint g = 0; g < 2 * m.ep && m.comm_links; g++)
+    engine_add_link (m.engine, (double) s->comm_sms * t->gpu.comm_gbps_per_sm * 1e9);
+  m.overlap_slowdown = hook ? 1.0 : (double) t->gpu.sms / (double) (t->gpu.sms - s->comm_sms);
+
+  /* the steps: forward layers 0..L-1, backward layers L-1..0, micro-batches
+   * inside each */
+  guint L = (guint) s->model.moe_layers, M = (guint) s->parallel.microbatches;
+  gboolean fwd = s->pass != PASS_BACKWARD, bwd = s->pass == PASS_BACKWARD || s->pass == PASS_TRAIN_STEP;
+  guint positions = (fwd ? L : 0) + (bwd ? L : 0);
+  m.n_steps = moe_steps (s);
+  g_assert (m.n_steps == positions * M);
+  m.steps = g_new (StepInfo, m.n_steps);
+  g_autofree guint *stream_layer = g_new (guint, L);
+  for (guint k = 0; k < positions; k++)
+    {
+      gboolean back = !(fwd && k < L);
+      guint layer = back ? L - 1 - (k - (fwd ? L : 0)) : k;
+      if (k < L)
+        stream_layer[k] = layer;
+      for (guint mb = 0; mb < M; mb++)
+        {
+          StepInfo *si = &m.steps[k * M + mb];
+          si->layer = layer;
+          si->mb = mb;
+          si->backward = back;
+          si->mirror = fwd && back ? layer * M + mb : G_MAXUINT;
+        }
+    }
+  if (fwd && bwd)
+    m.stash = g_new0 (RoutingLayer *, L * M);
+  m.chains = s->overlap == OVERLAP_TWO_MICROBATCH ? M : 1;
+  m.lookahead = m.chains;
   m.tokens_per_mb = (guint) (s->parallel.tokens_per_gpu / s->parallel.microbatches);
   pair_classes (&m);
   if (balanced)
@@ -600,11 +727,11 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
   else
     {
       guint threads = MAX (1u, g_get_num_processors () - 1); /* the engine keeps a core */
-      m.routing = routing_stream_new (s, scenario_trace (sc), m.n_steps, m.tokens_per_mb, threads,
+      m.routing = routing_stream_new (s, scenario_trace (sc), L * M, stream_layer, m.tokens_per_mb, threads,
                                       2 * threads + 1, (guint) t->node.gpus);
     }
-  m.prev_done = g_new (EngineTask, m.ep);
-  for (guint g = 0; g < m.ep; g++)
+  m.prev_done = g_new (EngineTask, (gsize) m.chains * m.ep);
+  for (guint g = 0; g < m.chains * m.ep; g++)
     m.prev_done[g] = ENGINE_TASK_NONE;
   m.times = g_new0 (GpuTimes, (gsize) m.n_steps * m.ep);
   if (m.n_steps <= (1u << DTAG_BITS) && m.ep <= (1u << DTAG_BITS))
@@ -617,9 +744,12 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
   m.dispatch_token_bytes = scenario_token_bytes (s, (Dtype) s->model.dispatch_dtype);
   m.combine_token_bytes = scenario_token_bytes (s, (Dtype) s->model.combine_dtype);
   m.ll_dispatch_token_bytes = m.dispatch_token_bytes + (s->model.dispatch_dtype == DTYPE_FP8 ? 16.0 : 0.0);
+  m.grad_token_bytes = scenario_token_bytes (s, (Dtype) s->model.grad_dtype);
 
   RunResult *res = g_new0 (RunResult, 1);
   m.res = res;
+  res->pass = s->pass;
+  res->block = s->block.time_us > 0 || s->block.flops_per_token > 0 || s->block.bytes_per_token > 0;
   guint nodes = cluster_n_nodes (m.cluster);
   res->util_nodes = nodes;
   res->n_util_groups = 2 * nodes + 1;
@@ -658,7 +788,8 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
       res->gpus[g].node = cluster_node_of (m.cluster, g);
     }
 
-  build_step (&m, 0);
+  for (guint st = 0; st <= m.lookahead && st < m.n_steps; st++)
+    build_step (&m, st);
   SimTime end = engine_run (m.engine);
   g_assert (engine_tasks_pending (m.engine) == 0);
   res->total_us = sim_time_to_us (end);
@@ -677,9 +808,11 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
           last = MAX (last, gt->done);
           gs->start_us = sim_time_to_us (gt->start);
           gs->fed_by = m.fed_by ? m.fed_by[(gsize) st * m.ep + g] : G_MAXUINT32;
-          gs->dispatch_us = sim_time_to_us (gt->expert_start - gt->start);
+          gs->block_us = sim_time_to_us (gt->send - gt->start);
+          gs->dispatch_us = sim_time_to_us (gt->expert_start - gt->send);
           gs->expert_us = sim_time_to_us (gt->expert_end - gt->expert_start);
           gs->combine_us = sim_time_to_us (gt->done - gt->expert_end);
+          fold_phase (&lr->block, gs->block_us, m.ep);
           fold_phase (&lr->dispatch, gs->dispatch_us, m.ep);
           fold_phase (&lr->expert, gs->expert_us, m.ep);
           fold_phase (&lr->combine, gs->combine_us, m.ep);
@@ -733,6 +866,10 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
   g_free (m.fed_by);
   g_free (m.fed_at);
   g_free (m.prev_done);
+  g_free (m.steps);
+  for (guint i = 0; m.stash && i < L * M; i++)
+    routing_layer_free (m.stash[i]);
+  g_free (m.stash);
   routing_stream_free (m.routing);
   routing_layer_free (m.balanced);
   g_free (m.pair_class);
@@ -764,7 +901,7 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
 {
   const ScenarioSpec *s = scenario_spec (sc);
   gint64 t0 = g_get_monotonic_time ();
-  guint n_steps = (guint) (s->model.moe_layers * s->parallel.microbatches);
+  guint n_steps = moe_steps (s);
   if (!s->sim.counterfactual)
     {
       RunResult *res = simulate (sc, progress, user, NULL, FALSE, error);

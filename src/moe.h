@@ -34,7 +34,9 @@ typedef struct {
 
 typedef struct {
   guint layer, microbatch;
+  gboolean backward;            /* a backward step (train_step, backward) */
   double start_us, end_us;      /* first GPU start, last GPU done */
+  PhaseStat block;              /* the attention / dense block before dispatch (0 without one) */
   PhaseStat dispatch, expert, combine;
   double bytes[LCLASS_N];       /* wire bytes by class, dispatch + combine */
   double phase_bytes[2][LCLASS_N]; /* the same for dispatch [0] and combine [1] */
@@ -61,14 +63,16 @@ typedef struct {
 typedef struct {
   guint64 tokens_in;
   double bytes_out, bytes_in;
-  double dispatch_us, expert_us, combine_us;
+  double block_us, dispatch_us, expert_us, combine_us;
   double start_us; /* when the GPU started the step; phases follow back to back */
   guint32 fed_by;  /* the GPU whose dispatch transfer into this one ended last
                     * (G_MAXUINT32: none, or not tracked) */
 } GpuStepResult;
 
 typedef struct {
-  double total_us;
+  int pass;        /* PassKind of the scenario */
+  gboolean block;  /* steps have a block (attention / dense) phase */
+  double total_us; /* the whole pass, last GPU done */
   LayerResult *layers;
   guint n_layers; /* steps: moe_layers x microbatches */
   GpuResult *gpus;
@@ -110,7 +114,15 @@ typedef struct {
   double wall_s;
 } RunResult;
 
-/* Runs the forward pass. Returns NULL only for internal errors. */
+/* Steps of the scenario's pass: MoE layers x micro-batches, twice for a
+ * train_step (forward, then backward in reverse layer order). */
+guint moe_steps (const ScenarioSpec *s);
+
+/* What a step is, as reports name it: "backward" for backward steps, else
+ * "forward", "prefill" or "decode" after the scenario's pass. */
+const char *moe_step_pass (const RunResult *r, guint step);
+
+/* Runs the scenario's pass. Returns NULL only for internal errors. */
 RunResult *moe_run (const Scenario *sc, GError **error);
 
 /* The same, calling `progress` (when not NULL) each time a step (layer x

@@ -114,6 +114,9 @@ report_summary_json (const Scenario *sc, const RunResult *r)
   json_int (&w, "moe_layers", s->model.moe_layers);
   json_int (&w, "experts", s->model.experts);
   json_int (&w, "top_k", s->model.top_k);
+  json_string (&w, "pass", pass_names[s->pass]);
+  json_string (&w, "overlap", overlap_names[s->overlap]);
+  json_int (&w, "comm_sms", s->comm_sms);
   json_string (&w, "dispatch", dispatch_names[s->dispatch]);
   if (s->dispatch == DISPATCH_HIERARCHICAL)
     json_int (&w, "dispatch_chunks", s->dispatch_chunks);
@@ -221,7 +224,7 @@ report_summary_json (const Scenario *sc, const RunResult *r)
       json_begin_object (&w, NULL);
       json_int (&w, "layer", l->layer);
       json_int (&w, "microbatch", l->microbatch);
-      json_string (&w, "pass", "forward");
+      json_string (&w, "pass", moe_step_pass (r, i));
       json_double (&w, "start_us", l->start_us);
       json_double (&w, "end_us", l->end_us);
       json_double (&w, "time_us", l->end_us - l->start_us);
@@ -327,7 +330,7 @@ report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
     }
   g_string_append_printf (out, "  total       %9.1f / %9.1f  %9.1f / %8.1f  %9.1f / %8.1f\n\n",
                           tot[0][0], tot[0][1], tot[1][0], tot[1][1], tot[2][0], tot[2][1]);
-  g_string_append_printf (out, "  forward pass: %.1f us (%.3f ms)\n", r->total_us, r->total_us / 1e3);
+  g_string_append_printf (out, "  %s pass: %.1f us (%.3f ms)\n", pass_names[s->pass], r->total_us, r->total_us / 1e3);
   {
     double ld = 0, lc = 0;
     for (guint i = 0; i < r->n_layers; i++)
@@ -460,7 +463,15 @@ report_trace_json (const Scenario *sc, const RunResult *r)
           const LayerResult *l = &r->layers[i];
           if (!index_set_has (keep_layers, l->layer))
             continue;
-          double ts = s->start_us + (k > 0 ? s->dispatch_us : 0) + (k > 1 ? s->expert_us : 0);
+          double ts = s->start_us + s->block_us + (k > 0 ? s->dispatch_us : 0) + (k > 1 ? s->expert_us : 0);
+          if (k == 1 && r->block)
+            g_string_append_printf (out, "%s{\"ph\": \"X\", \"name\": \"L%u.%u%s block\", \"cat\": \"block\", "
+                                         "\"pid\": %u, \"tid\": %u, \"ts\": %s, \"dur\": %s, \"args\": "
+                                         "{\"layer\": %u, \"microbatch\": %u, \"pass\": \"%s\"}}",
+                                    SEP (), l->layer, l->microbatch, l->backward ? " bwd" : "", g / gpn,
+                                    (g % gpn) * 3 + 1, g_ascii_formatd (a, sizeof a, "%.3f", s->start_us),
+                                    g_ascii_formatd (b, sizeof b, "%.3f", s->block_us), l->layer, l->microbatch,
+                                    moe_step_pass (r, i));
           double dur = k == 0 ? s->dispatch_us : k == 1 ? s->expert_us : s->combine_us;
           /* the GPU's experts in this step: selections, and how many have any */
           guint per_gpu = r->experts / r->n_gpus, used = 0;
@@ -471,15 +482,16 @@ report_trace_json (const Scenario *sc, const RunResult *r)
               rows += n;
               used += n > 0;
             }
-          g_string_append_printf (out, "%s{\"ph\": \"X\", \"name\": \"L%u.%u %s\", \"cat\": \"%s\", "
+          g_string_append_printf (out, "%s{\"ph\": \"X\", \"name\": \"L%u.%u%s %s\", \"cat\": \"%s\", "
                                        "\"pid\": %u, \"tid\": %u, \"ts\": %s, \"dur\": %s, \"args\": "
-                                       "{\"layer\": %u, \"microbatch\": %u, \"tokens_in\": %" G_GUINT64_FORMAT
+                                       "{\"layer\": %u, \"microbatch\": %u, \"pass\": \"%s\", "
+                                       "\"tokens_in\": %" G_GUINT64_FORMAT
                                        ", \"bytes_out\": %.0f, \"bytes_in\": %.0f, \"expert_rows\": %"
                                        G_GUINT64_FORMAT ", \"experts_used\": %u}}",
-                                  SEP (), l->layer, l->microbatch, streams[k], streams[k], g / gpn,
-                                  (g % gpn) * 3 + k, g_ascii_formatd (a, sizeof a, "%.3f", ts),
+                                  SEP (), l->layer, l->microbatch, l->backward ? " bwd" : "", streams[k], streams[k],
+                                  g / gpn, (g % gpn) * 3 + k, g_ascii_formatd (a, sizeof a, "%.3f", ts),
                                   g_ascii_formatd (b, sizeof b, "%.3f", dur), l->layer, l->microbatch,
-                                  s->tokens_in, s->bytes_out, s->bytes_in, rows, used);
+                                  moe_step_pass (r, i), s->tokens_in, s->bytes_out, s->bytes_in, rows, used);
         }
   /* flow arrows: from the dispatch span of the GPU whose transfer into g
    * arrived last (at its start, when it began sending) to g's expert span,
@@ -496,11 +508,11 @@ report_trace_json (const Scenario *sc, const RunResult *r)
         guint64 id = (guint64) i * r->n_gpus + g;
         g_string_append_printf (out, "%s{\"ph\": \"s\", \"id\": %" G_GUINT64_FORMAT ", \"name\": \"last arrival\", "
                                      "\"cat\": \"feed\", \"pid\": %u, \"tid\": %u, \"ts\": %s}",
-                                SEP (), id, src / gpn, (src % gpn) * 3, g_ascii_formatd (a, sizeof a, "%.3f", from->start_us));
+                                SEP (), id, src / gpn, (src % gpn) * 3, g_ascii_formatd (a, sizeof a, "%.3f", from->start_us + from->block_us));
         g_string_append_printf (out, "%s{\"ph\": \"f\", \"bp\": \"e\", \"id\": %" G_GUINT64_FORMAT ", \"name\": "
                                      "\"last arrival\", \"cat\": \"feed\", \"pid\": %u, \"tid\": %u, \"ts\": %s}",
                                 SEP (), id, g / gpn, (g % gpn) * 3 + 1,
-                                g_ascii_formatd (b, sizeof b, "%.3f", s->start_us + s->dispatch_us));
+                                g_ascii_formatd (b, sizeof b, "%.3f", s->start_us + s->block_us + s->dispatch_us));
       }
   /* link utilisation counters: per node an NVLink and an IB track, one
    * fabric track; a value is written when it moved by at least half a
@@ -568,6 +580,25 @@ csv_num (GString *out, double v)
   g_string_append (out, g_ascii_formatd (buf, sizeof buf, "%.6f", v));
 }
 
+/* One row of layers.csv. */
+static void
+csv_phase_row (GString *out, const RunResult *r, guint step, const char *phase, const PhaseStat *ps,
+               double payload, const double *class_bytes)
+{
+  const LayerResult *l = &r->layers[step];
+  g_string_append_printf (out, "%u,%u,%s,%s,", l->layer, l->microbatch, moe_step_pass (r, step), phase);
+  const double v[] = { ps->max_us, ps->mean_us, l->start_us, l->end_us };
+  for (guint k = 0; k < G_N_ELEMENTS (v); k++)
+    {
+      csv_num (out, v[k]);
+      g_string_append_c (out, ',');
+    }
+  g_string_append_printf (out, "%.0f", payload);
+  for (guint c = 0; c < LCLASS_N; c++)
+    g_string_append_printf (out, ",%.0f", class_bytes ? class_bytes[c] : 0.0);
+  g_string_append_c (out, '\n');
+}
+
 char *
 report_layers_csv (const RunResult *r)
 {
@@ -576,24 +607,12 @@ report_layers_csv (const RunResult *r)
   for (guint i = 0; i < r->n_layers; i++)
     {
       const LayerResult *l = &r->layers[i];
-      for (guint p = 0; p < 3; p++)
-        {
-          const PhaseStat *ps = phase_of (l, p);
-          g_string_append_printf (out, "%u,%u,forward,%s,", l->layer, l->microbatch, phase_names[p]);
-          csv_num (out, ps->max_us);
-          g_string_append_c (out, ',');
-          csv_num (out, ps->mean_us);
-          g_string_append_c (out, ',');
-          csv_num (out, l->start_us);
-          g_string_append_c (out, ',');
-          csv_num (out, l->end_us);
-          /* bytes belong to the communication phases */
-          double payload = p == 0 ? l->dispatch_bytes : p == 2 ? l->combine_bytes : 0.0;
-          g_string_append_printf (out, ",%.0f", payload);
-          for (guint c = 0; c < LCLASS_N; c++)
-            g_string_append_printf (out, ",%.0f", p == 1 ? 0.0 : l->phase_bytes[p == 0 ? 0 : 1][c]);
-          g_string_append_c (out, '\n');
-        }
+      if (r->block)
+        csv_phase_row (out, r, i, "block", &l->block, 0.0, NULL);
+      /* bytes belong to the communication phases */
+      csv_phase_row (out, r, i, "dispatch", &l->dispatch, l->dispatch_bytes, l->phase_bytes[0]);
+      csv_phase_row (out, r, i, "expert", &l->expert, 0.0, NULL);
+      csv_phase_row (out, r, i, "combine", &l->combine, l->combine_bytes, l->phase_bytes[1]);
     }
   return g_string_free (out, FALSE);
 }
@@ -650,8 +669,8 @@ report_estimate_text (const Scenario *sc, const Estimate *e, GString *out)
                           e->combine_bytes_per_gpu / 1e6);
   g_string_append_printf (out, "  per forward pass (%.0f layers x 2):  %.2f GB per GPU\n", L,
                           e->forward_bytes_per_gpu / 1e9);
-  g_string_append_printf (out, "  per backward pass:                  %.2f GB per GPU\n",
-                          e->backward_bytes_per_gpu / 1e9);
+  g_string_append_printf (out, "  per backward pass (%s gradients):  %.2f GB per GPU\n",
+                          dtype_names[s->model.grad_dtype], e->backward_bytes_per_gpu / 1e9);
   g_string_append_printf (out, "  lower bounds: dispatch %.1f us (%s), combine %.1f us (%s), "
                                "forward communication %.3f ms\n",
                           e->dispatch_bound_us, e->dispatch_bottleneck, e->combine_bound_us,

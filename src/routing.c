@@ -32,6 +32,24 @@ routing_layer_count_nodes (RoutingLayer *r, guint gpus_per_node)
   r->fanout = g_new0 (guint32, r->ep / gpus_per_node + 1);
 }
 
+RoutingLayer *
+routing_layer_copy (const RoutingLayer *r)
+{
+  RoutingLayer *c = routing_layer_new (r->ep, r->experts);
+  gsize pairs = (gsize) r->ep * r->ep;
+  memcpy (c->pair_tokens, r->pair_tokens, pairs * sizeof (guint32));
+  memcpy (c->pair_selections, r->pair_selections, pairs * sizeof (guint32));
+  memcpy (c->expert_rows, r->expert_rows, r->experts * sizeof (guint32));
+  if (r->gpus_per_node)
+    {
+      guint nodes = r->ep / r->gpus_per_node;
+      routing_layer_count_nodes (c, r->gpus_per_node);
+      memcpy (c->node_tokens, r->node_tokens, (gsize) r->ep * nodes * sizeof (guint32));
+      memcpy (c->fanout, r->fanout, (nodes + 1) * sizeof (guint32));
+    }
+  return c;
+}
+
 void
 routing_layer_free (RoutingLayer *r)
 {
@@ -284,6 +302,7 @@ struct RoutingStream {
   const ScenarioSpec *spec;
   const Trace *trace;
   guint n_steps, tokens, window, mbs;
+  guint *step_layer; /* per layer position: the MoE layer */
   Slot *slots;
   GThreadPool *pool;
   GMutex lock;
@@ -297,10 +316,11 @@ generate (gpointer data, gpointer user)
   RoutingStream *rs = user;
   Slot *slot = &rs->slots[GPOINTER_TO_UINT (data) - 1];
   guint step = slot->step;
+  guint layer = rs->step_layer[step / rs->mbs];
   if (rs->trace)
-    routing_from_trace (rs->spec, rs->trace, step / rs->mbs, step % rs->mbs, rs->tokens, slot->layer);
+    routing_from_trace (rs->spec, rs->trace, layer, step % rs->mbs, rs->tokens, slot->layer);
   else
-    routing_synthetic (rs->spec, step / rs->mbs, step % rs->mbs, rs->tokens, slot->layer);
+    routing_synthetic (rs->spec, layer, step % rs->mbs, rs->tokens, slot->layer);
   g_mutex_lock (&rs->lock);
   slot->ready = TRUE;
   g_cond_broadcast (&rs->cond);
@@ -323,8 +343,8 @@ queue_next (RoutingStream *rs)
 }
 
 RoutingStream *
-routing_stream_new (const ScenarioSpec *s, const Trace *trace, guint n_steps, guint tokens,
-                    guint threads, guint window, guint count_nodes_of)
+routing_stream_new (const ScenarioSpec *s, const Trace *trace, guint n_steps, const guint *step_layer,
+                    guint tokens, guint threads, guint window, guint count_nodes_of)
 {
   RoutingStream *rs = g_new0 (RoutingStream, 1);
   rs->spec = s;
@@ -332,6 +352,10 @@ routing_stream_new (const ScenarioSpec *s, const Trace *trace, guint n_steps, gu
   rs->n_steps = n_steps;
   rs->tokens = tokens;
   rs->mbs = (guint) s->parallel.microbatches;
+  guint positions = (n_steps + rs->mbs - 1) / rs->mbs;
+  rs->step_layer = g_new (guint, MAX (positions, 1u));
+  for (guint i = 0; i < positions; i++)
+    rs->step_layer[i] = step_layer ? step_layer[i] : i;
   rs->window = MAX (1u, MIN (window, n_steps));
   rs->slots = g_new0 (Slot, rs->window);
   for (guint i = 0; i < rs->window; i++)
@@ -374,6 +398,7 @@ routing_stream_free (RoutingStream *rs)
   for (guint i = 0; i < rs->window; i++)
     routing_layer_free (rs->slots[i].layer);
   g_free (rs->slots);
+  g_free (rs->step_layer);
   g_mutex_clear (&rs->lock);
   g_cond_clear (&rs->cond);
   g_free (rs);

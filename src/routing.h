@@ -30,6 +30,7 @@ RoutingLayer *routing_layer_new (guint ep, guint experts);
  * token counts once per node however many of its experts live there), and
  * the tokens by how many nodes their experts span. */
 void routing_layer_count_nodes (RoutingLayer *r, guint gpus_per_node);
+RoutingLayer *routing_layer_copy (const RoutingLayer *r);
 void routing_layer_free (RoutingLayer *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RoutingLayer, routing_layer_free)
 
@@ -46,13 +47,15 @@ void routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint toke
 void routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb,
                          guint tokens, RoutingLayer *out);
 
-/* A stream of routing layers for steps 0..n_steps-1 (step = layer *
- * microbatches + mb), from the trace when given, else synthetic, generated ahead by worker threads into a ring of
- * `window` slots while the caller simulates. Every step's content depends
- * only on the seed and the step, never on threads or timing. */
+/* A stream of routing layers for steps 0..n_steps-1 (step i is micro-batch
+ * i mod microbatches of MoE layer step_layer[i / microbatches], or of layer
+ * i / microbatches when step_layer is NULL), from the trace when given, else
+ * synthetic, generated ahead by worker threads into a ring of `window` slots
+ * while the caller simulates. Every step's content depends only on the seed,
+ * the layer and the micro-batch, never on threads or timing. */
 typedef struct RoutingStream RoutingStream;
 RoutingStream *routing_stream_new (const ScenarioSpec *s, const Trace *trace, guint n_steps,
-                                   guint tokens, guint threads, guint window,
+                                   const guint *step_layer, guint tokens, guint threads, guint window,
                                    guint count_nodes_of /* gpus per node, 0 = no node counts */);
 /* Blocks until step `step` is ready and returns it; steps must be asked for
  * in order, and the previous step's layer is recycled by this call. */

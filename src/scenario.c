@@ -9,6 +9,8 @@
 #include <string.h>
 
 const char *const dispatch_names[] = { "direct", "hierarchical", "low_latency", NULL };
+const char *const pass_names[] = { "forward", "backward", "train_step", "prefill", "decode", NULL };
+const char *const overlap_names[] = { "none", "shared_expert", "two_microbatch", NULL };
 static const char *const synth_names[] = { "uniform", NULL };
 
 struct Scenario {
@@ -128,6 +130,7 @@ static const CfgField scenario_fields[] = {
   E ("model.dispatch_dtype", model.dispatch_dtype, dtype_names, "fp8", "dispatch payload dtype"),
   E ("model.combine_dtype", model.combine_dtype, dtype_names, "bf16", "combine payload dtype"),
   E ("model.expert_dtype", model.expert_dtype, dtype_names, "fp8", "expert GEMM dtype"),
+  E ("model.grad_dtype", model.grad_dtype, dtype_names, "bf16", "dtype of the backward pass's transfers"),
   F ("parallel.ep", CFG_INT, parallel.ep, 1, 1 << 20, NULL, "expert-parallel GPUs"),
   F ("parallel.tokens_per_gpu", CFG_INT, parallel.tokens_per_gpu, 1, 1 << 24, NULL,
      "tokens each GPU holds per layer"),
@@ -136,6 +139,24 @@ static const CfgField scenario_fields[] = {
   E ("dispatch", dispatch, dispatch_names, "direct", "dispatch / combine algorithm"),
   F ("dispatch_chunks", CFG_INT, dispatch_chunks, 1, 64, "4",
      "hierarchical: chunks the IB and NVLink stages pipeline in"),
+  E ("pass", pass, pass_names, "forward",
+     "forward, backward, train_step (forward then backward), prefill or decode (inference forward passes)"),
+  E ("overlap", overlap, overlap_names, "none",
+     "none; shared_expert (the shared expert runs during dispatch); two_microbatch (micro-batches "
+     "in flight together: one's communication overlaps another's compute)"),
+  F ("comm_sms", CFG_INT, comm_sms, 0, 4096, "0",
+     "SMs the dispatch / combine kernels hold (caps each GPU's sends and receives at comm_sms x "
+     "gpu.comm_gbps_per_sm; compute running alongside loses them); 0 = not modelled"),
+  F ("low_latency.receive_hook", CFG_BOOL, low_latency.receive_hook, 0, 0, "false",
+     "low_latency: transfers in flight hold no SMs (DeepEP's receive hook)"),
+  F ("low_latency.nvlink", CFG_BOOL, low_latency.nvlink, 0, 0, "true",
+     "low_latency: send to GPUs of the own node over NVLink (false: pure RDMA through the NICs)"),
+  F ("block.time_us", CFG_DOUBLE, block.time_us, 0, 1e9, "0",
+     "attention / dense block before each MoE layer, per step and GPU, us"),
+  F ("block.flops_per_token", CFG_DOUBLE, block.flops_per_token, 0, 1e15, "0",
+     "or its cost per token: FLOPs (at the GPU's dense BF16 peak) ..."),
+  F ("block.bytes_per_token", CFG_DOUBLE, block.bytes_per_token, 0, 1e15, "0",
+     "... and HBM bytes (the slower of the two counts)"),
   E ("routing.synthetic.kind", routing.synthetic.kind, synth_names, "uniform",
      "synthetic routing model"),
   F ("routing.synthetic.seed", CFG_INT, routing.synthetic.seed, 0, (double) G_MAXUINT32, "1",
@@ -206,21 +227,28 @@ double
 scenario_sim_memory_bytes (const ScenarioSpec *s)
 {
   /* Two steps of tasks are alive at once (the builder keeps one step
-   * ahead). Per step: up to ep*(ep-1) flows each way, each a task (~112 B),
-   * a solver flow slot and its link-list entries (~200 B) and two dependency
-   * edges (24 B); the routing window holds 2 x cores + 1 layers of ep^2 pair
-   * counts; per step and GPU 32 B of timing, per step ~1 KiB of results and
-   * summary text; an in-process gate holds its hidden states and weights. */
-  double ep = (double) s->parallel.ep;
-  double steps = (double) s->model.moe_layers * (double) s->parallel.microbatches;
+   * ahead; with two_microbatch, micro-batches + 1). Per step: up to
+   * ep*(ep-1) flows each way, each a task (~112 B), a solver flow slot and
+   * its link-list entries (~240 B) and two dependency edges (24 B); the
+   * routing window holds 2 x cores + 1 layers of 2 ep^2 pair counts, and a
+   * train_step keeps every forward step's for its backward step; per step
+   * and GPU 48 B of timing, per step ~1 KiB of results and summary text;
+   * the balanced counterfactual runs a second engine; an in-process gate
+   * holds its hidden states and weights. */
+  double ep = (double) s->parallel.ep, M = (double) s->parallel.microbatches;
+  double steps = (double) s->model.moe_layers * M * (s->pass == PASS_TRAIN_STEP ? 2.0 : 1.0);
   double pairs = ep * (ep - 1.0);
-  double per_step = 2.0 * pairs * (112.0 + 200.0 + 24.0) + ep * 1024.0;
-  double window = (2.0 * g_get_num_processors () + 1.0) * (ep * ep + (double) s->model.experts) * 4.0;
+  double per_step = 2.0 * pairs * (112.0 + 240.0 + 24.0) + ep * 1024.0;
+  double alive = s->overlap == OVERLAP_TWO_MICROBATCH ? M + 1.0 : 2.0;
+  double layer = (2.0 * ep * ep + (double) s->model.experts) * 4.0;
+  double window = (2.0 * g_get_num_processors () + 1.0) * layer;
+  double stash = s->pass == PASS_TRAIN_STEP ? (double) s->model.moe_layers * M * layer : 0.0;
+  double engines = s->sim.counterfactual ? 2.0 : 1.0;
   double gate = s->routing.gate.preset && s->routing.gate.preset[0]
                     ? ((double) s->routing.gate.tokens + (double) s->model.experts)
                           * (double) s->model.hidden * 4.0
                     : 0.0;
-  return 2.0 * per_step + window + steps * (ep * 32.0 + 1024.0) + gate + 16e6;
+  return engines * (alive * per_step + steps * (ep * 48.0 + 1024.0)) + window + stash + gate + 16e6;
 }
 
 static gboolean
@@ -371,6 +399,18 @@ validate (Scenario *sc, GError **error)
         return fail_at (error, cfg_origin (&sc->doc, sets[i].key),
                         "%s names index %u, but there are only %" G_GINT64_FORMAT " (%s; indices from 0)",
                         sets[i].key, sets[i].set->hi[r], sets[i].n, sets[i].what);
+  if (s->comm_sms >= t->gpu.sms)
+    return fail_at (error, cfg_origin (&sc->doc, "comm_sms"),
+                    "comm_sms = %" G_GINT64_FORMAT " leaves no SM for compute (gpu.sms = %" G_GINT64_FORMAT
+                    " in %s)", s->comm_sms, t->gpu.sms, topology_path (sc->topo));
+  if (s->comm_sms > 0 && t->gpu.comm_gbps_per_sm <= 0)
+    return fail_at (error, cfg_origin (&sc->doc, "comm_sms"),
+                    "comm_sms = %" G_GINT64_FORMAT " needs gpu.comm_gbps_per_sm (what one SM drives) in %s",
+                    s->comm_sms, topology_path (sc->topo));
+  if (s->overlap == OVERLAP_TWO_MICROBATCH && s->parallel.microbatches < 2)
+    return fail_at (error, cfg_origin (&sc->doc, "overlap"),
+                    "overlap: two_microbatch needs parallel.microbatches >= 2 (it is %" G_GINT64_FORMAT ")",
+                    s->parallel.microbatches);
   if (s->output.report_layer >= s->model.moe_layers)
     return fail_at (error, cfg_origin (&sc->doc, "output.report_layer"),
                     "output.report_layer = %" G_GINT64_FORMAT ", but there are only %" G_GINT64_FORMAT

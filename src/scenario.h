@@ -12,6 +12,10 @@
 
 typedef enum { DISPATCH_DIRECT, DISPATCH_HIERARCHICAL, DISPATCH_LOW_LATENCY } DispatchAlgo;
 extern const char *const dispatch_names[];
+typedef enum { PASS_FORWARD, PASS_BACKWARD, PASS_TRAIN_STEP, PASS_PREFILL, PASS_DECODE } PassKind;
+extern const char *const pass_names[];
+typedef enum { OVERLAP_NONE, OVERLAP_SHARED_EXPERT, OVERLAP_TWO_MICROBATCH } OverlapKind;
+extern const char *const overlap_names[];
 typedef enum { SYNTH_UNIFORM } SynthKind;
 
 /* A set of indices written as "all" or as ranges "0-3,8,57"; n = 0 means
@@ -30,12 +34,24 @@ typedef struct {
     gint64 hidden, moe_intermediate, experts, top_k, n_group, topk_group, shared_experts,
         moe_layers;
     int dispatch_dtype, combine_dtype, expert_dtype; /* Dtype */
+    int grad_dtype; /* Dtype of the backward pass's transfers */
   } model;
   struct {
     gint64 ep, tokens_per_gpu, microbatches;
   } parallel;
   int dispatch; /* DispatchAlgo */
   gint64 dispatch_chunks; /* hierarchical: IB and NVLink stages pipeline in this many chunks */
+  int pass;               /* PassKind */
+  int overlap;            /* OverlapKind */
+  gint64 comm_sms;        /* SMs the communication kernels hold; 0 = not modelled */
+  struct {
+    gboolean receive_hook; /* transfers in flight hold no SMs */
+    gboolean nvlink;       /* FALSE: pure RDMA, NVLink unused */
+  } low_latency;
+  struct {
+    double time_us;        /* attention / dense block per step, given */
+    double flops_per_token, bytes_per_token; /* or its roofline */
+  } block;
   struct {
     struct {
       int kind; /* SynthKind */

@@ -79,6 +79,8 @@ static const CfgField topo_fields[] = {
   F ("gpu.hbm_gb", CFG_DOUBLE, gpu.hbm_gb, 1e-3, 1e6, NULL, "HBM capacity, GB"),
   F ("gpu.hbm_gbps", CFG_DOUBLE, gpu.hbm_gbps, 1e-3, 1e7, NULL, "achieved HBM bandwidth, GB/s"),
   F ("gpu.launch_us", CFG_DOUBLE, gpu.launch_us, 0, 1e6, "0", "kernel launch overhead, us"),
+  F ("gpu.comm_gbps_per_sm", CFG_DOUBLE, gpu.comm_gbps_per_sm, 0, 1e5, "0",
+     "GB/s one SM of a communication kernel drives (caps transfers at comm_sms x this); 0 = not given"),
   F ("gpu.gemm_tile_m", CFG_INT, gpu.gemm_tile_m, 1, 4096, "64",
      "grouped GEMM M tile: rows per expert are padded up to a multiple of it"),
   E ("gpu.gemm_dtype", gpu.gemm_dtype, dtype_names, "fp8", "dtype the GEMM table was measured in"),

@@ -41,6 +41,7 @@ typedef struct {
     double hbm_gb;
     double hbm_gbps;
     double launch_us;
+    double comm_gbps_per_sm; /* what one SM of a communication kernel drives, GB/s; 0 = not given */
     gint64 gemm_tile_m;
     int gemm_dtype; /* Dtype the table was measured in */
     GemmTable gemm;

@@ -278,6 +278,96 @@ test_last_arrival_is_tracked (void)
     }
 }
 
+/* A train_step is the forward pass then the backward one over the layers in
+ * reverse order, its transfers in the gradient dtype: the payload it moves
+ * is `moesim estimate`'s forward + backward bytes (uniform routing, 16,384
+ * tokens per GPU: within 1 %), backward steps run in reverse layer order
+ * after every forward step, and the expert work doubles. */
+static void
+test_train_step_matches_estimate (void)
+{
+  const char *sets[] = { "pass=train_step", "parallel.tokens_per_gpu=16384", "model.experts=64", "model.top_k=6",
+                         "model.moe_layers=3", "sim.counterfactual=false", NULL };
+  g_autoptr (Scenario) sc = test_load_sim ("tiny.yaml", sets);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  Estimate e;
+  estimate_compute (scenario_spec (sc), topology_spec (scenario_topology (sc)), &e);
+  g_autoptr (RunResult) r = moe_run (sc, NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (r);
+  CU_ASSERT_EQUAL_FATAL (r->n_layers, 6);
+  double fwd = 0, bwd = 0;
+  for (guint i = 0; i < 6; i++)
+    {
+      const LayerResult *l = &r->layers[i];
+      CU_ASSERT_EQUAL (l->backward, i >= 3);
+      CU_ASSERT_EQUAL (l->layer, i < 3 ? i : 5 - i);
+      CU_ASSERT_STRING_EQUAL (moe_step_pass (r, i), i < 3 ? "forward" : "backward");
+      *(i < 3 ? &fwd : &bwd) += l->dispatch_bytes + l->combine_bytes;
+      if (i >= 3)
+        {
+          const LayerResult *twin = &r->layers[5 - i];
+          CU_ASSERT (l->start_us >= r->layers[2].start_us);
+          /* the same routing, twice the work: the expert phase about doubles */
+          CU_ASSERT_DOUBLE_EQUAL (l->expert_load.max_over_mean, twin->expert_load.max_over_mean, 0);
+          ASSERT_REL (l->expert.mean_us, 2.0 * twin->expert.mean_us, 0.02);
+        }
+    }
+  ASSERT_REL (fwd / r->n_gpus, e.forward_bytes_per_gpu, 0.01);
+  ASSERT_REL (bwd / r->n_gpus, e.backward_bytes_per_gpu, 0.01);
+  /* bf16 gradients both ways: backward moves (2 x 2H) / (H + 4H/128 + 2H) of forward */
+  double H = 1024;
+  ASSERT_REL (bwd / fwd, 4 * H / (H + 4 * H / 128 + 2 * H), 1e-9);
+}
+
+/* Overlap and communication SMs: two micro-batches in flight finish the pass
+ * sooner than one after the other when there is compute to hide behind; the
+ * shared expert during dispatch shortens a pass; comm_sms caps what a GPU
+ * sends and receives at comm_sms x gpu.comm_gbps_per_sm (10 GB/s per SM on
+ * tiny.yaml). */
+static void
+test_overlap_and_comm_sms (void)
+{
+  double t[4];
+  const char *variants[][3] = { { "overlap=none", "parallel.microbatches=2", NULL },
+                                { "overlap=two_microbatch", "parallel.microbatches=2", NULL },
+                                { "overlap=none", "model.shared_experts=1", NULL },
+                                { "overlap=shared_expert", "model.shared_experts=1", NULL } };
+  for (guint k = 0; k < 4; k++)
+    {
+      const char *sets[] = { variants[k][0], variants[k][1], "block.time_us=100", "comm_sms=8", NULL };
+      g_autoptr (Scenario) sc = test_load_sim ("tiny.yaml", sets);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+      g_autoptr (RunResult) r = moe_run (sc, NULL);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (r);
+      t[k] = r->total_us;
+      /* the block runs at its given time unless communication overlaps it */
+      if (k != 1)
+        ASSERT_REL (r->layers[0].block.max_us, 100.0, 1e-9);
+    }
+  CU_ASSERT (t[1] < 0.9 * t[0]);
+  CU_ASSERT (t[3] < t[2]);
+  /* SM cap: with 4 SMs (40 GB/s in and out per GPU) no cap bites on tiny's 12.5 GB/s
+   * of IB; with 1 SM (10 GB/s) the dispatch of the first layer slows down */
+  double d[3];
+  const char *sms[] = { "comm_sms=0", "comm_sms=4", "comm_sms=1" };
+  for (guint k = 0; k < 3; k++)
+    {
+      const char *sets[] = { sms[k], "model.moe_layers=1", "sim.tolerance=0", NULL };
+      g_autoptr (Scenario) sc = test_load_sim ("tiny.yaml", sets);
+      g_autoptr (RunResult) r = moe_run (sc, NULL);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (r);
+      d[k] = r->layers[0].dispatch.max_us;
+    }
+  ASSERT_REL (d[1], d[0], 1e-9);
+  CU_ASSERT (d[2] > 1.1 * d[0]);
+  /* a bad comm_sms is an error naming it */
+  const char *bad[] = { "comm_sms=200", NULL };
+  g_autoptr (GError) err = NULL;
+  g_autofree char *p = g_build_filename (MOESIM_SOURCE_ROOT, "sim", "tiny.yaml", NULL);
+  g_autoptr (Scenario) none = scenario_load (p, bad, &err);
+  CU_ASSERT (none == NULL && err && strstr (err->message, "comm_sms = 200 leaves no SM for compute"));
+}
+
 static void
 test_runs_are_deterministic (void)
 {
@@ -450,6 +540,8 @@ main (void)
     TEST (test_bytes_are_conserved),
     TEST (test_balanced_counterfactual),
     TEST (test_last_arrival_is_tracked),
+    TEST (test_train_step_matches_estimate),
+    TEST (test_overlap_and_comm_sms),
     TEST (test_runs_are_deterministic),
     TEST (test_faster_ib_helps_what_if),
   };
