@@ -408,13 +408,6 @@ moe_step_pass (const RunResult *r, guint step)
   return r->pass == PASS_PREFILL || r->pass == PASS_DECODE ? pass_names[r->pass] : "forward";
 }
 
-guint
-moe_steps (const ScenarioSpec *s)
-{
-  guint passes = s->pass == PASS_TRAIN_STEP ? 2 : 1;
-  return passes * (guint) s->model.moe_layers * (guint) s->parallel.microbatches;
-}
-
 /* Compute time of `seconds` on a GPU whose communication kernels may be
  * running alongside (`overlapped`): they hold comm_sms of its SMs. */
 static SimTime
@@ -656,8 +649,8 @@ moe_run (const Scenario *sc, GError **error)
  * totals into `feed` when not NULL), or with `balanced` the counterfactual
  * fed by `feed`. */
 static RunResult *
-simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *feed, gboolean balanced,
-          GError **error)
+simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress progress, void *user,
+          BalanceFeed *feed, gboolean balanced, GError **error)
 {
   const ScenarioSpec *s = scenario_spec (sc);
   const TopoSpec *t = topology_spec (scenario_topology (sc));
@@ -694,7 +687,7 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
   guint L = (guint) s->model.moe_layers, M = (guint) s->parallel.microbatches;
   gboolean fwd = s->pass != PASS_BACKWARD, bwd = s->pass == PASS_BACKWARD || s->pass == PASS_TRAIN_STEP;
   guint positions = (fwd ? L : 0) + (bwd ? L : 0);
-  m.n_steps = moe_steps (s);
+  m.n_steps = moe_pass_steps (s);
   g_assert (m.n_steps == positions * M);
   m.steps = g_new (StepInfo, m.n_steps);
   g_autofree guint *stream_layer = g_new (guint, L);
@@ -718,16 +711,17 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
   m.chains = s->overlap == OVERLAP_TWO_MICROBATCH ? M : 1;
   m.lookahead = m.chains;
   m.tokens_per_mb = (guint) (s->parallel.tokens_per_gpu / s->parallel.microbatches);
+  guint slots = (guint) (s->model.experts + s->eplb.redundant);
   pair_classes (&m);
   if (balanced)
     {
-      m.balanced = routing_layer_new (m.ep, (guint) s->model.experts);
+      m.balanced = routing_layer_new (m.ep, slots);
       routing_layer_count_nodes (m.balanced, (guint) t->node.gpus);
     }
   else
     {
       guint threads = MAX (1u, g_get_num_processors () - 1); /* the engine keeps a core */
-      m.routing = routing_stream_new (s, scenario_trace (sc), L * M, stream_layer, m.tokens_per_mb, threads,
+      m.routing = routing_stream_new (s, scenario_trace (sc), placement, L * M, stream_layer, m.tokens_per_mb, threads,
                                       2 * threads + 1, (guint) t->node.gpus);
     }
   m.prev_done = g_new (EngineTask, (gsize) m.chains * m.ep);
@@ -778,7 +772,7 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
   res->n_gpus = m.ep;
   res->gpus = g_new0 (GpuResult, m.ep);
   res->gpu_steps = g_new0 (GpuStepResult, (gsize) m.n_steps * m.ep);
-  res->experts = (guint) s->model.experts;
+  res->experts = (guint) (s->model.experts + s->eplb.redundant);
   res->expert_rows = g_new0 (guint32, (gsize) m.n_steps * res->experts);
   res->fanout_nodes = nodes;
   res->fanout = g_new0 (guint32, (gsize) m.n_steps * (nodes + 1));
@@ -878,8 +872,87 @@ simulate (const Scenario *sc, MoeProgress progress, void *user, BalanceFeed *fee
   return res;
 }
 
+/* Placements of the MoE layers, or NULL for contiguous. */
+typedef struct {
+  LayerPlacement **layers;
+  guint n;
+} PlacementSet;
+
+static void
+placement_set_free (PlacementSet *ps)
+{
+  if (ps == NULL)
+    return;
+  for (guint l = 0; l < ps->n; l++)
+    layer_placement_free (ps->layers[l]);
+  g_free (ps->layers);
+  g_free (ps);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (PlacementSet, placement_set_free)
+
+/* Logical expert loads of MoE layer l that EPLB balances for: the eplb.load
+ * trace's layer l mod its layers (all its tokens), or the scenario's own
+ * routing of that layer (every micro-batch and GPU, experts in place). */
+static void
+eplb_loads (const Scenario *sc, guint l, RoutingLayer *scratch, double *load)
+{
+  const ScenarioSpec *s = scenario_spec (sc);
+  guint E = (guint) s->model.experts;
+  memset (load, 0, E * sizeof (double));
+  const Trace *lt = scenario_eplb_trace (sc);
+  if (lt)
+    {
+      const TraceShape *sh = trace_shape (lt);
+      guint tl = l % sh->layers;
+      for (guint64 tok = 0; tok < sh->tokens; tok++)
+        for (guint k = 0; k < sh->top_k; k++)
+          {
+            gint id = trace_id (lt, tl, tok, k);
+            if (id != TRACE_MISSING && (guint) id < E)
+              load[id] += 1.0;
+          }
+      return;
+    }
+  guint M = (guint) s->parallel.microbatches, tokens = (guint) (s->parallel.tokens_per_gpu / M);
+  for (guint mb = 0; mb < M; mb++)
+    {
+      if (scenario_trace (sc))
+        routing_from_trace (s, scenario_trace (sc), NULL, l, mb, tokens, scratch);
+      else
+        routing_synthetic (s, NULL, l, mb, tokens, scratch);
+      for (guint e = 0; e < E; e++)
+        load[e] += scratch->expert_rows[e];
+    }
+}
+
+static PlacementSet *
+placement_for_scenario (const Scenario *sc)
+{
+  const ScenarioSpec *s = scenario_spec (sc);
+  if (s->placement == PLACEMENT_CONTIGUOUS)
+    return NULL;
+  guint E = (guint) s->model.experts, ep = (guint) s->parallel.ep;
+  guint gpn = (guint) topology_spec (scenario_topology (sc))->node.gpus;
+  PlacementSet *ps = g_new0 (PlacementSet, 1);
+  ps->n = (guint) s->model.moe_layers;
+  ps->layers = g_new0 (LayerPlacement *, ps->n);
+  g_autoptr (RoutingLayer) scratch = routing_layer_new (ep, E);
+  g_autofree double *load = g_new (double, E);
+  for (guint l = 0; l < ps->n; l++)
+    if (s->placement == PLACEMENT_ROUND_ROBIN)
+      ps->layers[l] = placement_round_robin (E, ep, gpn);
+    else
+      {
+        eplb_loads (sc, l, scratch, load);
+        ps->layers[l] = placement_eplb (load, E, (guint) s->eplb.redundant, (guint) s->model.n_group, ep, gpn,
+                                        (EplbPolicy) s->eplb.policy);
+      }
+  return ps;
+}
+
 typedef struct {
   const Scenario *sc;
+  LayerPlacement *const *placement;
   BalanceFeed *feed;
   RunResult *res;
   GError *error;
@@ -889,7 +962,7 @@ static gpointer
 counterfactual_thread (gpointer data)
 {
   CounterfactualJob *job = data;
-  job->res = simulate (job->sc, NULL, NULL, job->feed, TRUE, &job->error);
+  job->res = simulate (job->sc, job->placement, NULL, NULL, job->feed, TRUE, &job->error);
   return NULL;
 }
 
@@ -901,10 +974,12 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
 {
   const ScenarioSpec *s = scenario_spec (sc);
   gint64 t0 = g_get_monotonic_time ();
-  guint n_steps = moe_steps (s);
+  guint n_steps = moe_pass_steps (s);
+  g_autoptr (PlacementSet) ps = placement_for_scenario (sc);
+  LayerPlacement *const *placement = ps ? ps->layers : NULL;
   if (!s->sim.counterfactual)
     {
-      RunResult *res = simulate (sc, progress, user, NULL, FALSE, error);
+      RunResult *res = simulate (sc, placement, progress, user, NULL, FALSE, error);
       if (res)
         res->wall_s = (double) (g_get_monotonic_time () - t0) / 1e6;
       return res;
@@ -912,9 +987,9 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
   BalanceFeed feed = { .totals = g_new0 (BalanceTotals, n_steps) };
   g_mutex_init (&feed.lock);
   g_cond_init (&feed.cond);
-  CounterfactualJob job = { sc, &feed, NULL, NULL };
+  CounterfactualJob job = { sc, placement, &feed, NULL, NULL };
   GThread *thread = g_thread_new ("counterfactual", counterfactual_thread, &job);
-  RunResult *res = simulate (sc, progress, user, &feed, FALSE, error);
+  RunResult *res = simulate (sc, placement, progress, user, &feed, FALSE, error);
   if (res == NULL)
     feed_publish (&feed, n_steps); /* zero totals: let the other run end */
   g_thread_join (thread);

@@ -114,10 +114,6 @@ typedef struct {
   double wall_s;
 } RunResult;
 
-/* Steps of the scenario's pass: MoE layers x micro-batches, twice for a
- * train_step (forward, then backward in reverse layer order). */
-guint moe_steps (const ScenarioSpec *s);
-
 /* What a step is, as reports name it: "backward" for backward steps, else
  * "forward", "prefill" or "decode" after the scenario's pass. */
 const char *moe_step_pass (const RunResult *r, guint step);

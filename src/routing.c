@@ -138,13 +138,76 @@ node_token_done (RoutingLayer *out, guint32 *nrow, guint64 mask, guint span, gui
   out->fanout[span]++;
 }
 
-void
-routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, RoutingLayer *out)
+/* Where the selections of a source GPU go: per slot its GPU and node; per
+ * expert the slots a token of this source uses (placement_candidates),
+ * taken round-robin; without a placement the slot is the expert. */
+typedef struct {
+  guint32 *gpu_of, *node_of; /* [slots] */
+  guint *cand_offset, *cand, *ctr;
+  const LayerPlacement *pl;
+} SlotMap;
+
+static void
+slotmap_init (SlotMap *m, const LayerPlacement *pl, guint slots, guint ep, guint gpn)
 {
-  guint ep = out->ep, E = out->experts;
+  memset (m, 0, sizeof *m);
+  m->pl = pl;
+  m->gpu_of = g_new (guint32, slots);
+  m->node_of = g_new (guint32, slots);
+  guint per_gpu = slots / ep;
+  for (guint p = 0; p < slots; p++)
+    {
+      m->gpu_of[p] = p / per_gpu;
+      m->node_of[p] = gpn ? m->gpu_of[p] / gpn : 0;
+    }
+  if (pl)
+    {
+      m->cand_offset = g_new (guint, pl->experts + 1);
+      m->cand = g_new (guint, pl->physical);
+      m->ctr = g_new (guint, pl->experts);
+    }
+}
+
+static void
+slotmap_source (SlotMap *m, guint src)
+{
+  if (m->pl == NULL)
+    return;
+  placement_candidates (m->pl, src, m->cand_offset, m->cand);
+  memset (m->ctr, 0, m->pl->experts * sizeof (guint));
+}
+
+static inline guint
+slotmap_pick (SlotMap *m, guint e)
+{
+  if (m->pl == NULL)
+    return e;
+  guint k0 = m->cand_offset[e], n = m->cand_offset[e + 1] - k0;
+  if (n == 1)
+    return m->cand[k0];
+  guint c = m->ctr[e];
+  m->ctr[e] = c + 1 == n ? 0 : c + 1;
+  return m->cand[k0 + c];
+}
+
+static void
+slotmap_clear (SlotMap *m)
+{
+  g_free (m->gpu_of);
+  g_free (m->node_of);
+  g_free (m->cand_offset);
+  g_free (m->cand);
+  g_free (m->ctr);
+}
+
+void
+routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer, guint mb, guint tokens,
+                   RoutingLayer *out)
+{
+  guint ep = out->ep, E = pl ? pl->experts : out->experts;
   guint k = (guint) s->model.top_k;
   guint ng = (guint) s->model.n_group, kg = (guint) s->model.topk_group;
-  guint group_size = E / ng, per_gpu = E / ep;
+  guint group_size = E / ng;
   gboolean limited = kg < ng;
   guint cand = limited ? kg * group_size : E;
 
@@ -158,13 +221,8 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
   guint groups_buf[64];
   const guint8 *subset = NULL;
   /* lookup tables instead of divisions in the per-selection loop */
-  g_autofree guint32 *gpu_of = g_new (guint32, E);
-  g_autofree guint32 *node_of = g_new (guint32, E);
-  for (guint e = 0; e < E; e++)
-    {
-      gpu_of[e] = e / per_gpu;
-      node_of[e] = gpn ? gpu_of[e] / gpn : 0;
-    }
+  SlotMap sm;
+  slotmap_init (&sm, pl, out->experts, ep, gpn);
   g_autofree guint32 *cand_slot = g_new (guint32, cand);
   g_autofree guint32 *cand_off = g_new (guint32, cand);
   for (guint c = 0; c < cand; c++)
@@ -181,6 +239,7 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
       guint32 *row = out->pair_tokens + (gsize) src * ep;
       guint32 *srow = out->pair_selections + (gsize) src * ep;
       guint32 *nrow = gpn ? out->node_tokens + (gsize) src * nodes : NULL;
+      slotmap_source (&sm, src);
       for (guint t = 0; t < tokens; t++)
         {
           stamp++;
@@ -209,19 +268,21 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
               if (estamp[e] == stamp)
                 continue;
               estamp[e] = stamp;
-              out->expert_rows[e]++;
-              guint d = gpu_of[e];
+              guint p = slotmap_pick (&sm, e);
+              out->expert_rows[p]++;
+              guint d = sm.gpu_of[p];
               row[d] += dstamp[d] != stamp; /* branch-free: unpredictable */
               dstamp[d] = stamp;
               srow[d]++;
               if (nrow)
-                NODE_SELECT (node_of[e]);
+                NODE_SELECT (sm.node_of[p]);
               j++;
             }
           if (nrow)
             node_token_done (out, nrow, nmask, span, nodes);
         }
     }
+  slotmap_clear (&sm);
 }
 
 /* Sums the selections of `tokens` consecutive trace tokens (wrapping) of one
@@ -242,13 +303,14 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
               guint e = r[k];                                                                      \
               if (e == (MISSING))                                                                  \
                 continue;                                                                          \
-              out->expert_rows[e]++;                                                               \
-              guint d = gpu_of[e];                                                                 \
+              guint p = slotmap_pick (&sm, e);                                                     \
+              out->expert_rows[p]++;                                                               \
+              guint d = sm.gpu_of[p];                                                              \
               row[d] += dstamp[d] != stamp;                                                        \
               dstamp[d] = stamp;                                                                   \
               srow[d]++;                                                                           \
               if (nrow)                                                                            \
-                NODE_SELECT (node_of[e]);                                                          \
+                NODE_SELECT (sm.node_of[p]);                                                       \
             }                                                                                      \
           if (nrow)                                                                                \
             node_token_done (out, nrow, nmask, span, nodes);                                       \
@@ -257,11 +319,11 @@ routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens, R
   while (0)
 
 void
-routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb, guint tokens,
-                    RoutingLayer *out)
+routing_from_trace (const ScenarioSpec *s, const Trace *t, const LayerPlacement *pl, guint layer, guint mb,
+                    guint tokens, RoutingLayer *out)
 {
   const TraceShape *sh = trace_shape (t);
-  guint ep = out->ep, E = out->experts, K = sh->top_k, per_gpu = E / ep;
+  guint ep = out->ep, E = pl ? pl->experts : out->experts, K = sh->top_k;
   guint tl = layer % sh->layers;
   guint64 T = sh->tokens;
   (void) s;
@@ -269,13 +331,8 @@ routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb
   guint gpn = out->gpus_per_node, nodes = layer_reset (out);
   g_autofree guint32 *nstamp = g_new0 (guint32, MAX (nodes, 1u));
   g_autofree guint32 *dstamp = g_new0 (guint32, ep);
-  g_autofree guint32 *gpu_of = g_new (guint32, E);
-  g_autofree guint32 *node_of = g_new (guint32, E);
-  for (guint e = 0; e < E; e++)
-    {
-      gpu_of[e] = e / per_gpu;
-      node_of[e] = gpn ? gpu_of[e] / gpn : 0;
-    }
+  SlotMap sm;
+  slotmap_init (&sm, pl, out->experts, ep, gpn);
   guint32 stamp = 0;
   for (guint src = 0; src < ep; src++)
     {
@@ -283,11 +340,13 @@ routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb
       guint32 *srow = out->pair_selections + (gsize) src * ep;
       guint32 *nrow = gpn ? out->node_tokens + (gsize) src * nodes : NULL;
       guint64 tok = (src * T / ep + (guint64) mb * tokens) % T;
+      slotmap_source (&sm, src);
       if (trace_id_bytes (t) == 1)
         TRACE_ROW_LOOP (guint8, 0xffu);
       else
         TRACE_ROW_LOOP (guint16, 0xffffu);
     }
+  slotmap_clear (&sm);
 }
 
 /* ---- generation ahead of use ---- */
@@ -303,6 +362,7 @@ struct RoutingStream {
   const Trace *trace;
   guint n_steps, tokens, window, mbs;
   guint *step_layer; /* per layer position: the MoE layer */
+  LayerPlacement *const *placement; /* per MoE layer; NULL: contiguous */
   Slot *slots;
   GThreadPool *pool;
   GMutex lock;
@@ -317,10 +377,11 @@ generate (gpointer data, gpointer user)
   Slot *slot = &rs->slots[GPOINTER_TO_UINT (data) - 1];
   guint step = slot->step;
   guint layer = rs->step_layer[step / rs->mbs];
+  const LayerPlacement *pl = rs->placement ? rs->placement[layer] : NULL;
   if (rs->trace)
-    routing_from_trace (rs->spec, rs->trace, layer, step % rs->mbs, rs->tokens, slot->layer);
+    routing_from_trace (rs->spec, rs->trace, pl, layer, step % rs->mbs, rs->tokens, slot->layer);
   else
-    routing_synthetic (rs->spec, layer, step % rs->mbs, rs->tokens, slot->layer);
+    routing_synthetic (rs->spec, pl, layer, step % rs->mbs, rs->tokens, slot->layer);
   g_mutex_lock (&rs->lock);
   slot->ready = TRUE;
   g_cond_broadcast (&rs->cond);
@@ -343,10 +404,11 @@ queue_next (RoutingStream *rs)
 }
 
 RoutingStream *
-routing_stream_new (const ScenarioSpec *s, const Trace *trace, guint n_steps, const guint *step_layer,
-                    guint tokens, guint threads, guint window, guint count_nodes_of)
+routing_stream_new (const ScenarioSpec *s, const Trace *trace, LayerPlacement *const *placement, guint n_steps,
+                    const guint *step_layer, guint tokens, guint threads, guint window, guint count_nodes_of)
 {
   RoutingStream *rs = g_new0 (RoutingStream, 1);
+  rs->placement = placement;
   rs->spec = s;
   rs->trace = trace;
   rs->n_steps = n_steps;
@@ -360,7 +422,8 @@ routing_stream_new (const ScenarioSpec *s, const Trace *trace, guint n_steps, co
   rs->slots = g_new0 (Slot, rs->window);
   for (guint i = 0; i < rs->window; i++)
     {
-      rs->slots[i].layer = routing_layer_new ((guint) s->parallel.ep, (guint) s->model.experts);
+      rs->slots[i].layer = routing_layer_new ((guint) s->parallel.ep,
+                                              placement ? placement[0]->physical : (guint) s->model.experts);
       if (count_nodes_of)
         routing_layer_count_nodes (rs->slots[i].layer, count_nodes_of);
     }

@@ -6,12 +6,15 @@
  * Synthetic uniform model: each token picks topk_group of the n_group
  * expert groups uniformly at random, then top_k distinct experts uniformly
  * among the experts of those groups (with n_group = topk_group = 1, top_k
- * distinct experts out of all). Placement is contiguous: expert e lives on
- * GPU e / (experts / ep). Streams are seeded per (seed, layer, micro-batch,
- * GPU), so the routing is identical whatever order GPUs are generated in.
+ * distinct experts out of all). A layer placement (placement.h) maps each
+ * selection to a slot (expert replica) and so a GPU; without one (NULL)
+ * expert e is slot e, on GPU e / (experts / ep). Counts per expert are per
+ * slot. Streams are seeded per (seed, layer, micro-batch, GPU), so the
+ * routing is identical whatever order GPUs are generated in.
  */
 #pragma once
 
+#include "placement.h"
 #include "scenario.h"
 
 typedef struct {
@@ -35,7 +38,7 @@ void routing_layer_free (RoutingLayer *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RoutingLayer, routing_layer_free)
 
 /* Fills `out` for (layer, micro-batch) with `tokens` tokens per GPU. */
-void routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint tokens,
+void routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer, guint mb, guint tokens,
                         RoutingLayer *out);
 
 /* The same from a trace of T tokens: GPU g, micro-batch m takes `tokens`
@@ -44,8 +47,8 @@ void routing_synthetic (const ScenarioSpec *s, guint layer, guint mb, guint toke
  * overlapping ones when not (so GPUs never all see the same tokens); MoE
  * layer l replays trace layer l mod L; missing records route nowhere. The
  * trace's experts must equal the scenario's (scenario_load checks). */
-void routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, guint mb,
-                         guint tokens, RoutingLayer *out);
+void routing_from_trace (const ScenarioSpec *s, const Trace *t, const LayerPlacement *pl, guint layer,
+                         guint mb, guint tokens, RoutingLayer *out);
 
 /* A stream of routing layers for steps 0..n_steps-1 (step i is micro-batch
  * i mod microbatches of MoE layer step_layer[i / microbatches], or of layer
@@ -54,8 +57,10 @@ void routing_from_trace (const ScenarioSpec *s, const Trace *t, guint layer, gui
  * while the caller simulates. Every step's content depends only on the seed,
  * the layer and the micro-batch, never on threads or timing. */
 typedef struct RoutingStream RoutingStream;
-RoutingStream *routing_stream_new (const ScenarioSpec *s, const Trace *trace, guint n_steps,
-                                   const guint *step_layer, guint tokens, guint threads, guint window,
+RoutingStream *routing_stream_new (const ScenarioSpec *s, const Trace *trace,
+                                   LayerPlacement *const *placement /* per MoE layer, or NULL */,
+                                   guint n_steps, const guint *step_layer, guint tokens, guint threads,
+                                   guint window,
                                    guint count_nodes_of /* gpus per node, 0 = no node counts */);
 /* Blocks until step `step` is ready and returns it; steps must be asked for
  * in order, and the previous step's layer is recycled by this call. */

@@ -18,6 +18,7 @@ struct Scenario {
   CfgDoc doc;
   Topology *topo;
   Trace *trace;
+  Trace *eplb_trace;
   gboolean from_gate;
   GPtrArray *notes;
   double reuse;
@@ -151,6 +152,16 @@ static const CfgField scenario_fields[] = {
      "low_latency: transfers in flight hold no SMs (DeepEP's receive hook)"),
   F ("low_latency.nvlink", CFG_BOOL, low_latency.nvlink, 0, 0, "true",
      "low_latency: send to GPUs of the own node over NVLink (false: pure RDMA through the NICs)"),
+  E ("placement", placement, placement_names, "contiguous",
+     "expert placement: contiguous (expert e on GPU e / (experts / ep)), round_robin (on GPU e mod ep), "
+     "eplb (DeepSeek's load balancer, per layer, with eplb.redundant replicas)"),
+  F ("eplb.redundant", CFG_INT, eplb.redundant, 0, 1 << 20, "0",
+     "eplb: redundant expert slots (experts + redundant must be divisible by parallel.ep)"),
+  E ("eplb.policy", eplb.policy, eplb_policy_names, "auto",
+     "eplb: hierarchical (groups onto nodes first), global, or auto (hierarchical when model.n_group "
+     "divides among the nodes)"),
+  F ("eplb.load", CFG_STRING, eplb.load, 0, 0, "\"\"",
+     "eplb: balance for the loads of this trace (relative to the scenario); empty = the routing itself"),
   F ("block.time_us", CFG_DOUBLE, block.time_us, 0, 1e9, "0",
      "attention / dense block before each MoE layer, per step and GPU, us"),
   F ("block.flops_per_token", CFG_DOUBLE, block.flops_per_token, 0, 1e15, "0",
@@ -208,6 +219,7 @@ scenario_free (Scenario *s)
   cfg_clear (&s->doc);
   topology_free (s->topo);
   trace_free (s->trace);
+  trace_free (s->eplb_trace);
   if (s->notes)
     g_ptr_array_unref (s->notes);
   g_free (s->path);
@@ -223,12 +235,32 @@ scenario_token_bytes (const ScenarioSpec *s, Dtype dtype)
   return 2.0 * h;
 }
 
+guint
+moe_pass_steps (const ScenarioSpec *s)
+{
+  guint passes = s->pass == PASS_TRAIN_STEP ? 2 : 1;
+  return passes * (guint) s->model.moe_layers * (guint) s->parallel.microbatches;
+}
+
+/* Flows per step: direct and low_latency one per GPU pair each way;
+ * hierarchical per chunk one IB copy per (GPU, other node) and one NVLink
+ * forward per (rail peer, GPU of its node), plus the own node's pairs. */
+static double
+flows_per_step (const ScenarioSpec *s, gint64 gpus_per_node)
+{
+  double ep = (double) s->parallel.ep, gpn = (double) MIN (gpus_per_node, s->parallel.ep);
+  if (s->dispatch != DISPATCH_HIERARCHICAL)
+    return 2.0 * ep * (ep - 1.0);
+  double nodes = ep / gpn, K = (double) s->dispatch_chunks;
+  return 2.0 * (ep * (nodes - 1.0) * K + ep * (gpn - 1.0) * K + ep * (gpn - 1.0));
+}
+
 double
-scenario_sim_memory_bytes (const ScenarioSpec *s)
+scenario_sim_memory_bytes (const ScenarioSpec *s, gint64 gpus_per_node)
 {
   /* Two steps of tasks are alive at once (the builder keeps one step
-   * ahead; with two_microbatch, micro-batches + 1). Per step: up to
-   * ep*(ep-1) flows each way, each a task (~112 B), a solver flow slot and
+   * ahead; with two_microbatch, micro-batches + 1). Per step: its flows
+   * (flows_per_step), each a task (~112 B), a solver flow slot and
    * its link-list entries (~240 B) and two dependency edges (24 B); the
    * routing window holds 2 x cores + 1 layers of 2 ep^2 pair counts, and a
    * train_step keeps every forward step's for its backward step; per step
@@ -236,9 +268,8 @@ scenario_sim_memory_bytes (const ScenarioSpec *s)
    * the balanced counterfactual runs a second engine; an in-process gate
    * holds its hidden states and weights. */
   double ep = (double) s->parallel.ep, M = (double) s->parallel.microbatches;
-  double steps = (double) s->model.moe_layers * M * (s->pass == PASS_TRAIN_STEP ? 2.0 : 1.0);
-  double pairs = ep * (ep - 1.0);
-  double per_step = 2.0 * pairs * (112.0 + 240.0 + 24.0) + ep * 1024.0;
+  double steps = (double) moe_pass_steps (s);
+  double per_step = flows_per_step (s, gpus_per_node) * (112.0 + 240.0 + 24.0) + ep * 1024.0;
   double alive = s->overlap == OVERLAP_TWO_MICROBATCH ? M + 1.0 : 2.0;
   double layer = (2.0 * ep * ep + (double) s->model.experts) * 4.0;
   double window = (2.0 * g_get_num_processors () + 1.0) * layer;
@@ -416,11 +447,16 @@ validate (Scenario *sc, GError **error)
                     "output.report_layer = %" G_GINT64_FORMAT ", but there are only %" G_GINT64_FORMAT
                     " MoE layers (model.moe_layers; layers from 0, -1 = the slowest)",
                     s->output.report_layer, s->model.moe_layers);
-  if (s->model.experts % s->parallel.ep != 0)
+  if (s->eplb.redundant > 0 && s->placement != PLACEMENT_EPLB)
+    return fail_at (error, cfg_origin (&sc->doc, "eplb.redundant"),
+                    "eplb.redundant = %" G_GINT64_FORMAT " needs placement: eplb (it is %s)",
+                    s->eplb.redundant, placement_names[s->placement]);
+  if ((s->model.experts + s->eplb.redundant) % s->parallel.ep != 0)
     return fail_at (error, cfg_origin (&sc->doc, "parallel.ep"),
-                    "model.experts = %" G_GINT64_FORMAT " is not divisible by parallel.ep = %"
-                    G_GINT64_FORMAT " (each GPU must host the same number of experts)",
-                    s->model.experts, s->parallel.ep);
+                    "model.experts = %" G_GINT64_FORMAT " + eplb.redundant = %" G_GINT64_FORMAT
+                    " is not divisible by parallel.ep = %" G_GINT64_FORMAT
+                    " (each GPU must host the same number of expert slots)",
+                    s->model.experts, s->eplb.redundant, s->parallel.ep);
   if (s->parallel.ep % t->node.gpus != 0)
     return fail_at (error, cfg_origin (&sc->doc, "parallel.ep"),
                     "parallel.ep = %" G_GINT64_FORMAT
@@ -448,16 +484,15 @@ validate (Scenario *sc, GError **error)
     return fail_at (error, cfg_origin (&sc->doc, "cross_rail"),
                     "cross_rail = spine is impossible on the multi_plane fabric of %s (its planes "
                     "share no switch); use nvlink or auto", topology_path (sc->topo));
-  double need = scenario_sim_memory_bytes (s);
+  double need = scenario_sim_memory_bytes (s, t->node.gpus);
   if (need > s->sim.max_memory_gb * 1e9)
     return fail_at (error, cfg_origin (&sc->doc, "parallel.ep"),
                     "this scenario needs about %.1f GB of host memory to simulate (ep = %"
-                    G_GINT64_FORMAT ": %.3g flows per layer, %" G_GINT64_FORMAT " steps), more "
+                    G_GINT64_FORMAT ": %.3g flows per step, %" G_GINT64_FORMAT " steps), more "
                     "than sim.max_memory_gb = %g; lower parallel.ep, model.moe_layers or "
                     "parallel.microbatches, or raise sim.max_memory_gb",
-                    need / 1e9, s->parallel.ep,
-                    2.0 * (double) s->parallel.ep * (double) (s->parallel.ep - 1),
-                    s->model.moe_layers * s->parallel.microbatches, s->sim.max_memory_gb);
+                    need / 1e9, s->parallel.ep, flows_per_step (s, t->node.gpus),
+                    (gint64) moe_pass_steps (s), s->sim.max_memory_gb);
   /* the clock is int64 picoseconds (106 days): refuse scenarios whose
    * slowest link or GPU would take longer than ~11 days */
   double token = MAX (scenario_token_bytes (s, (Dtype) s->model.dispatch_dtype),
@@ -483,7 +518,29 @@ validate (Scenario *sc, GError **error)
     return FALSE;
   if ((s->routing.trace[0] || s->routing.gate.preset[0]) && !load_trace (sc, error))
     return FALSE;
+  if (s->eplb.load[0])
+    {
+      const char *where = cfg_origin (&sc->doc, "eplb.load");
+      if (s->placement != PLACEMENT_EPLB)
+        return fail_at (error, where, "eplb.load needs placement: eplb (it is %s)", placement_names[s->placement]);
+      g_autofree char *dir = g_path_get_dirname (sc->path);
+      g_autofree char *path = g_path_is_absolute (s->eplb.load) ? g_strdup (s->eplb.load)
+                                                                : g_build_filename (dir, s->eplb.load, NULL);
+      g_autoptr (GError) terr = NULL;
+      sc->eplb_trace = trace_open (path, &terr);
+      if (sc->eplb_trace == NULL || !trace_check (sc->eplb_trace, &terr))
+        return fail_at (error, where, "eplb.load: %s", terr->message);
+      if ((gint64) trace_shape (sc->eplb_trace)->experts != s->model.experts)
+        return fail_at (error, where, "eplb.load: the trace %s has %u experts, the scenario's model.experts is %"
+                        G_GINT64_FORMAT, path, trace_shape (sc->eplb_trace)->experts, s->model.experts);
+    }
   return TRUE;
+}
+
+const Trace *
+scenario_eplb_trace (const Scenario *s)
+{
+  return s->eplb_trace;
 }
 
 Scenario *

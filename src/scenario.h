@@ -7,6 +7,7 @@
 #pragma once
 
 #include "cluster.h"
+#include "placement.h"
 #include "topo.h"
 #include "trace.h"
 
@@ -48,6 +49,12 @@ typedef struct {
     gboolean receive_hook; /* transfers in flight hold no SMs */
     gboolean nvlink;       /* FALSE: pure RDMA, NVLink unused */
   } low_latency;
+  int placement;          /* PlacementKind */
+  struct {
+    gint64 redundant;      /* extra expert slots (replicas) */
+    int policy;            /* EplbPolicy */
+    char *load;            /* "" = the routing itself; else a trace, relative to the scenario */
+  } eplb;
   struct {
     double time_us;        /* attention / dense block per step, given */
     double flops_per_token, bytes_per_token; /* or its roofline */
@@ -90,6 +97,8 @@ const ScenarioSpec *scenario_spec (const Scenario *s);
 const Topology *scenario_topology (const Scenario *s);
 /* The routing trace the scenario replays, or NULL for synthetic routing. */
 const Trace *scenario_trace (const Scenario *s);
+/* The trace whose loads EPLB balances for (eplb.load), or NULL. */
+const Trace *scenario_eplb_trace (const Scenario *s);
 /* Notes for the user about how the inputs were fitted (e.g. trace tokens
  * reused); NULL-terminated, owned by the scenario. */
 const char *const *scenario_notes (const Scenario *s);
@@ -106,6 +115,9 @@ char *scenario_output_dir (const Scenario *s);
 double scenario_token_bytes (const ScenarioSpec *s, Dtype dtype);
 
 /* Host memory the simulator needs for this scenario, in bytes (estimate). */
-double scenario_sim_memory_bytes (const ScenarioSpec *s);
+double scenario_sim_memory_bytes (const ScenarioSpec *s, gint64 gpus_per_node);
+/* Steps of the scenario's pass: MoE layers x micro-batches, twice for a
+ * train_step (forward, then backward in reverse layer order). */
+guint moe_pass_steps (const ScenarioSpec *s);
 
 void scenario_describe_schema (GString *out);

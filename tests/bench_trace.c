@@ -39,7 +39,7 @@ main (void)
     {
       gint64 t0 = g_get_monotonic_time ();
       for (guint l = 0; l < L; l++)
-        routing_from_trace (&spec, t, l, 0, (guint) (T / EP), rl);
+        routing_from_trace (&spec, t, NULL, l, 0, (guint) (T / EP), rl);
       best = MIN (best, (g_get_monotonic_time () - t0) / 1e6);
     }
   double bytes = (double) T * K * L * trace_id_bytes (t);

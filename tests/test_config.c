@@ -66,16 +66,24 @@ test_good_scenario_loads (void)
 static void
 test_shipped_files_load (void)
 {
-  const char *scen[] = { "deepseek-v3-ep64.yaml", "deepseek-v3-ep256.yaml", "deepseek-v3-ep64-trace.yaml", "tiny.yaml" };
-  for (guint i = 0; i < G_N_ELEMENTS (scen); i++)
+  /* every scenario in sim/ (the sweep-*.yaml files are sweeps, checked in test_cli) */
+  g_autofree char *sim = g_build_filename (MOESIM_SOURCE_ROOT, "sim", NULL);
+  g_autoptr (GDir) dir = g_dir_open (sim, 0, NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (dir);
+  guint loaded = 0;
+  for (const char *name; (name = g_dir_read_name (dir));)
     {
-      g_autofree char *p = g_build_filename (MOESIM_SOURCE_ROOT, "sim", scen[i], NULL);
+      if (!g_str_has_suffix (name, ".yaml") || g_str_has_prefix (name, "sweep-"))
+        continue;
+      g_autofree char *p = g_build_filename (sim, name, NULL);
       g_autoptr (GError) err = NULL;
       g_autoptr (Scenario) sc = scenario_load (p, NULL, &err);
       if (err)
         g_printerr ("\n  %s\n", err->message);
       CU_ASSERT_PTR_NOT_NULL (sc);
+      loaded++;
     }
+  CU_ASSERT (loaded >= 5);
   const char *topo[] = { "h800-deepseek.yaml", "h100-hgx-8x400g.yaml", "h200-hgx-8x400g.yaml",
                          "b200-hgx-8x400g.yaml", "gb200-nvl72.yaml", "tiny-2node.yaml" };
   for (guint i = 0; i < G_N_ELEMENTS (topo); i++)
@@ -221,7 +229,7 @@ test_too_large_for_memory (void)
 static void
 test_multi_plane_rejects_spine (void)
 {
-  g_autofree char *path = g_build_filename (MOESIM_SOURCE_ROOT, "sim", "deepseek-v3-ep64.yaml", NULL);
+  g_autofree char *path = g_build_filename (MOESIM_SOURCE_ROOT, "sim", "deepseek-v3-ep64-forward.yaml", NULL);
   g_autoptr (GError) err = NULL;
   const char *sets[] = { "cross_rail=spine", NULL };
   g_autoptr (Scenario) sc = scenario_load (path, sets, &err);
@@ -282,7 +290,7 @@ test_many_groups_route (void)
   g_autoptr (Scenario) sc = scenario_load (path, NULL, &err);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   g_autoptr (RoutingLayer) r = routing_layer_new (8, 256);
-  routing_synthetic (scenario_spec (sc), 0, 0, 64, r);
+  routing_synthetic (scenario_spec (sc), NULL, 0, 0, 64, r);
   guint64 rows = 0;
   for (guint e = 0; e < 256; e++)
     rows += r->expert_rows[e];

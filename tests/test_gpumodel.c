@@ -5,7 +5,7 @@
 static void
 test_gemm_table_interpolation (void)
 {
-  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", NULL);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64-forward.yaml", NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   const TopoSpec *t = topology_spec (scenario_topology (sc));
   /* table: [[64, 271], [128, 499], [256, 874], [512, 978], [1024, 1079], [4096, 1220]] */
@@ -20,7 +20,7 @@ static void
 test_grouped_ffn_is_compute_bound_at_deepseek_load (void)
 {
   /* EP64: 4 experts per GPU, 8192 rows each (4096 tokens x 8 / 4) */
-  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", NULL);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64-forward.yaml", NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   const TopoSpec *t = topology_spec (scenario_topology (sc));
   guint32 rows[4] = { 8192, 8192, 8192, 8192 };
@@ -33,7 +33,7 @@ test_grouped_ffn_is_compute_bound_at_deepseek_load (void)
 static void
 test_rows_pad_to_the_tile (void)
 {
-  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", NULL);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64-forward.yaml", NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   const TopoSpec *t = topology_spec (scenario_topology (sc));
   /* 65 rows run as 128 at the 128-row throughput; memory-bound then? check both */

@@ -34,7 +34,7 @@ test_estimate_reproduces_problem_statement (void)
 static void
 test_fp8_token_payload (void)
 {
-  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", NULL);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64-forward.yaml", NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   ASSERT_REL (scenario_token_bytes (scenario_spec (sc), DTYPE_FP8), 7392.0, 0);
   ASSERT_REL (scenario_token_bytes (scenario_spec (sc), DTYPE_BF16), 14336.0, 0);
@@ -43,11 +43,11 @@ test_fp8_token_payload (void)
 static void
 test_routing_counts_are_consistent (void)
 {
-  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", NULL);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64-forward.yaml", NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   const ScenarioSpec *s = scenario_spec (sc);
   g_autoptr (RoutingLayer) r = routing_layer_new (64, 256);
-  routing_synthetic (s, 3, 0, 1024, r);
+  routing_synthetic (s, NULL, 3, 0, 1024, r);
   guint64 rows = 0;
   for (guint e = 0; e < 256; e++)
     rows += r->expert_rows[e];
@@ -81,10 +81,10 @@ test_routing_is_uniform_on_average (void)
 {
   /* no group limit: every expert gets tokens * k / E on average */
   const char *sets[] = { "model.n_group=1", "model.topk_group=1", NULL };
-  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64-forward.yaml", sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   g_autoptr (RoutingLayer) r = routing_layer_new (64, 256);
-  routing_synthetic (scenario_spec (sc), 0, 0, 4096, r);
+  routing_synthetic (scenario_spec (sc), NULL, 0, 0, 4096, r);
   double mean = 64.0 * 4096 * 8 / 256, var = 0;
   for (guint e = 0; e < 256; e++)
     var += (r->expert_rows[e] - mean) * (r->expert_rows[e] - mean) / 256;
@@ -190,7 +190,7 @@ test_balanced_counterfactual (void)
                              "parallel.tokens_per_gpu=1024", NULL };
       if (k >= 3)
         sets[2] = NULL; /* tiny.yaml as it is */
-      g_autoptr (Scenario) sc = test_load_sim (k < 3 ? "deepseek-v3-ep64.yaml" : "tiny.yaml", sets);
+      g_autoptr (Scenario) sc = test_load_sim (k < 3 ? "deepseek-v3-ep64-forward.yaml" : "tiny.yaml", sets);
       CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
       g_autoptr (GError) err = NULL;
       g_autoptr (RunResult) r = moe_run (sc, &err);
@@ -375,7 +375,7 @@ test_runs_are_deterministic (void)
   for (guint k = 0; k < 2; k++)
     {
       const char *sets[] = { "model.moe_layers=4", NULL };
-      g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
+      g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64-forward.yaml", sets);
       CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
       g_autoptr (GError) err = NULL;
       g_autoptr (RunResult) r = moe_run (sc, &err);
@@ -395,7 +395,7 @@ test_faster_ib_helps_what_if (void)
   for (guint k = 0; k < 2; k++)
     {
       const char *sets[] = { "model.moe_layers=2", k ? "nic.gbps=100" : "nic.gbps=50", NULL };
-      g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
+      g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64-forward.yaml", sets);
       CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
       g_autoptr (GError) err = NULL;
       g_autoptr (RunResult) r = moe_run (sc, &err);
@@ -413,12 +413,12 @@ test_hierarchical_sends_one_ib_copy_per_node (void)
    * most 4 nodes; hierarchical dispatch sends one IB copy per (token, remote
    * node), dispatch and combine, and no more */
   const char *sets[] = { "model.moe_layers=1", "dispatch=hierarchical", "parallel.tokens_per_gpu=1024", NULL };
-  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64-forward.yaml", sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   const ScenarioSpec *s = scenario_spec (sc);
   g_autoptr (RoutingLayer) r = routing_layer_new (64, 256);
   routing_layer_count_nodes (r, 8);
-  routing_synthetic (s, 0, 0, 1024, r);
+  routing_synthetic (s, NULL, 0, 0, 1024, r);
   double copies = 0;
   for (guint src = 0; src < 64; src++)
     {
@@ -438,7 +438,7 @@ test_hierarchical_sends_one_ib_copy_per_node (void)
   ASSERT_REL (h->layers[0].bytes[LCLASS_NIC], copies * (db + cb), 1e-9);
   /* direct dispatch sends one copy per (token, GPU): never fewer IB bytes */
   const char *dsets[] = { "model.moe_layers=1", "parallel.tokens_per_gpu=1024", NULL };
-  g_autoptr (Scenario) sd = test_load_sim ("deepseek-v3-ep64.yaml", dsets);
+  g_autoptr (Scenario) sd = test_load_sim ("deepseek-v3-ep64-forward.yaml", dsets);
   g_autoptr (RunResult) d = moe_run (sd, &err);
   CU_ASSERT_PTR_NOT_NULL_FATAL (d);
   CU_ASSERT (d->layers[0].bytes[LCLASS_NIC] > h->layers[0].bytes[LCLASS_NIC]);
@@ -470,7 +470,7 @@ test_hierarchical_chunks_pipeline (void)
     {
       const char *sets[] = { "model.moe_layers=1", "dispatch=hierarchical",
                              k ? "dispatch_chunks=8" : "dispatch_chunks=1", NULL };
-      g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
+      g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64-forward.yaml", sets);
       g_autoptr (GError) err = NULL;
       g_autoptr (RunResult) r = moe_run (sc, &err);
       CU_ASSERT_PTR_NOT_NULL_FATAL (r);
@@ -483,7 +483,7 @@ static void
 test_low_latency_sends_every_selection (void)
 {
   const char *sets[] = { "model.moe_layers=1", "dispatch=low_latency", "parallel.tokens_per_gpu=128", NULL };
-  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64-forward.yaml", sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   g_autoptr (GError) err = NULL;
   g_autoptr (RunResult) r = moe_run (sc, &err);
@@ -494,7 +494,7 @@ test_low_latency_sends_every_selection (void)
   ASSERT_REL (r->layers[0].logical_combine_bytes, 64.0 * 128 * 8 * 14336, 1e-12);
   /* what crosses the network is the selections to other GPUs */
   g_autoptr (RoutingLayer) rl = routing_layer_new (64, 256);
-  routing_synthetic (scenario_spec (sc), 0, 0, 128, rl);
+  routing_synthetic (scenario_spec (sc), NULL, 0, 0, 128, rl);
   double remote = 0;
   for (guint s = 0; s < 64; s++)
     for (guint d = 0; d < 64; d++)
@@ -511,9 +511,8 @@ test_low_latency_sends_every_selection (void)
 static void
 test_deepep_intranode_logical_bandwidth (void)
 {
-  const char *sets[] = { "parallel.ep=8", "model.n_group=1", "model.topk_group=1", "model.moe_layers=2",
-                         "dispatch=hierarchical", NULL };
-  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64.yaml", sets);
+  /* the shipped replica of DeepEP's benchmark, as it is (24 comm SMs) */
+  g_autoptr (Scenario) sc = test_load_sim ("deepep-normal-ep8.yaml", NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   g_autoptr (GError) err = NULL;
   g_autoptr (RunResult) r = moe_run (sc, &err);

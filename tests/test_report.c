@@ -122,11 +122,11 @@ test_trace_json_is_valid (void)
 {
   check_trace ("tiny.yaml", NULL, 0, -1);
   const char *sets[] = { "model.moe_layers=3", "parallel.microbatches=2", "dispatch=hierarchical", NULL };
-  check_trace ("deepseek-v3-ep64.yaml", sets, 0, -1);
+  check_trace ("deepseek-v3-ep64-forward.yaml", sets, 0, -1);
   /* only layer 1 (two micro-batches) of the 8 GPUs of node 1 */
   const char *some[] = { "model.moe_layers=3", "parallel.microbatches=2", "output.trace_layers=1",
                          "output.trace_gpus=8-15", NULL };
-  check_trace ("deepseek-v3-ep64.yaml", some, 8 * 2 * 3, 1);
+  check_trace ("deepseek-v3-ep64-forward.yaml", some, 8 * 2 * 3, 1);
 }
 
 /* report.html: text from the user's files reaches the page escaped. */
@@ -196,8 +196,8 @@ static void
 test_link_utilisation_conserves_bytes (void)
 {
   check_util_integral ("tiny.yaml", "0", 1e-4);
-  check_util_integral ("deepseek-v3-ep64.yaml", "0", 1e-4);
-  check_util_integral ("deepseek-v3-ep64.yaml", "0.02", 0.03);
+  check_util_integral ("deepseek-v3-ep64-forward.yaml", "0", 1e-4);
+  check_util_integral ("deepseek-v3-ep64-forward.yaml", "0.02", 0.03);
 }
 
 int

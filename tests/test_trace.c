@@ -404,7 +404,7 @@ test_replay_windows_and_counts (void)
   CU_ASSERT (notes[1] && strstr (notes[1], "l mod 2"));
   g_autoptr (RoutingLayer) r = routing_layer_new (8, 16);
   /* layer 2 replays trace layer 0; GPU 1 takes tokens 8..39 (starts 64 x 1 / 8) */
-  routing_from_trace (scenario_spec (sc), scenario_trace (sc), 2, 0, 32, r);
+  routing_from_trace (scenario_spec (sc), scenario_trace (sc), NULL, 2, 0, 32, r);
   /* token t picks experts t mod 16 and t+1 mod 16: GPUs (t/2) mod 8 and
    * ((t+1)/2) mod 8; each of GPU 1's 32 tokens reaches 1 or 2 GPUs */
   guint64 out = 0;

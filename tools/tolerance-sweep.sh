@@ -4,7 +4,7 @@
 #   tools/tolerance-sweep.sh [SCENARIO] [--set KEY=VALUE]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:-sim/deepseek-v3-ep64.yaml}
+scenario=${1:-sim/deepseek-v3-ep64-forward.yaml}
 shift || true
 [ $# -gt 0 ] || set -- --set model.moe_layers=6
 moesim=build/src/moesim
