@@ -27,6 +27,7 @@ typedef struct {
   guint pending;
   guint succ_head;
   guint gpu;
+  guint prio; /* compute: lower runs first among ready tasks of its GPU */
   guint64 tag;
   SimTime start;
   SimTime duration; /* compute: duration at full SMs; flow: latency */
@@ -41,11 +42,60 @@ typedef struct {
   guint next;
 } Edge;
 
+/* A ready compute task in its GPU's queue: by priority, then readiness. */
+typedef struct {
+  guint prio, seq, id;
+} Ready;
+
 typedef struct {
   double sm_share;
   gboolean busy;
-  IdFifo fifo; /* ready compute tasks */
+  Ready *heap; /* ready compute tasks, a binary min-heap */
+  guint len, cap, seq;
 } Gpu;
+
+static gboolean
+ready_less (const Ready *a, const Ready *b)
+{
+  return a->prio != b->prio ? a->prio < b->prio : a->seq < b->seq;
+}
+
+static void
+gpu_push (Gpu *g, guint prio, guint id)
+{
+  UTIL_GROW (g->heap, g->cap, g->len + 1);
+  Ready r = { prio, g->seq++, id };
+  guint i = g->len++;
+  while (i > 0 && ready_less (&r, &g->heap[(i - 1) / 2]))
+    {
+      g->heap[i] = g->heap[(i - 1) / 2];
+      i = (i - 1) / 2;
+    }
+  g->heap[i] = r;
+}
+
+static guint
+gpu_pop (Gpu *g)
+{
+  guint id = g->heap[0].id;
+  Ready last = g->heap[--g->len];
+  guint i = 0;
+  for (;;)
+    {
+      guint c = 2 * i + 1;
+      if (c >= g->len)
+        break;
+      if (c + 1 < g->len && ready_less (&g->heap[c + 1], &g->heap[c]))
+        c++;
+      if (!ready_less (&g->heap[c], &last))
+        break;
+      g->heap[i] = g->heap[c];
+      i = c;
+    }
+  if (g->len > 0)
+    g->heap[i] = last;
+  return id;
+}
 
 struct Engine {
   EngineHooks hooks;
@@ -110,7 +160,7 @@ engine_free (Engine *e)
   if (e == NULL)
     return;
   for (guint i = 0; i < e->n_gpus; i++)
-    id_fifo_clear (&e->gpus[i].fifo);
+    g_free (e->gpus[i].heap);
   g_free (e->gpus);
   g_free (e->tasks);
   g_free (e->free_tasks);
@@ -182,11 +232,18 @@ engine_nop (Engine *e, guint64 tag)
 EngineTask
 engine_compute (Engine *e, guint gpu, SimTime duration, guint64 tag)
 {
+  return engine_compute_prio (e, gpu, duration, 0, tag);
+}
+
+EngineTask
+engine_compute_prio (Engine *e, guint gpu, SimTime duration, guint prio, guint64 tag)
+{
   g_return_val_if_fail (gpu < e->n_gpus, ENGINE_TASK_NONE);
   g_return_val_if_fail (duration >= 0, ENGINE_TASK_NONE);
   guint id = task_alloc (e, TASK_COMPUTE, tag);
   e->tasks[id].gpu = gpu;
   e->tasks[id].duration = duration;
+  e->tasks[id].prio = prio;
   return handle_of (id, e->tasks[id].gen);
 }
 
@@ -305,9 +362,9 @@ static void
 gpu_try_start (Engine *e, guint gpu)
 {
   Gpu *g = &e->gpus[gpu];
-  if (g->busy || g->fifo.len == 0)
+  if (g->busy || g->len == 0)
     return;
-  guint id = id_fifo_pop (&g->fifo);
+  guint id = gpu_pop (g);
   g->busy = TRUE;
   Task *t = &e->tasks[id];
   SimTime now = sim_queue_now (e->q);
@@ -336,7 +393,7 @@ task_start (Engine *e, guint id)
       task_finish (e, id);
       break;
     case TASK_COMPUTE:
-      id_fifo_push (&e->gpus[t->gpu].fifo, id);
+      gpu_push (&e->gpus[t->gpu], t->prio, id);
       gpu_try_start (e, t->gpu);
       break;
     case TASK_FLOW:

@@ -50,6 +50,10 @@ void engine_gpu_set_sm_share (Engine *e, guint gpu, double share);
 
 EngineTask engine_nop (Engine *e, guint64 tag);
 EngineTask engine_compute (Engine *e, guint gpu, SimTime duration, guint64 tag);
+/* The same with a priority: among the ready compute tasks of a GPU the
+ * lowest priority runs first, ties in order of readiness (engine_compute:
+ * priority 0, so plain readiness order). */
+EngineTask engine_compute_prio (Engine *e, guint gpu, SimTime duration, guint prio, guint64 tag);
 EngineTask engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime latency,
                         double rate_cap, guint64 tag);
 /* `after` waits for `before`; a no-op when `before` is already done. */

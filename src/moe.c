@@ -84,6 +84,15 @@ typedef struct {
   guint tokens_per_mb;
   StepInfo *steps;
   guint lookahead;       /* steps built ahead of the latest started one */
+  /* micro-batches in flight: each GPU runs one communication kernel at a
+   * time, in the order dispatch of every micro-batch of a layer, then their
+   * combines (two-batch overlap). A step's flows sent by GPU g in phase p
+   * (0 dispatch, 1 combine) wait for gate[p][g] and end into join[p][g];
+   * the group of a layer's micro-batches chains gates after joins. */
+  EngineTask *comm_prev;  /* [ep]: join of the GPU's last communication phase */
+  EngineTask *gates;      /* [chains][2][ep] of the group being built */
+  EngineTask *joins;      /* the same */
+  EngineTask *gate[2], *join[2]; /* the current step's rows, NULL when not ordered */
   guint chains;          /* independent step chains: micro-batches in flight */
   EngineTask *prev_done; /* [chain * ep + gpu]: done task of the chain's last built step */
   RoutingLayer **stash;  /* train_step: forward steps' routing, for their backward steps */
@@ -143,6 +152,11 @@ add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, g
   if (m->comm_links)
     links[n++] = m->comm_link0 + 2 * b + 1; /* the receiver's */
   EngineTask f = engine_flow (m->engine, bytes, links, n, p.latency, 0.0, tag);
+  if (m->gate[0])
+    {
+      engine_depend (m->engine, m->gate[dispatch ? 0 : 1][a], f);
+      engine_depend (m->engine, f, m->join[dispatch ? 0 : 1][a]);
+    }
   m->flows++;
   lr->flows++;
   if (dispatch)
@@ -459,7 +473,8 @@ build_step (Moe *m, guint step)
   EngineTask *chain = m->prev_done + (gsize) (two_mb ? si->mb : 0) * ep;
 
   /* per GPU: start, the block (attention / dense part), the shared expert
-   * (during dispatch unless overlap is none), the routed experts */
+   * (during dispatch unless overlap is none), the routed experts; a GPU runs
+   * the oldest step's ready compute first */
   g_autofree EngineTask *start = g_new (EngineTask, ep);
   g_autofree EngineTask *send = g_new (EngineTask, ep);
   g_autofree EngineTask *expert = g_new (EngineTask, ep);
@@ -475,19 +490,21 @@ build_step (Moe *m, guint step)
       send[g] = start[g];
       if (block_s > 0)
         {
-          send[g] = engine_compute (m->engine, g, compute_time (m, block_s, two_mb), TAG (TAG_BLOCK, step, g));
+          send[g] = engine_compute_prio (m->engine, g, compute_time (m, block_s, two_mb), step,
+                                         TAG (TAG_BLOCK, step, g));
           engine_depend (m->engine, start[g], send[g]);
         }
       ComputeCost routed = gpumodel_grouped_ffn (m->t, s, r->expert_rows + (gsize) g * per_gpu, per_gpu);
       double expert_s = work * routed.seconds + (split_shared ? 0.0 : work * shared.seconds);
-      expert[g] = engine_compute (m->engine, g, compute_time (m, expert_s, two_mb), TAG (TAG_EXPERT, step, g));
+      expert[g] = engine_compute_prio (m->engine, g, compute_time (m, expert_s, two_mb), step,
+                                       TAG (TAG_EXPERT, step, g));
       engine_depend (m->engine, send[g], expert[g]);
       done[g] = engine_nop (m->engine, TAG (TAG_DONE, step, g));
       engine_depend (m->engine, expert[g], done[g]);
       if (split_shared && shared.seconds > 0)
         {
-          EngineTask sh = engine_compute (m->engine, g, compute_time (m, work * shared.seconds, TRUE),
-                                          TAG (TAG_SHARED, step, g));
+          EngineTask sh = engine_compute_prio (m->engine, g, compute_time (m, work * shared.seconds, TRUE), step,
+                                               TAG (TAG_SHARED, step, g));
           engine_depend (m->engine, send[g], sh);
           engine_depend (m->engine, sh, done[g]);
         }
@@ -504,6 +521,21 @@ build_step (Moe *m, guint step)
         m->res->gpu_steps[(gsize) step * ep + dst].tokens_in += r->pair_tokens[(gsize) src * ep + dst];
       }
   logical_bytes (m, lr, r);
+  if (m->gates)
+    for (guint p = 0; p < 2; p++)
+      {
+        gsize row = ((gsize) si->mb * 2 + p) * ep;
+        m->gate[p] = m->gates + row;
+        m->join[p] = m->joins + row;
+        for (guint g = 0; g < ep; g++)
+          {
+            m->gate[p][g] = engine_nop (m->engine, TAG (TAG_FLOW, step, g));
+            m->join[p][g] = engine_nop (m->engine, TAG (TAG_FLOW, step, g));
+            engine_depend (m->engine, m->gate[p][g], m->join[p][g]);
+            /* a phase's kernel starts with the step (dispatch) or its experts (combine) */
+            engine_depend (m->engine, p == 0 ? send[g] : expert[g], m->gate[p][g]);
+          }
+      }
   if (s->dispatch == DISPATCH_HIERARCHICAL)
     build_hierarchical (m, lr, step, r, send, expert, done);
   else
@@ -525,10 +557,36 @@ build_step (Moe *m, guint step)
             engine_depend (m->engine, c, done[src]);
           }
     }
-  engine_commit (m->engine);
   m->built = step + 1;
   if (m->stash && si->mirror != G_MAXUINT)
     g_clear_pointer (&m->stash[si->mirror], routing_layer_free);
+}
+
+/* Builds the next group of steps (a layer's micro-batches in flight
+ * together, or one step) and commits it: with micro-batches in flight each
+ * GPU's communication phases run one after the other, the dispatches of
+ * the group's micro-batches, then their combines. */
+static void
+build_group (Moe *m)
+{
+  guint n = m->gates ? m->chains : 1;
+  for (guint i = 0; i < n && m->built < m->n_steps; i++)
+    build_step (m, m->built);
+  if (m->gates)
+    for (guint g = 0; g < m->ep; g++)
+      {
+        EngineTask prev = m->comm_prev[g];
+        for (guint p = 0; p < 2; p++)
+          for (guint mb = 0; mb < n; mb++)
+            {
+              gsize row = ((gsize) mb * 2 + p) * m->ep;
+              engine_depend (m->engine, prev, m->gates[row + g]);
+              prev = m->joins[row + g];
+            }
+        m->comm_prev[g] = prev;
+      }
+  m->gate[0] = m->gate[1] = m->join[0] = m->join[1] = NULL;
+  engine_commit (m->engine);
 }
 
 static void
@@ -544,7 +602,7 @@ on_started (void *user, guint64 tag, SimTime now)
       if (step + m->lookahead >= m->built && m->progress)
         m->progress (m->progress_user, step + 1, m->n_steps);
       while (m->built < m->n_steps && m->built <= step + m->lookahead)
-        build_step (m, m->built);
+        build_group (m);
     }
   else if (kind == TAG_EXPERT)
     m->times[(gsize) step * m->ep + g].expert_start = now;
@@ -710,6 +768,14 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
     m.stash = g_new0 (RoutingLayer *, L * M);
   m.chains = s->overlap == OVERLAP_TWO_MICROBATCH ? M : 1;
   m.lookahead = m.chains;
+  if (m.chains > 1)
+    {
+      m.comm_prev = g_new (EngineTask, m.ep);
+      for (guint g = 0; g < m.ep; g++)
+        m.comm_prev[g] = ENGINE_TASK_NONE;
+      m.gates = g_new (EngineTask, (gsize) m.chains * 2 * m.ep);
+      m.joins = g_new (EngineTask, (gsize) m.chains * 2 * m.ep);
+    }
   m.tokens_per_mb = (guint) (s->parallel.tokens_per_gpu / s->parallel.microbatches);
   guint slots = (guint) (s->model.experts + s->eplb.redundant);
   pair_classes (&m);
@@ -782,8 +848,8 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
       res->gpus[g].node = cluster_node_of (m.cluster, g);
     }
 
-  for (guint st = 0; st <= m.lookahead && st < m.n_steps; st++)
-    build_step (&m, st);
+  while (m.built < m.n_steps && m.built <= m.lookahead)
+    build_group (&m);
   SimTime end = engine_run (m.engine);
   g_assert (engine_tasks_pending (m.engine) == 0);
   res->total_us = sim_time_to_us (end);
@@ -861,6 +927,9 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
   g_free (m.fed_at);
   g_free (m.prev_done);
   g_free (m.steps);
+  g_free (m.comm_prev);
+  g_free (m.gates);
+  g_free (m.joins);
   for (guint i = 0; m.stash && i < L * M; i++)
     routing_layer_free (m.stash[i]);
   g_free (m.stash);

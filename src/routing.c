@@ -154,10 +154,10 @@ slotmap_init (SlotMap *m, const LayerPlacement *pl, guint slots, guint ep, guint
   m->pl = pl;
   m->gpu_of = g_new (guint32, slots);
   m->node_of = g_new (guint32, slots);
-  guint per_gpu = slots / ep;
   for (guint p = 0; p < slots; p++)
     {
-      m->gpu_of[p] = p / per_gpu;
+      /* = p / (slots / ep) when ep divides slots; always a valid GPU */
+      m->gpu_of[p] = (guint32) ((guint64) p * ep / slots);
       m->node_of[p] = gpn ? m->gpu_of[p] / gpn : 0;
     }
   if (pl)
