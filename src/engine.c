@@ -50,7 +50,8 @@ typedef struct {
 typedef struct {
   double sm_share;
   gboolean busy;
-  Ready *heap; /* ready compute tasks, a binary min-heap */
+  gboolean touched; /* in the engine's list of GPUs to try starting */
+  Ready *heap;      /* ready compute tasks, a binary min-heap */
   guint len, cap, seq;
 } Gpu;
 
@@ -118,6 +119,10 @@ struct Engine {
   guint n_uncommitted, cap_uncommitted;
 
   IdFifo ready; /* tasks ready to start, in order of readiness */
+  /* GPUs whose queue changed or which went idle: started once every task
+   * ready at this instant is queued, so priorities decide among them */
+  guint *touched;
+  guint n_touched, cap_touched;
 
   Gpu *gpus;
   guint n_gpus, cap_gpus;
@@ -167,6 +172,7 @@ engine_free (Engine *e)
   g_free (e->edges);
   g_free (e->uncommitted);
   id_fifo_clear (&e->ready);
+  g_free (e->touched);
   sim_queue_free (e->q);
   flownet_free (e->net);
   g_free (e);
@@ -321,6 +327,16 @@ engine_commit (Engine *e)
 static void gpu_try_start (Engine *e, guint gpu);
 
 static void
+gpu_touch (Engine *e, guint gpu)
+{
+  if (e->gpus[gpu].touched)
+    return;
+  e->gpus[gpu].touched = TRUE;
+  GROW (e->touched, e->cap_touched, e->n_touched + 1);
+  e->touched[e->n_touched++] = gpu;
+}
+
+static void
 task_finish (Engine *e, guint id)
 {
   Task *t = &e->tasks[id];
@@ -354,7 +370,7 @@ task_finish (Engine *e, guint id)
   if (kind == TASK_COMPUTE)
     {
       e->gpus[gpu].busy = FALSE;
-      gpu_try_start (e, gpu);
+      gpu_touch (e, gpu);
     }
 }
 
@@ -394,7 +410,7 @@ task_start (Engine *e, guint id)
       break;
     case TASK_COMPUTE:
       gpu_push (&e->gpus[t->gpu], t->prio, id);
-      gpu_try_start (e, t->gpu);
+      gpu_touch (e, t->gpu);
       break;
     case TASK_FLOW:
       t->start = now;
@@ -415,8 +431,20 @@ task_start (Engine *e, guint id)
 static void
 drain_ready (Engine *e)
 {
-  while (e->ready.len > 0)
-    task_start (e, id_fifo_pop (&e->ready));
+  while (e->ready.len > 0 || e->n_touched > 0)
+    {
+      while (e->ready.len > 0)
+        task_start (e, id_fifo_pop (&e->ready));
+      /* in the order they were touched; starting runs hooks, which may add
+       * ready tasks (never touch GPUs): loop until settled */
+      for (guint i = 0; i < e->n_touched; i++)
+        {
+          guint gpu = e->touched[i];
+          e->gpus[gpu].touched = FALSE;
+          gpu_try_start (e, gpu);
+        }
+      e->n_touched = 0;
+    }
 }
 
 /* ---- event handlers (indexed by EV_*) ---- */

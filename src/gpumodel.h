@@ -23,6 +23,16 @@ ComputeCost gpumodel_grouped_ffn (const TopoSpec *t, const ScenarioSpec *s, cons
                                   guint n);
 /* Shared experts on `rows` of the GPU's own tokens (one dense FFN each). */
 ComputeCost gpumodel_shared_ffn (const TopoSpec *t, const ScenarioSpec *s, guint64 rows);
+/* A dense FFN layer (model.dense_intermediate) on `rows` tokens: its GEMMs. */
+ComputeCost gpumodel_dense_ffn (const TopoSpec *t, const ScenarioSpec *s, guint64 rows);
+/* Non-GEMM work, memory-bound: a kernel moving `bytes` through HBM plus
+ * its launch; the SwiGLU activation between an FFN's GEMMs on `rows` rows
+ * of intermediate size I (reads 2 I, writes I, BF16). */
+double gpumodel_memory_kernel (const TopoSpec *t, double bytes);
+double gpumodel_activation (const TopoSpec *t, const ScenarioSpec *s, double rows, double I);
+/* The router's logits GEMM for `tokens` tokens (BF16, 2 H E FLOPs each). */
+double gpumodel_router (const TopoSpec *t, const ScenarioSpec *s, guint64 tokens);
+
 /* The attention / dense block before each MoE layer for `tokens` tokens:
  * block.time_us plus the roofline of block.flops_per_token (at the dense
  * BF16 peak) and block.bytes_per_token (at HBM bandwidth). */

@@ -11,11 +11,12 @@
 
 #include <math.h>
 
-/* segments: the block (attention / dense part), the three MoE phases, and
- * in the layer chart the time waited for other GPUs */
-enum { SEG_BLOCK, SEG_DISPATCH, SEG_EXPERT, SEG_COMBINE, SEG_WAITING, SEG_N };
+/* segments: the compute before dispatch (the block when given, the router,
+ * the permute), the three MoE phases, and in the layer chart the time
+ * waited for other GPUs */
+enum { SEG_PREP, SEG_DISPATCH, SEG_EXPERT, SEG_COMBINE, SEG_WAITING, SEG_N };
 static const char *const phase_color[] = { "#9c755f", "#4e79a7", "#f28e2b", "#59a14f", "#bab0ac" };
-static const char *const phase_label[] = { "block", "dispatch", "expert", "combine", "waiting" };
+static const char *const phase_label[] = { "prep", "dispatch", "expert", "combine", "waiting" };
 static const char *const cls_color[] = { "#76b7b2", "#e15759", "#b07aa1" };
 
 /* Text from the scenario (UTF-8: libyaml checks it) escaped for HTML,
@@ -59,7 +60,7 @@ html_axes (GString *o, int x0, int y0, int w, int h, double ymax, double step, c
                           x0 + w / 2, y0 + 34, xlabel);
 }
 
-/* Legend of segments first..last (the block only when the run has one). */
+/* Legend of segments first..last. */
 static void
 legend (GString *o, int x, int y, guint first, guint last)
 {
@@ -88,7 +89,7 @@ layer_chart (GString *o, const RunResult *r)
     {
       const LayerResult *l = &r->layers[i];
       double span = l->end_us - l->start_us;
-      double v[SEG_N] = { l->block.mean_us, l->dispatch.mean_us, l->expert.mean_us, l->combine.mean_us, 0 };
+      double v[SEG_N] = { l->prep.mean_us, l->dispatch.mean_us, l->expert.mean_us, l->combine.mean_us, 0 };
       double base = 0;
       v[SEG_WAITING] = MAX (0.0, span - v[0] - v[1] - v[2] - v[3]);
       for (guint p = 0; p < SEG_N; p++)
@@ -110,7 +111,7 @@ layer_chart (GString *o, const RunResult *r)
         g_string_append_printf (o, "<text x='%.1f' y='%d' font-size='10' text-anchor='middle'>%u</text>",
                                 x0 + (i + 0.5) * bw, y0 + 14, l->layer);
     }
-  guint first = r->block ? SEG_BLOCK : SEG_DISPATCH;
+  guint first = SEG_PREP;
   legend (o, x0 + 10, 12, first, SEG_WAITING);
   int lx = x0 + 10 + (int) (SEG_N - first) * 110;
   if (r->counterfactual)
@@ -220,7 +221,7 @@ gantt (GString *o, const RunResult *r, guint first, guint last, const char *id)
       for (guint st = first; st <= last; st++)
         {
           const GpuStepResult *s = &r->gpu_steps[(gsize) st * n + g];
-          double a = s->start_us - t0, d[SEG_WAITING] = { s->block_us, s->dispatch_us, s->expert_us, s->combine_us };
+          double a = s->start_us - t0, d[SEG_WAITING] = { s->prep_us, s->dispatch_us, s->expert_us, s->combine_us };
           for (guint p = 0; p < SEG_WAITING; p++)
             {
               g_string_append_printf (o, "<rect x='%.2f' y='%d' width='%.2f' height='%d' fill='%s'>"
@@ -232,7 +233,7 @@ gantt (GString *o, const RunResult *r, guint first, guint last, const char *id)
             }
         }
     }
-  legend (o, x0 + 10, 8, r->block ? SEG_BLOCK : SEG_DISPATCH, SEG_COMBINE);
+  legend (o, x0 + 10, 8, SEG_PREP, SEG_COMBINE);
   g_string_append (o, "</svg>");
 }
 

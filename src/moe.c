@@ -12,7 +12,7 @@
 /* Task tags: a 4-bit kind, then the step and the GPU; dispatch flows (when
  * steps and GPUs fit 20 bits) carry the step, source and destination, so
  * the run knows which transfer into a GPU arrived last. */
-enum { TAG_FLOW, TAG_START, TAG_EXPERT, TAG_DONE, TAG_DFLOW, TAG_BLOCK, TAG_SHARED };
+enum { TAG_FLOW, TAG_START, TAG_EXPERT, TAG_DONE, TAG_DFLOW, TAG_PREP, TAG_SHARED };
 #define TAG(kind, step, gpu) (((guint64) (kind) << 60) | ((guint64) (step) << 24) | (gpu))
 #define TAG_KIND(t) ((guint) ((t) >> 60))
 #define TAG_STEP(t) ((guint) (((t) >> 24) & 0xffffffffu))
@@ -25,7 +25,7 @@ enum { TAG_FLOW, TAG_START, TAG_EXPERT, TAG_DONE, TAG_DFLOW, TAG_BLOCK, TAG_SHAR
 #define DTAG_DST(t) ((guint) ((t) & 0xfffffu))
 
 typedef struct {
-  SimTime start, send, expert_start, expert_end, done; /* send: the block done (= start without one) */
+  SimTime start, send, expert_start, expert_end, done; /* send: the compute before dispatch done */
 } GpuTimes;
 
 /* What a step's balanced counterfactual keeps of its routing: the
@@ -190,7 +190,7 @@ add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, g
  * after chunk, each chunk once its NVLink parts are in. */
 static void
 build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, const EngineTask *start,
-                    const EngineTask *expert, const EngineTask *done)
+                    const EngineTask *expert, const EngineTask *unpermute)
 {
   guint ep = m->ep, gpn = r->gpus_per_node, nodes = ep / gpn;
   guint K = (guint) m->s->dispatch_chunks;
@@ -213,7 +213,7 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
           engine_depend (m->engine, f, expert[d]);
           EngineTask c = add_flow (m, lr, step, d, s, n * cb, FALSE);
           engine_depend (m->engine, expert[d], c);
-          engine_depend (m->engine, c, done[s]);
+          engine_depend (m->engine, c, unpermute[s]);
         }
       for (guint nd = 0; nd < nodes; nd++)
         {
@@ -283,7 +283,7 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
                 engine_depend (m->engine, prev, f);
                 prev = f;
               }
-            engine_depend (m->engine, prev, done[s]);
+            engine_depend (m->engine, prev, unpermute[s]);
           }
       }
 }
@@ -472,43 +472,73 @@ build_step (Moe *m, guint step)
   gboolean split_shared = s->overlap != OVERLAP_NONE;
   EngineTask *chain = m->prev_done + (gsize) (two_mb ? si->mb : 0) * ep;
 
-  /* per GPU: start, the block (attention / dense part), the shared expert
-   * (during dispatch unless overlap is none), the routed experts; a GPU runs
-   * the oldest step's ready compute first */
+  /* per GPU: start; the block (attention / dense part); the router GEMM and
+   * the permute of the tokens into send buffers, after which dispatch
+   * starts; the shared expert (during dispatch unless overlap is none); the
+   * routed experts with their activation; after the combine, the unpermute
+   * (weighted sum of the returned copies). A GPU runs the oldest step's
+   * ready compute first, and within a step the shared expert (filler work
+   * while tokens travel) last. */
   g_autofree EngineTask *start = g_new (EngineTask, ep);
   g_autofree EngineTask *send = g_new (EngineTask, ep);
   g_autofree EngineTask *expert = g_new (EngineTask, ep);
+  g_autofree EngineTask *post = g_new (EngineTask, ep);
   g_autofree EngineTask *done = g_new (EngineTask, ep);
+  double H = (double) s->model.hidden, I = (double) s->model.moe_intermediate;
+  double tokens = (double) m->tokens_per_mb;
   double block_s = 0.0;
   if (m->res->block)
     block_s = work * gpumodel_block (m->t, s, m->tokens_per_mb).seconds;
   ComputeCost shared = gpumodel_shared_ffn (m->t, s, m->tokens_per_mb);
+  double shared_act = gpumodel_activation (m->t, s, tokens * (double) s->model.shared_experts, I);
+  double router_s = work * gpumodel_router (m->t, s, m->tokens_per_mb);
+  const guint32 *copies = ll ? r->pair_selections : r->pair_tokens;
   for (guint g = 0; g < ep; g++)
     {
+      GpuStepResult *gs = &m->res->gpu_steps[(gsize) step * ep + g];
       start[g] = engine_nop (m->engine, TAG (TAG_START, step, g));
       engine_depend (m->engine, chain[g], start[g]);
-      send[g] = start[g];
+      EngineTask ready = start[g];
       if (block_s > 0)
         {
-          send[g] = engine_compute_prio (m->engine, g, compute_time (m, block_s, two_mb), step,
-                                         TAG (TAG_BLOCK, step, g));
-          engine_depend (m->engine, start[g], send[g]);
+          ready = engine_compute_prio (m->engine, g, compute_time (m, block_s, two_mb), 4 * step,
+                                       TAG (TAG_FLOW, step, g));
+          engine_depend (m->engine, start[g], ready);
         }
+      /* token copies g sends and gets back (its own included) */
+      double out = 0;
+      for (guint d = 0; d < ep; d++)
+        out += copies[(gsize) g * ep + d];
+      double permute_s = gpumodel_memory_kernel (m->t, tokens * H * 2.0 + out * m->db);
+      double unpermute_s = gpumodel_memory_kernel (m->t, out * m->cb + tokens * H * 2.0);
+      send[g] = engine_compute_prio (m->engine, g, compute_time (m, router_s + permute_s, two_mb), 4 * step + 1,
+                                     TAG (TAG_PREP, step, g));
+      engine_depend (m->engine, ready, send[g]);
       ComputeCost routed = gpumodel_grouped_ffn (m->t, s, r->expert_rows + (gsize) g * per_gpu, per_gpu);
-      double expert_s = work * routed.seconds + (split_shared ? 0.0 : work * shared.seconds);
-      expert[g] = engine_compute_prio (m->engine, g, compute_time (m, expert_s, two_mb), step,
+      double rows = 0;
+      for (guint e = 0; e < per_gpu; e++)
+        rows += r->expert_rows[(gsize) g * per_gpu + e];
+      double act = work * gpumodel_activation (m->t, s, rows, I);
+      double expert_s = work * routed.seconds + act + (split_shared ? 0.0 : work * shared.seconds + work * shared_act);
+      expert[g] = engine_compute_prio (m->engine, g, compute_time (m, expert_s, two_mb), 4 * step + 2,
                                        TAG (TAG_EXPERT, step, g));
       engine_depend (m->engine, send[g], expert[g]);
+      post[g] = engine_compute_prio (m->engine, g, compute_time (m, unpermute_s, two_mb), 4 * step + 2,
+                                     TAG (TAG_FLOW, step, g));
       done[g] = engine_nop (m->engine, TAG (TAG_DONE, step, g));
-      engine_depend (m->engine, expert[g], done[g]);
+      engine_depend (m->engine, expert[g], post[g]);
+      engine_depend (m->engine, post[g], done[g]);
       if (split_shared && shared.seconds > 0)
         {
-          EngineTask sh = engine_compute_prio (m->engine, g, compute_time (m, work * shared.seconds, TRUE), step,
-                                               TAG (TAG_SHARED, step, g));
-          engine_depend (m->engine, send[g], sh);
+          EngineTask sh = engine_compute_prio (m->engine, g, compute_time (m, work * (shared.seconds + shared_act), TRUE),
+                                               4 * step + 3, TAG (TAG_SHARED, step, g));
+          engine_depend (m->engine, ready, sh);
           engine_depend (m->engine, sh, done[g]);
         }
       chain[g] = done[g];
+      /* GEMMs (routed, shared, router) against the rest, at full SMs */
+      gs->gemm_us = (work * (routed.seconds + shared.seconds) + router_s) * 1e6;
+      gs->other_us = (act + work * shared_act + permute_s + unpermute_s) * 1e6;
     }
   memcpy (m->res->expert_rows + (gsize) step * r->experts, r->expert_rows, r->experts * sizeof (guint32));
   guint nodes = ep / r->gpus_per_node;
@@ -537,15 +567,14 @@ build_step (Moe *m, guint step)
           }
       }
   if (s->dispatch == DISPATCH_HIERARCHICAL)
-    build_hierarchical (m, lr, step, r, send, expert, done);
+    build_hierarchical (m, lr, step, r, send, expert, post);
   else
     {
       /* direct: one copy per (token, GPU); low_latency: per (token, expert) */
-      const guint32 *counts = ll ? r->pair_selections : r->pair_tokens;
       for (guint src = 0; src < ep; src++)
         for (guint dst = 0; dst < ep; dst++)
           {
-            guint32 n = counts[(gsize) src * ep + dst];
+            guint32 n = copies[(gsize) src * ep + dst];
             if (src == dst || n == 0)
               continue;
             EngineTask f = add_flow (m, lr, step, src, dst, n * m->db, TRUE);
@@ -554,12 +583,39 @@ build_step (Moe *m, guint step)
             /* combine: dst sends the results of src's tokens back */
             EngineTask c = add_flow (m, lr, step, dst, src, n * m->cb, FALSE);
             engine_depend (m->engine, expert[dst], c);
-            engine_depend (m->engine, c, done[src]);
+            engine_depend (m->engine, c, post[src]);
           }
     }
   m->built = step + 1;
   if (m->stash && si->mirror != G_MAXUINT)
     g_clear_pointer (&m->stash[si->mirror], routing_layer_free);
+}
+
+/* The dense FFN layers (model.dense_layers) on every GPU, compute only:
+ * before the first MoE layer in a forward pass, after the last one
+ * backward (twice the work); each its GEMMs, activation and a norm. */
+static void
+add_dense (Moe *m, gboolean backward)
+{
+  const ScenarioSpec *s = m->s;
+  double L = (double) s->model.dense_layers, work = backward ? 2.0 : 1.0;
+  guint64 tokens = (guint64) s->parallel.tokens_per_gpu;
+  double H = (double) s->model.hidden;
+  double gemm = work * L * gpumodel_dense_ffn (m->t, s, tokens).seconds;
+  double other = L * (work * gpumodel_activation (m->t, s, (double) tokens, (double) s->model.dense_intermediate)
+                      + gpumodel_memory_kernel (m->t, (double) tokens * H * 2.0 * 2.0));
+  m->res->dense_gemm_us += gemm * 1e6;
+  m->res->dense_other_us += other * 1e6;
+  for (guint g = 0; g < m->ep; g++)
+    {
+      EngineTask d = engine_compute_prio (m->engine, g, sim_time_from_seconds (gemm + other),
+                                          backward ? G_MAXUINT : 0, TAG (TAG_FLOW, 0, g));
+      for (guint c = 0; c < m->chains; c++)
+        {
+          engine_depend (m->engine, m->prev_done[(gsize) c * m->ep + g], d);
+          m->prev_done[(gsize) c * m->ep + g] = d;
+        }
+    }
 }
 
 /* Builds the next group of steps (a layer's micro-batches in flight
@@ -586,6 +642,8 @@ build_group (Moe *m)
         m->comm_prev[g] = prev;
       }
   m->gate[0] = m->gate[1] = m->join[0] = m->join[1] = NULL;
+  if (m->built == m->n_steps && m->s->model.dense_layers > 0 && m->steps[m->n_steps - 1].backward)
+    add_dense (m, TRUE);
   engine_commit (m->engine);
 }
 
@@ -614,7 +672,7 @@ on_done (void *user, guint64 tag, SimTime start, SimTime end)
   Moe *m = user;
   (void) start;
   guint kind = TAG_KIND (tag), step = TAG_STEP (tag), g = TAG_GPU (tag);
-  if (kind == TAG_BLOCK)
+  if (kind == TAG_PREP)
     m->times[(gsize) step * m->ep + g].send = end;
   else if (kind == TAG_DFLOW)
     {
@@ -848,6 +906,8 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
       res->gpus[g].node = cluster_node_of (m.cluster, g);
     }
 
+  if (s->model.dense_layers > 0 && fwd)
+    add_dense (&m, FALSE);
   while (m.built < m.n_steps && m.built <= m.lookahead)
     build_group (&m);
   SimTime end = engine_run (m.engine);
@@ -868,11 +928,11 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
           last = MAX (last, gt->done);
           gs->start_us = sim_time_to_us (gt->start);
           gs->fed_by = m.fed_by ? m.fed_by[(gsize) st * m.ep + g] : G_MAXUINT32;
-          gs->block_us = sim_time_to_us (gt->send - gt->start);
+          gs->prep_us = sim_time_to_us (gt->send - gt->start);
           gs->dispatch_us = sim_time_to_us (gt->expert_start - gt->send);
           gs->expert_us = sim_time_to_us (gt->expert_end - gt->expert_start);
           gs->combine_us = sim_time_to_us (gt->done - gt->expert_end);
-          fold_phase (&lr->block, gs->block_us, m.ep);
+          fold_phase (&lr->prep, gs->prep_us, m.ep);
           fold_phase (&lr->dispatch, gs->dispatch_us, m.ep);
           fold_phase (&lr->expert, gs->expert_us, m.ep);
           fold_phase (&lr->combine, gs->combine_us, m.ep);

@@ -36,7 +36,8 @@ typedef struct {
   guint layer, microbatch;
   gboolean backward;            /* a backward step (train_step, backward) */
   double start_us, end_us;      /* first GPU start, last GPU done */
-  PhaseStat block;              /* the attention / dense block before dispatch (0 without one) */
+  PhaseStat prep;               /* compute before dispatch: the block (attention / dense part,
+                                 * when given), the router and the permute */
   PhaseStat dispatch, expert, combine;
   double bytes[LCLASS_N];       /* wire bytes by class, dispatch + combine */
   double phase_bytes[2][LCLASS_N]; /* the same for dispatch [0] and combine [1] */
@@ -63,7 +64,10 @@ typedef struct {
 typedef struct {
   guint64 tokens_in;
   double bytes_out, bytes_in;
-  double block_us, dispatch_us, expert_us, combine_us;
+  double prep_us, dispatch_us, expert_us, combine_us;
+  /* compute at full SMs: GEMMs (routed and shared experts, router) and the
+   * rest (permute, activation, unpermute, their launches) */
+  double gemm_us, other_us;
   double start_us; /* when the GPU started the step; phases follow back to back */
   guint32 fed_by;  /* the GPU whose dispatch transfer into this one ended last
                     * (G_MAXUINT32: none, or not tracked) */
@@ -71,7 +75,10 @@ typedef struct {
 
 typedef struct {
   int pass;        /* PassKind of the scenario */
-  gboolean block;  /* steps have a block (attention / dense) phase */
+  gboolean block;  /* steps have a block (attention / dense part) */
+  /* per GPU, the dense FFN layers of the pass (forward and backward):
+   * GEMMs and the rest (activation, norm), at full SMs */
+  double dense_gemm_us, dense_other_us;
   double total_us; /* the whole pass, last GPU done */
   LayerResult *layers;
   guint n_layers; /* steps: moe_layers x microbatches */

@@ -79,6 +79,25 @@ report_imbalance (const RunResult *r, ImbalanceSummary *o)
     }
 }
 
+void
+report_breakdown (const RunResult *r, Breakdown *b)
+{
+  memset (b, 0, sizeof *b);
+  for (gsize i = 0; i < (gsize) r->n_layers * r->n_gpus; i++)
+    {
+      const GpuStepResult *gs = &r->gpu_steps[i];
+      b->moe_gemm_us += gs->gemm_us / r->n_gpus;
+      b->moe_other_us += gs->other_us / r->n_gpus;
+      b->moe_comm_us += (gs->dispatch_us + gs->combine_us) / r->n_gpus;
+    }
+  double moe = b->moe_gemm_us + b->moe_other_us + b->moe_comm_us;
+  b->moe_gemm_share = moe > 0 ? b->moe_gemm_us / moe : 0.0;
+  b->dense_gemm_us = r->dense_gemm_us;
+  b->dense_other_us = r->dense_other_us;
+  double dense = b->dense_gemm_us + b->dense_other_us;
+  b->dense_gemm_share = dense > 0 ? b->dense_gemm_us / dense : 0.0;
+}
+
 static void
 json_load_stats (JsonWriter *w, const char *key, const LoadStats *st)
 {
@@ -186,6 +205,25 @@ report_summary_json (const Scenario *sc, const RunResult *r)
   json_end_object (&w);
   json_double (&w, "comm_window_us", r->comm_window_us);
   {
+    Breakdown b;
+    report_breakdown (r, &b);
+    json_begin_object (&w, "breakdown");
+    json_double (&w, "gemm_share", b.moe_gemm_share);
+    json_begin_object (&w, "moe");
+    json_double (&w, "gemm_us", b.moe_gemm_us);
+    json_double (&w, "other_compute_us", b.moe_other_us);
+    json_double (&w, "communication_us", b.moe_comm_us);
+    json_double (&w, "gemm_share", b.moe_gemm_share);
+    json_end_object (&w);
+    json_begin_object (&w, "dense");
+    json_int (&w, "layers", scenario_spec (sc)->model.dense_layers);
+    json_double (&w, "gemm_us", b.dense_gemm_us);
+    json_double (&w, "other_compute_us", b.dense_other_us);
+    json_double (&w, "gemm_share", b.dense_gemm_share);
+    json_end_object (&w);
+    json_end_object (&w);
+  }
+  {
     ImbalanceSummary im;
     report_imbalance (r, &im);
     json_begin_object (&w, "imbalance");
@@ -246,6 +284,19 @@ report_summary_json (const Scenario *sc, const RunResult *r)
       json_double (&w, "combine_payload", l->combine_bytes);
       json_end_object (&w);
       json_int (&w, "flows", l->flows);
+      {
+        double gemm = 0, other = 0;
+        for (guint g = 0; g < r->n_gpus; g++)
+          {
+            gemm += r->gpu_steps[(gsize) i * r->n_gpus + g].gemm_us / r->n_gpus;
+            other += r->gpu_steps[(gsize) i * r->n_gpus + g].other_us / r->n_gpus;
+          }
+        json_begin_object (&w, "breakdown");
+        json_double (&w, "gemm_us", gemm);
+        json_double (&w, "other_compute_us", other);
+        json_double (&w, "communication_us", l->dispatch.mean_us + l->combine.mean_us);
+        json_end_object (&w);
+      }
       json_double (&w, "expert_load_max_over_mean", l->expert_load.max_over_mean);
       json_begin_object (&w, "imbalance");
       json_load_stats (&w, "expert_load", &l->expert_load);
@@ -360,6 +411,15 @@ report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
   for (guint c = 0; c < LCLASS_N; c++)
     g_string_append_printf (out, " %s %.0f %%%s", link_class_names[c], 100.0 * r->class_util[c],
                             c + 1 < LCLASS_N ? "," : "\n");
+  Breakdown b;
+  report_breakdown (r, &b);
+  g_string_append_printf (out, "  GPU time in MoE layers (mean GPU): GEMM %.1f ms = %.0f %%, other compute %.1f ms, "
+                               "communication %.1f ms",
+                          b.moe_gemm_us / 1e3, 100.0 * b.moe_gemm_share, b.moe_other_us / 1e3, b.moe_comm_us / 1e3);
+  if (b.dense_gemm_us > 0)
+    g_string_append_printf (out, "; dense layers: GEMM %.0f %% of %.1f ms", 100.0 * b.dense_gemm_share,
+                            (b.dense_gemm_us + b.dense_other_us) / 1e3);
+  g_string_append_c (out, '\n');
   ImbalanceSummary im;
   report_imbalance (r, &im);
   g_string_append_printf (out,
@@ -422,7 +482,8 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **
 /* trace.json: Chrome trace event format (Perfetto and chrome://tracing open
  * it). One process per node, per GPU three threads (dispatch, expert,
  * combine), one complete event ("X") per GPU, step and phase, with its
- * layer, micro-batch and the GPU's tokens and bytes as arguments; flow
+ * layer, micro-batch and the GPU's tokens and bytes as arguments (and on
+ * the expert track a "prep" span: the compute before dispatch); flow
  * events ("s", "f") from the GPU whose transfer arrived last to the expert
  * span it held up; metadata
  * events name processes and threads and fix their order; counter events
@@ -463,14 +524,14 @@ report_trace_json (const Scenario *sc, const RunResult *r)
           const LayerResult *l = &r->layers[i];
           if (!index_set_has (keep_layers, l->layer))
             continue;
-          double ts = s->start_us + s->block_us + (k > 0 ? s->dispatch_us : 0) + (k > 1 ? s->expert_us : 0);
-          if (k == 1 && r->block)
-            g_string_append_printf (out, "%s{\"ph\": \"X\", \"name\": \"L%u.%u%s block\", \"cat\": \"block\", "
+          double ts = s->start_us + s->prep_us + (k > 0 ? s->dispatch_us : 0) + (k > 1 ? s->expert_us : 0);
+          if (k == 1)
+            g_string_append_printf (out, "%s{\"ph\": \"X\", \"name\": \"L%u.%u%s prep\", \"cat\": \"prep\", "
                                          "\"pid\": %u, \"tid\": %u, \"ts\": %s, \"dur\": %s, \"args\": "
                                          "{\"layer\": %u, \"microbatch\": %u, \"pass\": \"%s\"}}",
                                     SEP (), l->layer, l->microbatch, l->backward ? " bwd" : "", g / gpn,
                                     (g % gpn) * 3 + 1, g_ascii_formatd (a, sizeof a, "%.3f", s->start_us),
-                                    g_ascii_formatd (b, sizeof b, "%.3f", s->block_us), l->layer, l->microbatch,
+                                    g_ascii_formatd (b, sizeof b, "%.3f", s->prep_us), l->layer, l->microbatch,
                                     moe_step_pass (r, i));
           double dur = k == 0 ? s->dispatch_us : k == 1 ? s->expert_us : s->combine_us;
           /* the GPU's experts in this step: selections, and how many have any */
@@ -508,11 +569,11 @@ report_trace_json (const Scenario *sc, const RunResult *r)
         guint64 id = (guint64) i * r->n_gpus + g;
         g_string_append_printf (out, "%s{\"ph\": \"s\", \"id\": %" G_GUINT64_FORMAT ", \"name\": \"last arrival\", "
                                      "\"cat\": \"feed\", \"pid\": %u, \"tid\": %u, \"ts\": %s}",
-                                SEP (), id, src / gpn, (src % gpn) * 3, g_ascii_formatd (a, sizeof a, "%.3f", from->start_us + from->block_us));
+                                SEP (), id, src / gpn, (src % gpn) * 3, g_ascii_formatd (a, sizeof a, "%.3f", from->start_us + from->prep_us));
         g_string_append_printf (out, "%s{\"ph\": \"f\", \"bp\": \"e\", \"id\": %" G_GUINT64_FORMAT ", \"name\": "
                                      "\"last arrival\", \"cat\": \"feed\", \"pid\": %u, \"tid\": %u, \"ts\": %s}",
                                 SEP (), id, g / gpn, (g % gpn) * 3 + 1,
-                                g_ascii_formatd (b, sizeof b, "%.3f", s->start_us + s->block_us + s->dispatch_us));
+                                g_ascii_formatd (b, sizeof b, "%.3f", s->start_us + s->prep_us + s->dispatch_us));
       }
   /* link utilisation counters: per node an NVLink and an IB track, one
    * fabric track; a value is written when it moved by at least half a
@@ -607,8 +668,7 @@ report_layers_csv (const RunResult *r)
   for (guint i = 0; i < r->n_layers; i++)
     {
       const LayerResult *l = &r->layers[i];
-      if (r->block)
-        csv_phase_row (out, r, i, "block", &l->block, 0.0, NULL);
+      csv_phase_row (out, r, i, "prep", &l->prep, 0.0, NULL);
       /* bytes belong to the communication phases */
       csv_phase_row (out, r, i, "dispatch", &l->dispatch, l->dispatch_bytes, l->phase_bytes[0]);
       csv_phase_row (out, r, i, "expert", &l->expert, 0.0, NULL);

@@ -40,6 +40,17 @@ typedef struct {
   double worst_cost_us, worst_cost_share;
 } ImbalanceSummary;
 void report_imbalance (const RunResult *r, ImbalanceSummary *out);
+
+/* Where a GPU's time goes, per GPU (mean over GPUs), over the pass: in the
+ * MoE layers GEMMs (routed and shared experts, router), other compute
+ * (permute, activation, unpermute, launches) and communication (the
+ * dispatch and combine phases, waiting included); in the dense FFN layers
+ * GEMMs and the rest. gemm_share = GEMM / all of it, per kind. */
+typedef struct {
+  double moe_gemm_us, moe_other_us, moe_comm_us, moe_gemm_share;
+  double dense_gemm_us, dense_other_us, dense_gemm_share;
+} Breakdown;
+void report_breakdown (const RunResult *r, Breakdown *out);
 /* Per step: the expert phase's max / mean over GPUs; the mean node fan-out
  * of its routed tokens. */
 double report_expert_time_mom (const LayerResult *l);

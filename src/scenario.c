@@ -128,6 +128,10 @@ static const CfgField scenario_fields[] = {
   F ("model.shared_experts", CFG_INT, model.shared_experts, 0, 64, "0",
      "shared experts (run on each GPU's own tokens)"),
   F ("model.moe_layers", CFG_INT, model.moe_layers, 1, 100000, NULL, "MoE layers in the pass"),
+  F ("model.dense_layers", CFG_INT, model.dense_layers, 0, 100000, "0",
+     "dense FFN layers before the MoE layers (DeepSeek-V3: the first 3), compute only"),
+  F ("model.dense_intermediate", CFG_INT, model.dense_intermediate, 0, 1 << 22, "0",
+     "dense FFN intermediate size (DeepSeek-V3: 18432)"),
   E ("model.dispatch_dtype", model.dispatch_dtype, dtype_names, "fp8", "dispatch payload dtype"),
   E ("model.combine_dtype", model.combine_dtype, dtype_names, "bf16", "combine payload dtype"),
   E ("model.expert_dtype", model.expert_dtype, dtype_names, "fp8", "expert GEMM dtype"),
@@ -430,6 +434,10 @@ validate (Scenario *sc, GError **error)
         return fail_at (error, cfg_origin (&sc->doc, sets[i].key),
                         "%s names index %u, but there are only %" G_GINT64_FORMAT " (%s; indices from 0)",
                         sets[i].key, sets[i].set->hi[r], sets[i].n, sets[i].what);
+  if (s->model.dense_layers > 0 && s->model.dense_intermediate <= 0)
+    return fail_at (error, cfg_origin (&sc->doc, "model.dense_layers"),
+                    "model.dense_layers = %" G_GINT64_FORMAT " needs model.dense_intermediate (the dense FFN size)",
+                    s->model.dense_layers);
   if (s->comm_sms >= t->gpu.sms)
     return fail_at (error, cfg_origin (&sc->doc, "comm_sms"),
                     "comm_sms = %" G_GINT64_FORMAT " leaves no SM for compute (gpu.sms = %" G_GINT64_FORMAT

@@ -33,7 +33,7 @@ typedef struct {
   char *topology; /* as written; resolved path in topology_path() */
   struct {
     gint64 hidden, moe_intermediate, experts, top_k, n_group, topk_group, shared_experts,
-        moe_layers;
+        moe_layers, dense_layers, dense_intermediate;
     int dispatch_dtype, combine_dtype, expert_dtype; /* Dtype */
     int grad_dtype; /* Dtype of the backward pass's transfers */
   } model;

@@ -42,7 +42,8 @@ test_run_writes_summary (void)
   CU_ASSERT (g_file_get_contents (json_path, &json, NULL, NULL));
   CU_ASSERT (json && strstr (json, "\"total_time_us\"") && strstr (json, "\"layers\"")
              && strstr (json, "\"gpus\"") && g_str_has_suffix (json, "}\n"));
-  /* the tables: tiny.yaml has 4 layers x 3 phases and 8 GPUs x 4 layers */
+  /* the tables: tiny.yaml has 4 layers x 4 phases (prep, dispatch, expert,
+   * combine) and 8 GPUs x 4 layers */
   g_autofree char *lcsv_path = g_build_filename (dir, "layers.csv", NULL);
   g_autofree char *gcsv_path = g_build_filename (dir, "gpus.csv", NULL);
   g_autofree char *lcsv = NULL, *gcsv = NULL;
@@ -50,7 +51,7 @@ test_run_writes_summary (void)
   CU_ASSERT (g_file_get_contents (gcsv_path, &gcsv, NULL, NULL));
   g_auto (GStrv) lrows = g_strsplit (lcsv ? lcsv : "", "\n", -1);
   g_auto (GStrv) grows = g_strsplit (gcsv ? gcsv : "", "\n", -1);
-  CU_ASSERT_EQUAL (g_strv_length (lrows), 1 + 12 + 1); /* header, rows, trailing empty */
+  CU_ASSERT_EQUAL (g_strv_length (lrows), 1 + 16 + 1); /* header, rows, trailing empty */
   CU_ASSERT_EQUAL (g_strv_length (grows), 1 + 32 + 1);
   CU_ASSERT (lcsv && g_str_has_prefix (lcsv, "layer,microbatch,pass,phase,time_us"));
   CU_ASSERT (gcsv && g_str_has_prefix (gcsv, "gpu,node,layer,microbatch,tokens_in"));

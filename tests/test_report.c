@@ -104,7 +104,8 @@ check_trace (const char *scenario, const char *const *sets, guint want_spans, gi
   CU_ASSERT (named);
   CU_ASSERT (nonneg);
   CU_ASSERT (ordered);
-  CU_ASSERT_EQUAL (spans, want_spans ? want_spans : r->n_gpus * r->n_layers * 3);
+  /* per GPU and step: prep, dispatch, expert, combine */
+  CU_ASSERT_EQUAL (spans, want_spans ? want_spans : r->n_gpus * r->n_layers * 4);
   CU_ASSERT (counters_ok);
   CU_ASSERT (flows_ok);
   CU_ASSERT_EQUAL (flow_ends, g_hash_table_size (flow_start));
@@ -126,7 +127,7 @@ test_trace_json_is_valid (void)
   /* only layer 1 (two micro-batches) of the 8 GPUs of node 1 */
   const char *some[] = { "model.moe_layers=3", "parallel.microbatches=2", "output.trace_layers=1",
                          "output.trace_gpus=8-15", NULL };
-  check_trace ("deepseek-v3-ep64-forward.yaml", some, 8 * 2 * 3, 1);
+  check_trace ("deepseek-v3-ep64-forward.yaml", some, 8 * 2 * 4, 1);
 }
 
 /* report.html: text from the user's files reaches the page escaped. */
