@@ -7,6 +7,7 @@
 #include "report.h"
 
 #include "json.h"
+#include "memory.h"
 #include "moesim-config.h"
 
 #include <math.h>
@@ -417,6 +418,17 @@ report_html (const Scenario *sc, const RunResult *r)
   g_string_append_printf (o, "<tr><td>bottleneck</td><td>%s link %s, busy %.1f us = %.0f %% of dispatch + combine</td></tr>",
                           link_class_names[r->bottleneck_class], r->bottleneck_link, r->bottleneck_busy_us,
                           100 * r->bottleneck_util);
+  {
+    g_autoptr (MemoryReport) mem = memory_account (sc, r);
+    g_string_append_printf (o, "<tr><td>memory (fullest GPU)</td><td>GPU %u: %.1f of %.1f GB HBM%s</td></tr>",
+                            mem->worst, mem->gpu_total[mem->worst] / 1e9, mem->capacity / 1e9,
+                            mem->gpu_total[mem->worst] > mem->capacity ? " (over)" : "");
+    Breakdown b;
+    report_breakdown (r, &b);
+    g_string_append_printf (o, "<tr><td>GPU time in MoE layers (mean GPU)</td><td>GEMM %.0f %%: %.1f ms GEMM, "
+                               "%.1f ms other compute, %.1f ms communication</td></tr>",
+                            100 * b.moe_gemm_share, b.moe_gemm_us / 1e3, b.moe_other_us / 1e3, b.moe_comm_us / 1e3);
+  }
   g_string_append_printf (o, "<tr><td>wire bytes</td><td>nvlink %.2f GB, ib %.2f GB, fabric %.2f GB</td></tr>"
                              "<tr><td>made by</td><td>moesim %s</td></tr></table>\n",
                           r->class_bytes[0] / 1e9, r->class_bytes[1] / 1e9, r->class_bytes[2] / 1e9,

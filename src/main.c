@@ -5,6 +5,7 @@
 #include "cluster.h"
 #include "cmd.h"
 #include "estimate.h"
+#include "memory.h"
 #include "moe.h"
 #include "moesim-config.h"
 #include "report.h"
@@ -54,6 +55,7 @@ typedef struct {
   char **sets;
   char *out_dir;
   gboolean quiet;
+  gboolean oversubscribe;
   gint nodes;
 } Opts;
 
@@ -69,6 +71,8 @@ make_context (const char *params, Opts *o, gboolean with_run_opts, gboolean with
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &o->out_dir,
       "Output folder (default: output.dir or out/<name>)", "DIR" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "Print only where the outputs went", NULL },
+    { "allow-oversubscribe", 0, 0, G_OPTION_ARG_NONE, &o->oversubscribe,
+      "Run even when a GPU needs more memory than its HBM (a warning instead of an error)", NULL },
     { NULL, 0, 0, 0, NULL, NULL, NULL },
   };
   GOptionEntry nodes[] = {
@@ -111,6 +115,13 @@ cmd_run (int argc, char **argv, gboolean estimate_only)
     return usage_error (ctx, error->message);
   if (argc != 2)
     return usage_error (ctx, argc < 2 ? "missing SCENARIO file" : "too many arguments");
+  if (o.oversubscribe)
+    {
+      guint n = o.sets ? g_strv_length (o.sets) : 0;
+      o.sets = g_renew (char *, o.sets, n + 2);
+      o.sets[n] = g_strdup ("sim.allow_oversubscribe=true");
+      o.sets[n + 1] = NULL;
+    }
   g_autoptr (Scenario) sc = scenario_load (argv[1], (const char *const *) o.sets, &error);
   g_strfreev (o.sets);
   if (sc == NULL)
@@ -138,6 +149,11 @@ cmd_run (int argc, char **argv, gboolean estimate_only)
       return fail (g_steal_pointer (&error));
     }
   g_autofree char *dir = o.out_dir ? o.out_dir : scenario_output_dir (sc);
+  g_autofree char *warning = NULL;
+  if (!memory_check (sc, r, &warning, &error))
+    return fail (g_steal_pointer (&error));
+  if (warning)
+    g_printerr ("moesim: warning: %s\n", warning);
   if (!report_write (sc, r, dir, &error))
     return fail (g_steal_pointer (&error));
   if (!o.quiet)

@@ -1,6 +1,7 @@
 #include "report.h"
 
 #include "json.h"
+#include "memory.h"
 #include "moesim-config.h"
 
 #include <errno.h>
@@ -204,6 +205,23 @@ report_summary_json (const Scenario *sc, const RunResult *r)
     json_double (&w, link_class_names[c], r->class_util[c]);
   json_end_object (&w);
   json_double (&w, "comm_window_us", r->comm_window_us);
+  {
+    g_autoptr (MemoryReport) mem = memory_account (sc, r);
+    json_begin_object (&w, "memory");
+    json_double (&w, "capacity_gb", mem->capacity / 1e9);
+    json_int (&w, "worst_gpu", mem->worst);
+    json_double (&w, "worst_gpu_gb", mem->gpu_total[mem->worst] / 1e9);
+    json_bool (&w, "fits", mem->gpu_total[mem->worst] <= mem->capacity);
+    json_begin_object (&w, "worst_gpu_parts_gb");
+    for (guint p = 0; p < MEM_N; p++)
+      json_double (&w, memory_part_names[p], mem->worst_part[p] / 1e9);
+    json_end_object (&w);
+    json_begin_array (&w, "gpu_gb");
+    for (guint g = 0; g < mem->n_gpus; g++)
+      json_double (&w, NULL, mem->gpu_total[g] / 1e9);
+    json_end_array (&w);
+    json_end_object (&w);
+  }
   {
     Breakdown b;
     report_breakdown (r, &b);
@@ -411,6 +429,17 @@ report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
   for (guint c = 0; c < LCLASS_N; c++)
     g_string_append_printf (out, " %s %.0f %%%s", link_class_names[c], 100.0 * r->class_util[c],
                             c + 1 < LCLASS_N ? "," : "\n");
+  g_autoptr (MemoryReport) mem = memory_account (sc, r);
+  g_string_append_printf (out, "  memory: GPU %u needs %.1f of %.1f GB of HBM%s (", mem->worst,
+                          mem->gpu_total[mem->worst] / 1e9, mem->capacity / 1e9,
+                          mem->gpu_total[mem->worst] > mem->capacity ? ", OVER" : "");
+  for (guint p = 0, first = 1; p < MEM_N; p++)
+    if (mem->worst_part[p] > 0)
+      {
+        g_string_append_printf (out, "%s%s %.1f", first ? "" : ", ", memory_part_names[p], mem->worst_part[p] / 1e9);
+        first = 0;
+      }
+  g_string_append (out, ")\n");
   Breakdown b;
   report_breakdown (r, &b);
   g_string_append_printf (out, "  GPU time in MoE layers (mean GPU): GEMM %.1f ms = %.0f %%, other compute %.1f ms, "

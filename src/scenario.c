@@ -203,6 +203,8 @@ static const CfgField scenario_fields[] = {
      "flow solver batching tolerance (0 = exact max-min event by event)"),
   F ("sim.max_memory_gb", CFG_DOUBLE, sim.max_memory_gb, 0.001, 1e6, "16",
      "refuse scenarios whose simulation needs more host memory than this"),
+  F ("sim.allow_oversubscribe", CFG_BOOL, sim.allow_oversubscribe, 0, 0, "false",
+     "run (with a warning) when a GPU needs more memory than its HBM (--allow-oversubscribe)"),
   F ("sim.counterfactual", CFG_BOOL, sim.counterfactual, 0, 0, "true",
      "also simulate each layer with its selections spread evenly, to price the imbalance"),
 };

@@ -81,6 +81,7 @@ typedef struct {
     double tolerance;
     double max_memory_gb;
     gboolean counterfactual;
+    gboolean allow_oversubscribe;
   } sim;
 } ScenarioSpec;
 

@@ -1,6 +1,7 @@
 /* Sweeps: parsing, points, the thread pool, sweep.csv and sweep.html. */
 #include "sweep.h"
 
+#include "memory.h"
 #include "moe.h"
 #include "report.h"
 #include "scenario.h"
@@ -393,7 +394,8 @@ run_point (gpointer data, gpointer user)
   g_autofree char *pd = point_dir (j->dir, p);
   if (r && g_mkdir_with_parents (pd, 0755) != 0)
     g_set_error (&err, G_FILE_ERROR, g_file_error_from_errno (errno), "%s: %s", pd, g_strerror (errno));
-  if (r && !err && report_write (sc, r, pd, &err))
+  g_autofree char *warning = NULL;
+  if (r && !err && memory_check (sc, r, &warning, &err) && report_write (sc, r, pd, &err))
     {
       double m[N_METRICS];
       metrics_of (r, m);

@@ -88,6 +88,8 @@ test_bad_input_exits_2_without_outputs (void)
     { "--set output.trace_layers=", "output.trace_layers: expected \"all\"" },
     { "--set output.report_layer=4", "output.report_layer = 4, but there are only 4 MoE layers" },
     { "--set sim.counterfactual=maybe", "sim.counterfactual: expected true or false, got 'maybe'" },
+    /* 2 experts x 4 layers x 3 x 1024 x 512 B of FP8 weights = 12.6 MB */
+    { "--set gpu.hbm_gb=0.01", "of its 0.01 GB of HBM (gpu.hbm_gb), 0.0129 GB over: routed_experts 0.0126 GB" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
@@ -102,6 +104,14 @@ test_bad_input_exits_2_without_outputs (void)
   g_autofree char *err = NULL;
   CU_ASSERT_EQUAL (run (missing, NULL, &err), 2);
   CU_ASSERT (err && strstr (err, "nope.yaml") && strstr (err, "cannot read"));
+  /* the same with --allow-oversubscribe: a warning, and the outputs */
+  g_autofree char *over = g_strdup_printf ("run %s/sim/tiny.yaml --set gpu.hbm_gb=0.01 --allow-oversubscribe -q -o %s",
+                                           MOESIM_SOURCE_ROOT, dir);
+  g_autofree char *werr = NULL;
+  CU_ASSERT_EQUAL (run (over, NULL, &werr), 0);
+  CU_ASSERT (werr && strstr (werr, "moesim: warning: GPU 5 needs") && strstr (werr, "sim.allow_oversubscribe"));
+  g_autofree char *over_json = g_build_filename (dir, "summary.json", NULL);
+  CU_ASSERT (g_file_test (over_json, G_FILE_TEST_EXISTS));
   CU_ASSERT_EQUAL (run ("frobnicate", NULL, NULL), 2);
   CU_ASSERT_EQUAL (run ("run", NULL, NULL), 2);
 }

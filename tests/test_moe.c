@@ -2,6 +2,7 @@
  * agreement of simulation with the closed-form bound, conservation and
  * determinism. */
 #include "estimate.h"
+#include "memory.h"
 #include "moe.h"
 #include "report.h"
 #include "routing.h"
@@ -410,6 +411,18 @@ test_dense_layers_and_breakdown (void)
   report_breakdown (ra, &br);
   CU_ASSERT (br.moe_gemm_share > 0 && br.moe_gemm_share < 1);
   CU_ASSERT (br.dense_gemm_share > 0.5 && br.dense_gemm_share < 1);
+  /* memory of GPU 0: tiny's 2 expert slots x 4 layers and 2 dense layers
+   * of FP8 weights; a train_step keeps activations, a forward pass not */
+  g_autoptr (MemoryReport) mem = memory_account (a, ra);
+  ASSERT_REL (mem->worst_part[MEM_ROUTED], 2.0 * 4 * 3 * 1024 * 512, 1e-12);
+  ASSERT_REL (mem->worst_part[MEM_DENSE], 2.0 * 3 * 1024 * 4096, 1e-12);
+  ASSERT_REL (mem->worst_part[MEM_ROUTER], 4.0 * 1024 * 16 * 2, 1e-12);
+  CU_ASSERT (mem->worst_part[MEM_ACTIVATIONS] > 0 && mem->worst_part[MEM_BUFFERS] > 0);
+  const char *fwd[] = { "parallel.tokens_per_gpu=1024", "sim.counterfactual=false", NULL };
+  g_autoptr (Scenario) c = test_load_sim ("tiny.yaml", fwd);
+  g_autoptr (RunResult) rc = moe_run (c, NULL);
+  g_autoptr (MemoryReport) mc = memory_account (c, rc);
+  CU_ASSERT (mc->worst_part[MEM_ACTIVATIONS] == 0);
   /* every GPU step has GEMM work (router, experts) and other work (permute, unpermute) */
   for (gsize i = 0; i < (gsize) ra->n_layers * ra->n_gpus; i++)
     CU_ASSERT (ra->gpu_steps[i].gemm_us > 0 && ra->gpu_steps[i].other_us > 0);
