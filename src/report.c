@@ -285,6 +285,10 @@ report_summary_json (const Scenario *sc, const RunResult *r)
       json_double (&w, "end_us", l->end_us);
       json_double (&w, "time_us", l->end_us - l->start_us);
       json_begin_object (&w, "phases");
+      json_begin_object (&w, "prep");
+      json_double (&w, "time_us", l->prep.max_us);
+      json_double (&w, "mean_us", l->prep.mean_us);
+      json_end_object (&w);
       for (guint p = 0; p < 3; p++)
         {
           json_begin_object (&w, phase_names[p]);
