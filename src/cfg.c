@@ -342,7 +342,8 @@ cfg_set (CfgDoc *doc, const char *key, const char *value, GError **error)
     }
   g_autofree char *where = g_strdup_printf ("--set %s=%s", key, value);
   g_autoptr (GError) perr = NULL;
-  g_autoptr (YNode) n = ynode_parse_string (value, -1, where, &perr);
+  /* an empty value is the empty string (YAML would read an empty document) */
+  g_autoptr (YNode) n = ynode_parse_string (value[0] ? value : "\"\"", -1, where, &perr);
   if (n == NULL)
     {
       g_propagate_error (error, g_steal_pointer (&perr));

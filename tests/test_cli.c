@@ -85,7 +85,8 @@ test_bad_input_exits_2_without_outputs (void)
     { "--set model.experts=abc", "expected an integer" },
     { "--set output.trace_gpus=0-8", "output.trace_gpus names index 8, but there are only 8" },
     { "--set output.trace_layers=1-x", "bad part \"1-x\"" },
-    { "--set output.trace_layers=", "output.trace_layers: expected \"all\"" },
+    { "--set output.trace_layers=", "output.trace_layers is empty: expected \"all\"" },
+    { "--set parallel.ep=", "parallel.ep: expected an integer, got the string ''" },
     { "--set output.report_layer=4", "output.report_layer = 4, but there are only 4 MoE layers" },
     { "--set sim.counterfactual=maybe", "sim.counterfactual: expected true or false, got 'maybe'" },
     /* 2 experts x 4 layers x 3 x 1024 x 512 B of FP8 weights = 12.6 MB */
