@@ -2,6 +2,7 @@
  * per-layer and per-GPU results. */
 #include "moe.h"
 
+#include "balance.h"
 #include "engine.h"
 #include "gpumodel.h"
 #include "loadstats.h"
@@ -27,44 +28,6 @@ enum { TAG_FLOW, TAG_START, TAG_EXPERT, TAG_DONE, TAG_DFLOW, TAG_PREP, TAG_SHARE
 typedef struct {
   SimTime start, send, expert_start, expert_end, done; /* send: the compute before dispatch done */
 } GpuTimes;
-
-/* What a step's balanced counterfactual keeps of its routing: the
- * selections, and the token copies of each route class (see pair_classes),
- * by destination GPU deduplicated, by selection, and by destination node
- * (to the rail peer there). */
-#define ROUTE_CLASSES 33
-typedef struct {
-  guint64 selections;
-  guint64 pair_tokens[ROUTE_CLASSES], pair_selections[ROUTE_CLASSES], node_tokens[ROUTE_CLASSES];
-} BalanceTotals;
-
-/* The steps' totals, handed from the actual run to the counterfactual,
- * which runs alongside in its own thread and waits for each step. */
-typedef struct {
-  BalanceTotals *totals;
-  guint ready;
-  GMutex lock;
-  GCond cond;
-} BalanceFeed;
-
-static void
-feed_publish (BalanceFeed *f, guint ready)
-{
-  g_mutex_lock (&f->lock);
-  f->ready = ready;
-  g_cond_broadcast (&f->cond);
-  g_mutex_unlock (&f->lock);
-}
-
-static const BalanceTotals *
-feed_wait (BalanceFeed *f, guint step)
-{
-  g_mutex_lock (&f->lock);
-  while (f->ready <= step)
-    g_cond_wait (&f->cond, &f->lock);
-  g_mutex_unlock (&f->lock);
-  return &f->totals[step];
-}
 
 /* One step of the pass: a micro-batch of an MoE layer, forward or
  * backward; `mirror` is the forward step whose routing a train_step's
@@ -118,8 +81,7 @@ typedef struct {
    * NULL) makes each step's routing from them */
   BalanceFeed *feed;
   RoutingLayer *balanced;
-  guint8 *pair_class; /* [a * ep + b] */
-  guint64 pair_class_n[ROUTE_CLASSES], node_class_n[ROUTE_CLASSES];
+  RouteClasses *classes;
   guint64 flows;
   guint *link_group;  /* per link: its utilisation group */
   double *group_load; /* scratch, per group */
@@ -315,105 +277,6 @@ logical_bytes (Moe *m, LayerResult *lr, const RoutingLayer *r)
   lr->logical_combine_bytes = copies * m->cb;
 }
 
-/* Route classes of GPU pairs: 0 for a GPU to itself, else 1 + the link
- * classes its route crosses (NVLink, IB, leaf-spine) + 8 when both are on
- * one node + 16 when both have the same local index (rail). Routes of one
- * class cross the same kinds of links (and hierarchical dispatch forwards
- * the same way), so keeping each class's copies keeps the wire bytes of
- * every link class. Counts the
- * pairs of each class, and the (GPU, other node) pairs whose rail peer route
- * is of each class. */
-static void
-pair_classes (Moe *m)
-{
-  guint ep = m->ep, gpn = (guint) m->t->node.gpus;
-  m->pair_class = g_new (guint8, (gsize) ep * ep);
-  for (guint a = 0; a < ep; a++)
-    for (guint b = 0; b < ep; b++)
-      {
-        guint8 c = 0;
-        if (a != b)
-          {
-            ClusterPath p;
-            moe_path (m, a, b, &p);
-            c = (guint8) (1 + (p.uses_nvlink ? 1 : 0) + (p.uses_ib ? 2 : 0) + (p.uses_fabric ? 4 : 0)
-                          + (a / gpn == b / gpn ? 8 : 0) + (a % gpn == b % gpn ? 16 : 0));
-          }
-        m->pair_class[(gsize) a * ep + b] = c;
-        m->pair_class_n[c]++;
-        if (b % gpn == a % gpn && b / gpn != a / gpn)
-          m->node_class_n[c]++;
-      }
-}
-
-/* The route class of the IB copy from GPU a to node n (0 for its own). */
-static guint
-node_class (const Moe *m, guint gpn, guint a, guint n)
-{
-  return n == a / gpn ? 0 : m->pair_class[(gsize) a * m->ep + n * gpn + a % gpn];
-}
-
-static void
-record_totals (const Moe *m, const RoutingLayer *r, BalanceTotals *bt)
-{
-  guint ep = m->ep, gpn = r->gpus_per_node, nodes = ep / gpn;
-  memset (bt, 0, sizeof *bt);
-  for (guint e = 0; e < r->experts; e++)
-    bt->selections += r->expert_rows[e];
-  for (guint a = 0; a < ep; a++)
-    {
-      for (guint b = 0; b < ep; b++)
-        {
-          guint c = m->pair_class[(gsize) a * ep + b];
-          bt->pair_tokens[c] += r->pair_tokens[(gsize) a * ep + b];
-          bt->pair_selections[c] += r->pair_selections[(gsize) a * ep + b];
-        }
-      for (guint n = 0; n < nodes; n++)
-        bt->node_tokens[node_class (m, gpn, a, n)] += r->node_tokens[(gsize) a * nodes + n];
-    }
-}
-
-/* Share i of `total` split over n slots as evenly as integers allow. */
-static guint32
-even_share (guint64 total, guint64 n, guint64 i)
-{
-  return (guint32) ((total * (i + 1)) / n - (total * i) / n);
-}
-
-/* The step's routing with its selections spread perfectly evenly: every
- * expert gets the same rows, and within each route class every (source,
- * destination) pair the same token copies (to within one), so the layer
- * keeps its bytes per link class and its locality (what node-limited routing
- * buys) and loses only its imbalance. */
-static const RoutingLayer *
-balanced_layer (Moe *m, const BalanceTotals *bt)
-{
-  RoutingLayer *r = m->balanced;
-  guint ep = m->ep, gpn = r->gpus_per_node, nodes = ep / gpn, E = r->experts;
-  for (guint e = 0; e < E; e++)
-    r->expert_rows[e] = even_share (bt->selections, E, e);
-  guint64 i_pair[ROUTE_CLASSES] = { 0 };
-  for (guint a = 0; a < ep; a++)
-    for (guint b = 0; b < ep; b++)
-      {
-        guint c = m->pair_class[(gsize) a * ep + b];
-        guint64 i = i_pair[c]++, n = m->pair_class_n[c];
-        r->pair_tokens[(gsize) a * ep + b] = even_share (bt->pair_tokens[c], n, i);
-        r->pair_selections[(gsize) a * ep + b] = even_share (bt->pair_selections[c], n, i);
-      }
-  guint64 i_node[ROUTE_CLASSES] = { 0 };
-  for (guint a = 0; a < ep; a++)
-    for (guint n = 0; n < nodes; n++)
-      {
-        guint c = node_class (m, gpn, a, n);
-        /* own node: the tokens that stay, one entry per GPU */
-        guint64 count = c == 0 ? ep : m->node_class_n[c];
-        r->node_tokens[(gsize) a * nodes + n] = even_share (bt->node_tokens[c], count, i_node[c]++);
-      }
-  memset (r->fanout, 0, (nodes + 1) * sizeof (guint32));
-  return r;
-}
-
 const char *
 moe_step_pass (const RunResult *r, guint step)
 {
@@ -438,14 +301,17 @@ step_routing (Moe *m, guint step)
   const StepInfo *si = &m->steps[step];
   const RoutingLayer *r;
   if (m->balanced)
-    return balanced_layer (m, feed_wait (m->feed, step));
+    {
+      balance_layer (m->classes, balance_feed_wait (m->feed, step), m->balanced);
+      return m->balanced;
+    }
   r = si->mirror != G_MAXUINT ? m->stash[si->mirror] : routing_stream_get (m->routing, step);
   if (m->stash && si->mirror == G_MAXUINT)
     m->stash[step] = routing_layer_copy (r);
   if (m->feed)
     {
-      record_totals (m, r, &m->feed->totals[step]);
-      feed_publish (m->feed, step + 1);
+      balance_record (m->classes, r, &m->feed->totals[step]);
+      balance_feed_publish (m->feed, step + 1);
     }
   return r;
 }
@@ -836,7 +702,7 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
     }
   m.tokens_per_mb = (guint) (s->parallel.tokens_per_gpu / s->parallel.microbatches);
   guint slots = (guint) (s->model.experts + s->eplb.redundant);
-  pair_classes (&m);
+  m.classes = route_classes_new (m.cluster, (guint) t->node.gpus, m.rdma);
   if (balanced)
     {
       m.balanced = routing_layer_new (m.ep, slots);
@@ -995,7 +861,7 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
   g_free (m.stash);
   routing_stream_free (m.routing);
   routing_layer_free (m.balanced);
-  g_free (m.pair_class);
+  route_classes_free (m.classes);
   engine_free (m.engine);
   cluster_free (m.cluster);
   return res;
@@ -1019,41 +885,6 @@ placement_set_free (PlacementSet *ps)
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (PlacementSet, placement_set_free)
 
-/* Logical expert loads of MoE layer l that EPLB balances for: the eplb.load
- * trace's layer l mod its layers (all its tokens), or the scenario's own
- * routing of that layer (every micro-batch and GPU, experts in place). */
-static void
-eplb_loads (const Scenario *sc, guint l, RoutingLayer *scratch, double *load)
-{
-  const ScenarioSpec *s = scenario_spec (sc);
-  guint E = (guint) s->model.experts;
-  memset (load, 0, E * sizeof (double));
-  const Trace *lt = scenario_eplb_trace (sc);
-  if (lt)
-    {
-      const TraceShape *sh = trace_shape (lt);
-      guint tl = l % sh->layers;
-      for (guint64 tok = 0; tok < sh->tokens; tok++)
-        for (guint k = 0; k < sh->top_k; k++)
-          {
-            gint id = trace_id (lt, tl, tok, k);
-            if (id != TRACE_MISSING && (guint) id < E)
-              load[id] += 1.0;
-          }
-      return;
-    }
-  guint M = (guint) s->parallel.microbatches, tokens = (guint) (s->parallel.tokens_per_gpu / M);
-  for (guint mb = 0; mb < M; mb++)
-    {
-      if (scenario_trace (sc))
-        routing_from_trace (s, scenario_trace (sc), NULL, l, mb, tokens, scratch);
-      else
-        routing_synthetic (s, NULL, l, mb, tokens, scratch);
-      for (guint e = 0; e < E; e++)
-        load[e] += scratch->expert_rows[e];
-    }
-}
-
 static PlacementSet *
 placement_for_scenario (const Scenario *sc)
 {
@@ -1065,14 +896,18 @@ placement_for_scenario (const Scenario *sc)
   PlacementSet *ps = g_new0 (PlacementSet, 1);
   ps->n = (guint) s->model.moe_layers;
   ps->layers = g_new0 (LayerPlacement *, ps->n);
-  g_autoptr (RoutingLayer) scratch = routing_layer_new (ep, E);
   g_autofree double *load = g_new (double, E);
   for (guint l = 0; l < ps->n; l++)
     if (s->placement == PLACEMENT_ROUND_ROBIN)
       ps->layers[l] = placement_round_robin (E, ep, gpn);
     else
       {
-        eplb_loads (sc, l, scratch, load);
+        /* the loads EPLB balances for: the eplb.load trace's, or the
+         * scenario's own routing of the layer */
+        if (scenario_eplb_trace (sc))
+          routing_trace_loads (scenario_eplb_trace (sc), l, E, load);
+        else
+          routing_layer_loads (s, scenario_trace (sc), l, load);
         ps->layers[l] = placement_eplb (load, E, (guint) s->eplb.redundant, (guint) s->model.n_group, ep, gpn,
                                         (EplbPolicy) s->eplb.policy);
       }
@@ -1113,18 +948,15 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
         res->wall_s = (double) (g_get_monotonic_time () - t0) / 1e6;
       return res;
     }
-  BalanceFeed feed = { .totals = g_new0 (BalanceTotals, n_steps) };
-  g_mutex_init (&feed.lock);
-  g_cond_init (&feed.cond);
+  BalanceFeed feed;
+  balance_feed_init (&feed, n_steps);
   CounterfactualJob job = { sc, placement, &feed, NULL, NULL };
   GThread *thread = g_thread_new ("counterfactual", counterfactual_thread, &job);
   RunResult *res = simulate (sc, placement, progress, user, &feed, FALSE, error);
   if (res == NULL)
-    feed_publish (&feed, n_steps); /* zero totals: let the other run end */
+    balance_feed_publish (&feed, n_steps); /* zero totals: let the other run end */
   g_thread_join (thread);
-  g_mutex_clear (&feed.lock);
-  g_cond_clear (&feed.cond);
-  g_free (feed.totals);
+  balance_feed_clear (&feed);
   g_autoptr (RunResult) bal = job.res;
   if (res != NULL && bal == NULL)
     {

@@ -349,6 +349,39 @@ routing_from_trace (const ScenarioSpec *s, const Trace *t, const LayerPlacement 
   slotmap_clear (&sm);
 }
 
+void
+routing_layer_loads (const ScenarioSpec *s, const Trace *trace, guint layer, double *load)
+{
+  guint E = (guint) s->model.experts, M = (guint) s->parallel.microbatches;
+  guint tokens = (guint) (s->parallel.tokens_per_gpu / M);
+  g_autoptr (RoutingLayer) scratch = routing_layer_new ((guint) s->parallel.ep, E);
+  memset (load, 0, E * sizeof (double));
+  for (guint mb = 0; mb < M; mb++)
+    {
+      if (trace)
+        routing_from_trace (s, trace, NULL, layer, mb, tokens, scratch);
+      else
+        routing_synthetic (s, NULL, layer, mb, tokens, scratch);
+      for (guint e = 0; e < E; e++)
+        load[e] += scratch->expert_rows[e];
+    }
+}
+
+void
+routing_trace_loads (const Trace *t, guint layer, guint experts, double *load)
+{
+  const TraceShape *sh = trace_shape (t);
+  guint tl = layer % sh->layers;
+  memset (load, 0, experts * sizeof (double));
+  for (guint64 tok = 0; tok < sh->tokens; tok++)
+    for (guint k = 0; k < sh->top_k; k++)
+      {
+        gint id = trace_id (t, tl, tok, k);
+        if (id != TRACE_MISSING && (guint) id < experts)
+          load[id] += 1.0;
+      }
+}
+
 /* ---- generation ahead of use ---- */
 
 typedef struct {

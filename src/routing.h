@@ -50,6 +50,12 @@ void routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint l
 void routing_from_trace (const ScenarioSpec *s, const Trace *t, const LayerPlacement *pl, guint layer,
                          guint mb, guint tokens, RoutingLayer *out);
 
+/* Logical expert loads of MoE layer `layer` [experts]: selections of every
+ * micro-batch and GPU of the scenario (from its trace or synthetic
+ * routing); or of every token of trace layer layer mod its layers. */
+void routing_layer_loads (const ScenarioSpec *s, const Trace *trace, guint layer, double *load);
+void routing_trace_loads (const Trace *t, guint layer, guint experts, double *load);
+
 /* A stream of routing layers for steps 0..n_steps-1 (step i is micro-batch
  * i mod microbatches of MoE layer step_layer[i / microbatches], or of layer
  * i / microbatches when step_layer is NULL), from the trace when given, else
