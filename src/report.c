@@ -609,14 +609,18 @@ report_trace_json (const Scenario *sc, const RunResult *r)
                                 g_ascii_formatd (b, sizeof b, "%.3f", s->start_us + s->prep_us + s->dispatch_us));
       }
   /* link utilisation counters: per node an NVLink and an IB track, one
-   * fabric track; a value is written when it moved by at least half a
-   * percentage point since the last one written (or fell to zero), which
-   * bounds the size while keeping every plateau and edge */
+   * fabric track. The run is cut into equal time buckets (at most 500,000
+   * values over all tracks, 256 to 4096 buckets per track) and a track
+   * writes the time-weighted mean load of a bucket when it moved by at
+   * least half a percentage point since the last value written (or fell to
+   * zero): the size stays bounded however often rates change, each value
+   * keeps the bytes of its bucket, and plateaus and edges show to within a
+   * bucket. */
   guint ng = r->n_util_groups;
   if (ng > 0 && r->util_group_capacity[ng - 1] > 0)
     g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"process_name\", \"pid\": %u, "
                                  "\"args\": {\"name\": \"fabric (leaf-spine)\"}}", SEP (), r->util_nodes);
-  /* with only some layers kept, only samples inside their time windows;
+  /* with only some layers kept, only buckets inside their time windows;
    * with only some GPUs, only the nodes that hold one */
   GArray *win = g_array_new (FALSE, FALSE, 2 * sizeof (double));
   for (guint i = 0; i < r->n_layers && keep_layers->n > 0; i++)
@@ -629,37 +633,56 @@ report_trace_json (const Scenario *sc, const RunResult *r)
   for (guint gpu = 0; gpu < r->n_gpus; gpu++)
     if (index_set_has (keep_gpus, gpu))
       node_kept[gpu / gpn] = node_kept[r->util_nodes] = TRUE;
-  for (guint g = 0; g < ng; g++)
+  guint buckets = CLAMP (500000 / MAX (ng, 1u), 256u, 4096u);
+  double span = r->n_util_samples > 0 ? r->util_time_us[r->n_util_samples - 1] : 0.0;
+  double bw = span > 0 ? span / buckets : 1.0;
+  for (guint g = 0; g < ng && span > 0; g++)
     {
       guint pid = g < 2 * r->util_nodes ? g % r->util_nodes : r->util_nodes;
       if (r->util_group_capacity[g] <= 0 || !node_kept[pid])
         continue;
       double last = -1.0;
       gboolean was_inside = FALSE;
-      for (guint i = 0; i < r->n_util_samples; i++)
+      guint i = 0; /* the sample holding at the bucket's start */
+      for (guint k = 0; k < buckets; k++)
         {
+          double t0 = k * bw, t1 = k + 1 == buckets ? span : (k + 1) * bw;
           gboolean inside = keep_layers->n == 0;
           for (guint w = 0; w < win->len && !inside; w++)
             {
               const double *ww = &g_array_index (win, double, 2 * w);
-              inside = r->util_time_us[i] >= ww[0] && r->util_time_us[i] <= ww[1];
+              inside = t1 > ww[0] && t0 <= ww[1];
+            }
+          /* time-weighted mean over [t0, t1) of the piecewise-constant samples */
+          double area = 0;
+          while (i + 1 < r->n_util_samples && r->util_time_us[i + 1] <= t0)
+            i++;
+          for (guint j = i; j + 1 < r->n_util_samples && r->util_time_us[j] < t1; j++)
+            {
+              double a0 = MAX (t0, r->util_time_us[j]), a1 = MIN (t1, r->util_time_us[j + 1]);
+              if (a1 > a0)
+                area += (a1 - a0) * r->util[(gsize) j * ng + g];
             }
           gboolean entering = inside && !was_inside;
           was_inside = inside;
           if (!inside)
             continue;
-          double v = 100.0 * r->util[(gsize) i * ng + g];
+          double v = 100.0 * area / (t1 - t0);
           /* a kept window restates the level: the counter held its last
            * value through the layers left out */
-          if (!entering && last >= 0 && fabs (v - last) < 0.5 && !(v == 0 && last != 0))
+          if (!entering && last >= 0 && fabs (v - last) < 0.5 && !(v < 0.05 && last >= 0.05))
             continue;
           last = v;
           g_string_append_printf (out, "%s{\"ph\": \"C\", \"name\": \"%s util %%\", \"pid\": %u, "
                                        "\"ts\": %s, \"args\": {\"%%\": %s}}",
                                   SEP (), link_class_names[r->util_group_class[g]], pid,
-                                  g_ascii_formatd (a, sizeof a, "%.3f", r->util_time_us[i]),
-                                  g_ascii_formatd (b, sizeof b, "%.1f", v));
+                                  g_ascii_formatd (a, sizeof a, "%.3f", t0), g_ascii_formatd (b, sizeof b, "%.1f", v));
         }
+      /* and the zero after the end */
+      g_string_append_printf (out, "%s{\"ph\": \"C\", \"name\": \"%s util %%\", \"pid\": %u, "
+                                   "\"ts\": %s, \"args\": {\"%%\": 0.0}}",
+                              SEP (), link_class_names[r->util_group_class[g]], pid,
+                              g_ascii_formatd (a, sizeof a, "%.3f", span));
     }
   g_array_free (win, TRUE);
 #undef SEP

@@ -107,6 +107,8 @@ check_trace (const char *scenario, const char *const *sets, guint want_spans, gi
   /* per GPU and step: prep, dispatch, expert, combine */
   CU_ASSERT_EQUAL (spans, want_spans ? want_spans : r->n_gpus * r->n_layers * 4);
   CU_ASSERT (counters_ok);
+  /* bounded: at most one value per time bucket (<= 4096) per track, plus the closing zero */
+  CU_ASSERT (counters <= 4097 * g_hash_table_size (counter_last));
   CU_ASSERT (flows_ok);
   CU_ASSERT_EQUAL (flow_ends, g_hash_table_size (flow_start));
   /* with every GPU kept, one arrow per GPU and step that received from
