@@ -29,6 +29,8 @@ static const Row rows[] = {
   { "fabric wire bytes", { "bytes", "fabric", NULL }, "B" },
   { "bottleneck busy", { "bottleneck", "busy_us", NULL }, "us" },
   { "bottleneck utilisation", { "bottleneck", "utilisation", NULL }, "" },
+  { "GEMM share (MoE layers)", { "breakdown", "gemm_share", NULL }, "" },
+  { "fullest GPU memory", { "memory", "worst_gpu_gb", NULL }, "GB" },
   { "expert load max/mean", { "imbalance", "expert_load_max_over_mean", NULL }, "" },
   { "expert load CV", { "imbalance", "expert_load_cv", NULL }, "" },
   { "expert load Gini", { "imbalance", "expert_load_gini", NULL }, "" },
