@@ -230,6 +230,18 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
       cand_slot[c] = c / group_size;
       cand_off[c] = c % group_size;
     }
+  /* per group subset, the expert of each candidate: one load per draw */
+  g_autofree guint32 *sub_experts = NULL;
+  if (subsets && (guint64) n_subsets * cand <= (1u << 20))
+    {
+      sub_experts = g_new (guint32, (gsize) n_subsets * cand);
+      for (guint i = 0; i < n_subsets; i++)
+        for (guint c = 0; c < cand; c++)
+          sub_experts[(gsize) i * cand + c] = subsets[(gsize) i * kg + cand_slot[c]] * group_size + cand_off[c];
+    }
+  /* candidates map one to one onto a token's experts, so duplicates are
+   * caught on the candidate: in a bit mask when there are at most 256 */
+  gboolean small = cand <= 256;
   guint32 stamp = 0;
 
   for (guint src = 0; src < ep; src++)
@@ -245,8 +257,15 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
           stamp++;
           guint span = 0;
           guint64 nmask = 0;
+          const guint32 *ce = NULL;
+          guint64 seen[4] = { 0, 0, 0, 0 };
           if (limited && subsets)
-            subset = subsets + (gsize) rng_below (&rng, n_subsets) * kg;
+            {
+              guint si = rng_below (&rng, n_subsets);
+              subset = subsets + (gsize) si * kg;
+              if (sub_experts)
+                ce = sub_experts + (gsize) si * cand;
+            }
           else if (limited)
             for (guint j = 0; j < kg;)
               {
@@ -259,15 +278,27 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
           for (guint j = 0; j < k;)
             {
               guint c = rng_below (&rng, cand);
+              if (small)
+                {
+                  guint64 bit = (guint64) 1 << (c & 63);
+                  if (seen[c >> 6] & bit)
+                    continue;
+                  seen[c >> 6] |= bit;
+                }
               guint e = c;
-              if (limited)
+              if (ce)
+                e = ce[c];
+              else if (limited)
                 {
                   guint g = subset ? subset[cand_slot[c]] : groups_buf[cand_slot[c]];
                   e = g * group_size + cand_off[c];
                 }
-              if (estamp[e] == stamp)
-                continue;
-              estamp[e] = stamp;
+              if (!small)
+                {
+                  if (estamp[e] == stamp)
+                    continue;
+                  estamp[e] = stamp;
+                }
               guint p = slotmap_pick (&sm, e);
               out->expert_rows[p]++;
               guint d = sm.gpu_of[p];
