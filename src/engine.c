@@ -1,8 +1,10 @@
 /* Engine main loop.
  *
  * Each tick: pop every event at the current time, run its handler, start the
- * tasks that became ready (a FIFO, so order is the order of readiness), then
- * re-solve the network once if flows started or ended. Only the next batch of
+ * tasks that became ready (a FIFO, so order is the order of readiness; a
+ * compute task joins its GPU's queue, ordered by priority then readiness,
+ * and idle GPUs start their first task once every task ready at the instant
+ * is queued), then re-solve the network once if flows started or ended. Only the next batch of
  * flow completions is ever scheduled; a re-solve bumps the batch generation so
  * the superseded completion event is dropped when it pops.
  *

@@ -58,6 +58,43 @@ test_sm_share_stretches_compute (void)
   CU_ASSERT_EQUAL (log.end[0], 132 * SIM_PS_PER_US);
 }
 
+/* Among compute tasks of a GPU that become ready at the same instant the
+ * lowest priority runs first, whatever the order they were created or
+ * released in; equal priorities keep the order of readiness. */
+static void
+test_gpu_priorities (void)
+{
+  Log log = { 0 };
+  g_autoptr (Engine) e = engine_new (&log_hooks, &log, 0.0);
+  guint g = engine_add_gpu (e);
+  EngineTask first = engine_compute_prio (e, g, 100, 9, 0); /* alone at t = 0: runs */
+  EngineTask gate = engine_nop (e, 99);
+  engine_depend (e, first, gate);
+  EngineTask t[4];
+  guint prio[4] = { 7, 3, 3, 1 };
+  for (guint i = 0; i < 4; i++)
+    {
+      t[i] = engine_compute_prio (e, g, 10, prio[i], i + 1);
+      engine_depend (e, gate, t[i]);
+    }
+  engine_commit (e);
+  engine_run (e);
+  /* done order: the first task, the gate, then priorities 1, 3, 3, 7; the
+   * two of priority 3 in the order they became ready (a task releases its
+   * successors newest first) */
+  guint want[] = { 0, 99, 4, 3, 2, 1 };
+  CU_ASSERT_EQUAL_FATAL (log.n_done, 6);
+  for (guint i = 0; i < 6; i++)
+    {
+      if (log.order[i] != want[i])
+        g_printerr ("\n  done #%u: %u (want %u)", i, log.order[i], want[i]);
+      CU_ASSERT_EQUAL (log.order[i], want[i]);
+    }
+  CU_ASSERT_EQUAL (log.end[4], 110);
+  CU_ASSERT_EQUAL (log.end[1], 140);
+  CU_ASSERT_EQUAL (log.end[2], 130);
+}
+
 static void
 test_equal_time_tasks_finish_in_schedule_order (void)
 {
@@ -300,6 +337,7 @@ main (void)
   static const TestCase tests[] = {
     TEST (test_dependencies_and_gpu_fifo),
     TEST (test_sm_share_stretches_compute),
+    TEST (test_gpu_priorities),
     TEST (test_equal_time_tasks_finish_in_schedule_order),
     TEST (test_flow_latency_and_rate),
     TEST (test_uniform_all_to_all_closed_form),
