@@ -15,7 +15,7 @@
 
 static const char *const metric_names[] = {
   "total_us", "dispatch_us", "expert_us", "combine_us", "nvlink_bytes", "ib_bytes", "fabric_bytes",
-  "bottleneck_util", "expert_max_over_mean", "imbalance_cost_us",
+  "bottleneck_util", "expert_max_over_mean", "imbalance_cost_us", "gemm_share", "memory_gb",
 };
 enum { N_METRICS = G_N_ELEMENTS (metric_names) };
 
@@ -310,7 +310,7 @@ row_key (const Sweep *s, guint point)
 }
 
 static void
-metrics_of (const RunResult *r, double *m)
+metrics_of (const Scenario *sc, const RunResult *r, double *m)
 {
   memset (m, 0, N_METRICS * sizeof *m);
   m[0] = r->total_us;
@@ -325,6 +325,11 @@ metrics_of (const RunResult *r, double *m)
     m[4 + c] = r->class_bytes[c];
   m[7] = r->bottleneck_util;
   m[9] = r->counterfactual ? r->total_us - r->balanced_total_us : NAN;
+  Breakdown b;
+  report_breakdown (r, &b);
+  m[10] = b.moe_gemm_share;
+  g_autoptr (MemoryReport) mem = memory_account (sc, r);
+  m[11] = mem->gpu_total[mem->worst] / 1e9;
 }
 
 typedef struct {
@@ -398,11 +403,11 @@ run_point (gpointer data, gpointer user)
   if (r && !err && memory_check (sc, r, &warning, &err) && report_write (sc, r, pd, &err))
     {
       double m[N_METRICS];
-      metrics_of (r, m);
+      metrics_of (sc, r, m);
       g_string_append (row, "ok");
       char buf[G_ASCII_DTOSTR_BUF_SIZE];
       for (guint i = 0; i < N_METRICS; i++)
-        g_string_append_printf (row, ",%s", g_ascii_formatd (buf, sizeof buf, i < 7 || i == 9 ? "%.3f" : "%.6f", m[i]));
+        g_string_append_printf (row, ",%s", g_ascii_formatd (buf, sizeof buf, i < 7 || i == 9 || i == 11 ? "%.3f" : "%.6f", m[i]));
       g_string_append_c (row, ',');
       csv_field (row, r->bottleneck_link);
       g_string_append (row, ",\n");
