@@ -46,7 +46,6 @@ typedef struct {
   guint ep, n_steps, built;
   guint tokens_per_mb;
   StepInfo *steps;
-  guint lookahead;       /* steps built ahead of the latest started one */
   /* micro-batches in flight: each GPU runs one communication kernel at a
    * time, in the order dispatch of every micro-batch of a layer, then their
    * combines (two-batch overlap). A step's flows sent by GPU g in phase p
@@ -352,9 +351,7 @@ build_step (Moe *m, guint step)
   g_autofree EngineTask *done = g_new (EngineTask, ep);
   double H = (double) s->model.hidden, I = (double) s->model.moe_intermediate;
   double tokens = (double) m->tokens_per_mb;
-  double block_s = 0.0;
-  if (m->res->block)
-    block_s = work * gpumodel_block (m->t, s, m->tokens_per_mb).seconds;
+  double block_s = work * gpumodel_block (m->t, s, m->tokens_per_mb).seconds; /* 0 without a block */
   ComputeCost shared = gpumodel_shared_ffn (m->t, s, m->tokens_per_mb);
   double shared_act = gpumodel_activation (m->t, s, tokens * (double) s->model.shared_experts, I);
   double router_s = work * gpumodel_router (m->t, s, m->tokens_per_mb);
@@ -522,10 +519,11 @@ on_started (void *user, guint64 tag, SimTime now)
     {
       GpuTimes *gt = &m->times[(gsize) step * m->ep + g];
       gt->start = gt->send = now;
-      /* the first GPU to start a step: keep `lookahead` steps built beyond it */
-      if (step + m->lookahead >= m->built && m->progress)
+      /* the first GPU to start a step: keep a group of steps (the chains
+       * in flight) built beyond it */
+      if (step + m->chains >= m->built && m->progress)
         m->progress (m->progress_user, step + 1, m->n_steps);
-      while (m->built < m->n_steps && m->built <= step + m->lookahead)
+      while (m->built < m->n_steps && m->built <= step + m->chains)
         build_group (m);
     }
   else if (kind == TAG_EXPERT)
@@ -691,7 +689,6 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
   if (fwd && bwd)
     m.stash = g_new0 (RoutingLayer *, L * M);
   m.chains = s->overlap == OVERLAP_TWO_MICROBATCH ? M : 1;
-  m.lookahead = m.chains;
   if (m.chains > 1)
     {
       m.comm_prev = g_new (EngineTask, m.ep);
@@ -733,7 +730,6 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
   RunResult *res = g_new0 (RunResult, 1);
   m.res = res;
   res->pass = s->pass;
-  res->block = s->block.time_us > 0 || s->block.flops_per_token > 0 || s->block.bytes_per_token > 0;
   guint nodes = cluster_n_nodes (m.cluster);
   res->util_nodes = nodes;
   res->n_util_groups = 2 * nodes + 1;
@@ -774,7 +770,7 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
 
   if (s->model.dense_layers > 0 && fwd)
     add_dense (&m, FALSE);
-  while (m.built < m.n_steps && m.built <= m.lookahead)
+  while (m.built < m.n_steps && m.built <= m.chains)
     build_group (&m);
   SimTime end = engine_run (m.engine);
   g_assert (engine_tasks_pending (m.engine) == 0);

@@ -75,7 +75,6 @@ typedef struct {
 
 typedef struct {
   int pass;        /* PassKind of the scenario */
-  gboolean block;  /* steps have a block (attention / dense part) */
   /* per GPU, the dense FFN layers of the pass (forward and backward):
    * GEMMs and the rest (activation, norm), at full SMs */
   double dense_gemm_us, dense_other_us;
