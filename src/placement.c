@@ -179,8 +179,9 @@ placement_eplb (const double *load, guint experts, guint redundant, guint groups
                 EplbPolicy policy)
 {
   guint nodes = ep / gpn;
-  gboolean hier = policy == EPLB_HIERARCHICAL
-                  || (policy == EPLB_AUTO && groups > 1 && groups % nodes == 0 && experts % groups == 0);
+  gboolean can = groups > 1 && groups % nodes == 0 && experts % groups == 0;
+  g_return_val_if_fail (policy != EPLB_HIERARCHICAL || can, NULL);
+  gboolean hier = can && policy != EPLB_GLOBAL;
   LayerPlacement *p = alloc (experts, experts + redundant, ep, gpn);
   if (hier)
     rebalance (load, experts, p->physical, groups, nodes, ep, p->phys_to_log);

@@ -34,7 +34,9 @@ extern const char *const eplb_policy_names[];
 LayerPlacement *placement_contiguous (guint experts, guint ep, guint gpus_per_node);
 LayerPlacement *placement_round_robin (guint experts, guint ep, guint gpus_per_node);
 /* EPLB over `load` [experts] with `redundant` extra slots (experts +
- * redundant divisible by ep), `groups` expert groups (1 = none). */
+ * redundant divisible by ep), `groups` expert groups (1 = none). The
+ * hierarchical policy needs the groups to divide among the nodes (NULL
+ * otherwise); auto uses it when they do. */
 LayerPlacement *placement_eplb (const double *load, guint experts, guint redundant, guint groups, guint ep,
                                 guint gpus_per_node, EplbPolicy policy);
 void layer_placement_free (LayerPlacement *p);

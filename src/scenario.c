@@ -457,6 +457,13 @@ validate (Scenario *sc, GError **error)
                     "output.report_layer = %" G_GINT64_FORMAT ", but there are only %" G_GINT64_FORMAT
                     " MoE layers (model.moe_layers; layers from 0, -1 = the slowest)",
                     s->output.report_layer, s->model.moe_layers);
+  if (s->placement == PLACEMENT_EPLB && s->eplb.policy == EPLB_HIERARCHICAL
+      && (s->model.n_group < 2 || s->model.n_group % (s->parallel.ep / t->node.gpus) != 0))
+    return fail_at (error, cfg_origin (&sc->doc, "eplb.policy"),
+                    "eplb.policy = hierarchical packs the expert groups onto nodes: model.n_group = %"
+                    G_GINT64_FORMAT " must be a multiple of the %" G_GINT64_FORMAT
+                    " nodes (parallel.ep / node.gpus); use global or auto",
+                    s->model.n_group, s->parallel.ep / t->node.gpus);
   if (s->eplb.redundant > 0 && s->placement != PLACEMENT_EPLB)
     return fail_at (error, cfg_origin (&sc->doc, "eplb.redundant"),
                     "eplb.redundant = %" G_GINT64_FORMAT " needs placement: eplb (it is %s)",

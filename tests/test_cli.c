@@ -93,6 +93,8 @@ test_bad_input_exits_2_without_outputs (void)
     { "--set eplb.load=x.mrt", "eplb.load needs placement: eplb (it is contiguous)" },
     { "--set overlap=two_microbatch", "overlap: two_microbatch needs parallel.microbatches >= 2 (it is 1)" },
     { "--set model.dense_layers=2", "model.dense_layers = 2 needs model.dense_intermediate" },
+    { "--set placement=eplb --set eplb.policy=hierarchical",
+      "eplb.policy = hierarchical packs the expert groups onto nodes: model.n_group = 1 must be a multiple of the 2 nodes" },
     /* 2 experts x 4 layers x 3 x 1024 x 512 B of FP8 weights = 12.6 MB */
     { "--set gpu.hbm_gb=0.01", "of its 0.01 GB of HBM (gpu.hbm_gb), 0.0129 GB over: routed_experts 0.0126 GB" },
   };
