@@ -207,9 +207,9 @@ gantt (GString *o, const RunResult *r, guint first, guint last, const char *id)
     }
   if (first == last)
     g_string_append_printf (o, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>us since the "
-                               "layer's first GPU started (layer %u.%u)%s</text>",
+                               "layer's first GPU started (layer %u.%u, %s)%s</text>",
                             x0 + W / 2, top + H + 34, r->layers[first].layer, r->layers[first].microbatch,
-                            stride > 1 ? ", every few GPUs shown" : "");
+                            moe_step_pass (r, first), stride > 1 ? ", every few GPUs shown" : "");
   else
     g_string_append_printf (o, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>us since the "
                                "pass started (%u layers and micro-batches)%s</text>",
@@ -444,8 +444,8 @@ report_html (const Scenario *sc, const RunResult *r)
   gint64 chosen = s->output.report_layer;
   if (chosen >= 0)
     slow = (guint) chosen * (guint) s->parallel.microbatches;
-  g_string_append_printf (o, "<h2>GPU timeline: %s layer (%u.%u)</h2>\n", chosen >= 0 ? "chosen" : "slowest",
-                          r->layers[slow].layer, r->layers[slow].microbatch);
+  g_string_append_printf (o, "<h2>GPU timeline: %s layer (%u.%u, %s)</h2>\n", chosen >= 0 ? "chosen" : "slowest",
+                          r->layers[slow].layer, r->layers[slow].microbatch, moe_step_pass (r, slow));
   gantt (o, r, slow, slow, "gantt-slowest");
   g_string_append (o, "<h2>GPU timeline: the whole pass</h2>\n");
   gantt (o, r, 0, r->n_layers - 1, "gantt-pass");
