@@ -98,7 +98,7 @@ show_progress (void *user, guint done, guint total)
 {
   Progress *p = user;
   double el = (g_get_monotonic_time () - p->t0) / 1e6;
-  g_printerr ("\r  layer %u/%u  %.1f layers/s  ETA %.0f s   ", done, total, done / MAX (el, 1e-6),
+  g_printerr ("\r  step %u/%u  %.1f steps/s  ETA %.0f s   ", done, total, done / MAX (el, 1e-6),
               el / done * (total - done));
   if (done == total)
     g_printerr ("\r%60s\r", "");

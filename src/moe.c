@@ -44,6 +44,7 @@ typedef struct {
   Engine *engine;
   RoutingStream *routing;
   guint ep, n_steps, built;
+  guint reported; /* steps started on some GPU (progress) */
   guint tokens_per_mb;
   StepInfo *steps;
   /* micro-batches in flight: each GPU runs one communication kernel at a
@@ -519,10 +520,14 @@ on_started (void *user, guint64 tag, SimTime now)
     {
       GpuTimes *gt = &m->times[(gsize) step * m->ep + g];
       gt->start = gt->send = now;
-      /* the first GPU to start a step: keep a group of steps (the chains
-       * in flight) built beyond it */
-      if (step + m->chains >= m->built && m->progress)
-        m->progress (m->progress_user, step + 1, m->n_steps);
+      /* the first GPU to start a step: report it, and keep a group of
+       * steps (the chains in flight) built beyond it */
+      if (step + 1 > m->reported)
+        {
+          m->reported = step + 1;
+          if (m->progress)
+            m->progress (m->progress_user, m->reported, m->n_steps);
+        }
       while (m->built < m->n_steps && m->built <= step + m->chains)
         build_group (m);
     }
