@@ -649,7 +649,9 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
   m.cluster = cluster_new (t, m.ep, (CrossRail) s->cross_rail, "parallel.ep", error);
   if (m.cluster == NULL)
     return NULL;
-  EngineHooks hooks = { on_started, on_done, on_rates_changed };
+  /* the counterfactual keeps only its layer times: no link samples, no
+   * last-arrival tracking */
+  EngineHooks hooks = { on_started, on_done, balanced ? NULL : on_rates_changed };
   m.engine = engine_new (&hooks, &m, s->sim.tolerance);
   for (guint l = 0; l < cluster_n_links (m.cluster); l++)
     engine_add_link (m.engine, cluster_link_capacity (m.cluster, l));
@@ -720,7 +722,7 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
   for (guint g = 0; g < m.chains * m.ep; g++)
     m.prev_done[g] = ENGINE_TASK_NONE;
   m.times = g_new0 (GpuTimes, (gsize) m.n_steps * m.ep);
-  if (m.n_steps <= (1u << DTAG_BITS) && m.ep <= (1u << DTAG_BITS))
+  if (!balanced && m.n_steps <= (1u << DTAG_BITS) && m.ep <= (1u << DTAG_BITS))
     {
       m.fed_by = g_new (guint32, (gsize) m.n_steps * m.ep);
       m.fed_at = g_new0 (SimTime, (gsize) m.n_steps * m.ep);
