@@ -24,10 +24,7 @@ route_classes_new (const Cluster *c, guint gpn, gboolean rdma)
         if (a != b)
           {
             ClusterPath p;
-            if (rdma)
-              cluster_path_rdma (c, a, b, &p);
-            else
-              cluster_path (c, a, b, &p);
+            cluster_route (c, a, b, rdma, &p);
             k = (guint8) (1 + (p.uses_nvlink ? 1 : 0) + (p.uses_ib ? 2 : 0) + (p.uses_fabric ? 4 : 0)
                           + (a / gpn == b / gpn ? 8 : 0) + (a % gpn == b % gpn ? 16 : 0));
           }

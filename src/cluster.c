@@ -206,8 +206,8 @@ ib_hops (const Cluster *c, guint sn, guint sl, guint dn, guint dl, ClusterPath *
   p->uses_ib = TRUE;
 }
 
-static void
-route (const Cluster *c, guint src, guint dst, gboolean rdma, ClusterPath *p)
+void
+cluster_route (const Cluster *c, guint src, guint dst, gboolean rdma, ClusterPath *p)
 {
   g_return_if_fail (src < c->n_gpus && dst < c->n_gpus && src != dst);
   p->n_hops = 0;
@@ -251,11 +251,5 @@ route (const Cluster *c, guint src, guint dst, gboolean rdma, ClusterPath *p)
 void
 cluster_path (const Cluster *c, guint src, guint dst, ClusterPath *p)
 {
-  route (c, src, dst, FALSE, p);
-}
-
-void
-cluster_path_rdma (const Cluster *c, guint src, guint dst, ClusterPath *p)
-{
-  route (c, src, dst, TRUE, p);
+  cluster_route (c, src, dst, FALSE, p);
 }

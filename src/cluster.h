@@ -60,6 +60,6 @@ guint cluster_link_node (const Cluster *c, guint link);
 char *cluster_link_name (const Cluster *c, guint link);
 /* Route from GPU src to GPU dst (src != dst). */
 void cluster_path (const Cluster *c, guint src, guint dst, ClusterPath *out);
-/* The same, but through the NICs even inside a node (pure RDMA: NVLink
- * unused; a GPU pair sharing a NIC loops back through it). */
-void cluster_path_rdma (const Cluster *c, guint src, guint dst, ClusterPath *out);
+/* The same, or with `rdma` through the NICs even inside a node (pure RDMA:
+ * NVLink unused; a GPU pair sharing a NIC loops back through it). */
+void cluster_route (const Cluster *c, guint src, guint dst, gboolean rdma, ClusterPath *out);

@@ -2,12 +2,6 @@
 
 #include <math.h>
 
-static double
-dtype_size (Dtype d)
-{
-  return d == DTYPE_FP8 ? 1.0 : 2.0;
-}
-
 static ComputeCost
 ffn_cost (const TopoSpec *t, const ScenarioSpec *s, double I, const guint32 *rows, guint n, guint64 dense_rows,
           guint n_dense)
@@ -27,7 +21,7 @@ ffn_cost (const TopoSpec *t, const ScenarioSpec *s, double I, const guint32 *row
       compute += 6.0 * padded * H * I / (tflops * 1e12);
       flops += 6.0 * r * H * I;
       /* weights once; activations in (dtype) and out (bf16) of both GEMMs */
-      bytes += 3.0 * H * I * dtype_size (dt) + r * (H + 2.0 * I) * dtype_size (dt)
+      bytes += 3.0 * H * I * dtype_bytes (dt) + r * (H + 2.0 * I) * dtype_bytes (dt)
                + r * (2.0 * I + H) * 2.0;
     }
   ComputeCost c = { 0 };

@@ -7,12 +7,6 @@
 const char *const memory_part_names[] = { "routed_experts", "shared_experts", "dense_layers", "router",
                                           "buffers", "activations", NULL };
 
-static double
-dtype_size (Dtype d)
-{
-  return d == DTYPE_FP8 ? 1.0 : 2.0;
-}
-
 void
 memory_report_free (MemoryReport *m)
 {
@@ -28,7 +22,7 @@ memory_account (const Scenario *sc, const RunResult *r)
   const ScenarioSpec *s = scenario_spec (sc);
   const TopoSpec *t = topology_spec (scenario_topology (sc));
   double H = (double) s->model.hidden, I = (double) s->model.moe_intermediate;
-  double Id = (double) s->model.dense_intermediate, es = dtype_size ((Dtype) s->model.expert_dtype);
+  double Id = (double) s->model.dense_intermediate, es = dtype_bytes ((Dtype) s->model.expert_dtype);
   double L = (double) s->model.moe_layers, ffn = 3.0 * H * I * es;
   guint ep = r->n_gpus, slots = r->experts / ep;
   double tokens_mb = (double) (s->parallel.tokens_per_gpu / s->parallel.microbatches);

@@ -91,20 +91,11 @@ typedef struct {
 
 /* Adds a flow of `bytes` from GPU a to GPU b (a != b) and accounts for it:
  * wire bytes by the classes its route uses, payload out of a and into b. */
-static void
-moe_path (const Moe *m, guint a, guint b, ClusterPath *p)
-{
-  if (m->rdma)
-    cluster_path_rdma (m->cluster, a, b, p);
-  else
-    cluster_path (m->cluster, a, b, p);
-}
-
 static EngineTask
 add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, gboolean dispatch)
 {
   ClusterPath p;
-  moe_path (m, a, b, &p);
+  cluster_route (m->cluster, a, b, m->rdma, &p);
   guint64 tag = dispatch && m->fed_by ? DTAG (step, a, b) : TAG (TAG_FLOW, step, a);
   guint links[FLOWNET_MAX_HOPS], n = 0;
   if (m->comm_links)
@@ -738,7 +729,7 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
   m.res = res;
   res->pass = s->pass;
   guint nodes = cluster_n_nodes (m.cluster);
-  res->util_nodes = nodes;
+  res->nodes = nodes;
   res->n_util_groups = 2 * nodes + 1;
   res->util_group_class = g_new (LinkClass, res->n_util_groups);
   res->util_group_capacity = g_new0 (double, res->n_util_groups);
@@ -767,7 +758,6 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
   res->gpu_steps = g_new0 (GpuStepResult, (gsize) m.n_steps * m.ep);
   res->experts = (guint) (s->model.experts + s->eplb.redundant);
   res->expert_rows = g_new0 (guint32, (gsize) m.n_steps * res->experts);
-  res->fanout_nodes = nodes;
   res->fanout = g_new0 (guint32, (gsize) m.n_steps * (nodes + 1));
   for (guint g = 0; g < m.ep; g++)
     {

@@ -86,8 +86,8 @@ typedef struct {
   GpuStepResult *gpu_steps; /* [step * n_gpus + gpu] */
   guint32 *expert_rows;     /* [step * experts + expert]: (token, expert) selections */
   guint experts;
-  guint32 *fanout;          /* [step * (fanout_nodes + 1) + n]: tokens whose experts span n nodes */
-  guint fanout_nodes;
+  guint nodes;
+  guint32 *fanout;          /* [step * (nodes + 1) + n]: tokens whose experts span n nodes */
   /* the balanced counterfactual ran (sim.counterfactual): its pass time */
   gboolean counterfactual;
   double balanced_total_us;
@@ -106,7 +106,7 @@ typedef struct {
    * time rates change; util[i * n_util_groups + g] is the load of group g
    * from util_time_us[i] to the next sample, as a fraction of its capacity
    * (both directions counted). The last sample is all zero. */
-  guint n_util_groups, util_nodes;
+  guint n_util_groups;
   LinkClass *util_group_class;
   double *util_group_capacity; /* bytes/s */
   guint n_util_samples;

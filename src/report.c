@@ -25,9 +25,9 @@ report_expert_time_mom (const LayerResult *l)
 double
 report_fanout_mean (const RunResult *r, guint step)
 {
-  const guint32 *f = r->fanout + (gsize) step * (r->fanout_nodes + 1);
+  const guint32 *f = r->fanout + (gsize) step * (r->nodes + 1);
   double tokens = 0, spans = 0;
-  for (guint n = 1; n <= r->fanout_nodes; n++)
+  for (guint n = 1; n <= r->nodes; n++)
     {
       tokens += f[n];
       spans += (double) n * f[n];
@@ -40,7 +40,7 @@ report_imbalance (const RunResult *r, ImbalanceSummary *o)
 {
   memset (o, 0, sizeof *o);
   guint n = r->n_layers;
-  o->fanout = g_new0 (guint64, r->fanout_nodes + 1);
+  o->fanout = g_new0 (guint64, r->nodes + 1);
   double tokens = 0, spans = 0;
   for (guint i = 0; i < n; i++)
     {
@@ -54,9 +54,9 @@ report_imbalance (const RunResult *r, ImbalanceSummary *o)
       double et = report_expert_time_mom (l);
       o->expert_time_mom += et / n;
       o->expert_time_mom_worst = MAX (o->expert_time_mom_worst, et);
-      for (guint k = 0; k <= r->fanout_nodes; k++)
+      for (guint k = 0; k <= r->nodes; k++)
         {
-          guint32 c = r->fanout[(gsize) i * (r->fanout_nodes + 1) + k];
+          guint32 c = r->fanout[(gsize) i * (r->nodes + 1) + k];
           o->fanout[k] += c;
           if (k > 0)
             tokens += c, spans += (double) k * c;
@@ -255,7 +255,7 @@ report_summary_json (const Scenario *sc, const RunResult *r)
     json_double (&w, "expert_time_max_over_mean_worst", im.expert_time_mom_worst);
     json_double (&w, "node_fanout_mean", im.fanout_mean);
     json_begin_array (&w, "node_fanout");
-    for (guint k = 0; k <= r->fanout_nodes; k++)
+    for (guint k = 0; k <= r->nodes; k++)
       json_int (&w, NULL, (gint64) im.fanout[k]);
     json_end_array (&w);
     json_begin_object (&w, "counterfactual");
@@ -326,8 +326,8 @@ report_summary_json (const Scenario *sc, const RunResult *r)
       json_double (&w, "expert_time_max_over_mean", report_expert_time_mom (l));
       json_double (&w, "node_fanout_mean", report_fanout_mean (r, i));
       json_begin_array (&w, "node_fanout");
-      for (guint k = 0; k <= r->fanout_nodes; k++)
-        json_int (&w, NULL, r->fanout[(gsize) i * (r->fanout_nodes + 1) + k]);
+      for (guint k = 0; k <= r->nodes; k++)
+        json_int (&w, NULL, r->fanout[(gsize) i * (r->nodes + 1) + k]);
       json_end_array (&w);
       if (r->counterfactual)
         {
@@ -463,10 +463,10 @@ report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
                           im.gpu_tokens_mom, im.gpu_tokens_mom_worst, im.expert_time_mom,
                           im.expert_time_mom_worst);
   double routed = 0;
-  for (guint k = 1; k <= r->fanout_nodes; k++)
+  for (guint k = 1; k <= r->nodes; k++)
     routed += (double) im.fanout[k];
   g_string_append_printf (out, "  nodes per token: mean %.2f;", im.fanout_mean);
-  for (guint k = 1; k <= r->fanout_nodes && routed > 0; k++)
+  for (guint k = 1; k <= r->nodes && routed > 0; k++)
     if (im.fanout[k] > 0)
       g_string_append_printf (out, " %u: %.1f %%", k, 100.0 * (double) im.fanout[k] / routed);
   g_string_append_c (out, '\n');
@@ -619,7 +619,7 @@ report_trace_json (const Scenario *sc, const RunResult *r)
   guint ng = r->n_util_groups;
   if (ng > 0 && r->util_group_capacity[ng - 1] > 0)
     g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"process_name\", \"pid\": %u, "
-                                 "\"args\": {\"name\": \"fabric (leaf-spine)\"}}", SEP (), r->util_nodes);
+                                 "\"args\": {\"name\": \"fabric (leaf-spine)\"}}", SEP (), r->nodes);
   /* with only some layers kept, only buckets inside their time windows;
    * with only some GPUs, only the nodes that hold one */
   GArray *win = g_array_new (FALSE, FALSE, 2 * sizeof (double));
@@ -629,16 +629,16 @@ report_trace_json (const Scenario *sc, const RunResult *r)
         double w[2] = { r->layers[i].start_us, r->layers[i].end_us };
         g_array_append_val (win, w);
       }
-  g_autofree gboolean *node_kept = g_new0 (gboolean, r->util_nodes + 1);
+  g_autofree gboolean *node_kept = g_new0 (gboolean, r->nodes + 1);
   for (guint gpu = 0; gpu < r->n_gpus; gpu++)
     if (index_set_has (keep_gpus, gpu))
-      node_kept[gpu / gpn] = node_kept[r->util_nodes] = TRUE;
+      node_kept[gpu / gpn] = node_kept[r->nodes] = TRUE;
   guint buckets = CLAMP (500000 / MAX (ng, 1u), 256u, 4096u);
   double span = r->n_util_samples > 0 ? r->util_time_us[r->n_util_samples - 1] : 0.0;
   double bw = span > 0 ? span / buckets : 1.0;
   for (guint g = 0; g < ng && span > 0; g++)
     {
-      guint pid = g < 2 * r->util_nodes ? g % r->util_nodes : r->util_nodes;
+      guint pid = g < 2 * r->nodes ? g % r->nodes : r->nodes;
       if (r->util_group_capacity[g] <= 0 || !node_kept[pid])
         continue;
       double last = -1.0;

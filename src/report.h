@@ -33,7 +33,7 @@ typedef struct {
   double gpu_tokens_mom, gpu_tokens_mom_worst;
   double expert_time_mom, expert_time_mom_worst; /* expert phase max / mean over GPUs */
   double fanout_mean;                             /* nodes per routed token */
-  guint64 *fanout;                                /* [fanout_nodes + 1], caller frees */
+  guint64 *fanout;                                /* [nodes + 1], caller frees */
   gboolean counterfactual;
   double balanced_us, cost_us, cost_share; /* pass: actual - balanced, / actual */
   guint worst_cost_step;                   /* the step imbalance costs most */

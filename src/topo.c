@@ -6,6 +6,12 @@
 #include <string.h>
 
 const char *const dtype_names[] = { "fp8", "bf16", NULL };
+
+double
+dtype_bytes (Dtype d)
+{
+  return d == DTYPE_FP8 ? 1.0 : 2.0;
+}
 static const char *const fabric_names[]
     = { "single_switch", "fat_tree", "rail_optimized", "multi_plane", NULL };
 

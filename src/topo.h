@@ -21,6 +21,8 @@ typedef enum {
 
 typedef enum { DTYPE_FP8, DTYPE_BF16, DTYPE_N } Dtype;
 extern const char *const dtype_names[];
+/* Bytes per element of a dtype (FP8 1, BF16 2; scales not included). */
+double dtype_bytes (Dtype d);
 
 typedef struct {
   double rows;   /* rows per expert (GEMM M) */

@@ -3,8 +3,6 @@
 #include "json.h"
 #include "loadstats.h"
 
-#include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 void

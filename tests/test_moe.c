@@ -236,10 +236,10 @@ test_balanced_counterfactual (void)
            * routing (topk_group groups of experts) never spans more nodes
            * than it has top-k experts */
           guint64 tokens = 0;
-          for (guint n = 0; n <= r->fanout_nodes; n++)
-            tokens += r->fanout[(gsize) i * (r->fanout_nodes + 1) + n];
+          for (guint n = 0; n <= r->nodes; n++)
+            tokens += r->fanout[(gsize) i * (r->nodes + 1) + n];
           CU_ASSERT_EQUAL (tokens, (guint64) r->n_gpus * scenario_spec (sc)->parallel.tokens_per_gpu);
-          CU_ASSERT_EQUAL (r->fanout[(gsize) i * (r->fanout_nodes + 1)], 0);
+          CU_ASSERT_EQUAL (r->fanout[(gsize) i * (r->nodes + 1)], 0);
         }
     }
   /* two micro-batches in flight with hierarchical dispatch: each GPU runs

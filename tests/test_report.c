@@ -56,7 +56,7 @@ check_trace (const char *scenario, const char *const *sets, guint want_spans, gi
           double ts = json_object_get_double_member (e, "ts");
           double v = json_object_get_double_member (json_object_get_object_member (e, "args"), "%");
           counters_ok &= v >= 0 && v <= 100.05;
-          counters_ok &= only_pid < 0 || pid == only_pid || pid == (gint64) r->util_nodes;
+          counters_ok &= only_pid < 0 || pid == only_pid || pid == (gint64) r->nodes;
           double *prev = g_hash_table_lookup (counter_last, ckey);
           if (prev)
             ordered &= ts > *prev;
@@ -116,7 +116,7 @@ check_trace (const char *scenario, const char *const *sets, guint want_spans, gi
   if (only_pid < 0)
     CU_ASSERT_EQUAL (flow_ends, r->n_gpus * r->n_layers);
   /* every node kept has an NVLink track at least (all scenarios send within nodes) */
-  guint nodes = only_pid >= 0 ? 1 : r->util_nodes;
+  guint nodes = only_pid >= 0 ? 1 : r->nodes;
   CU_ASSERT (counters >= 2 * nodes && g_hash_table_size (counter_last) >= nodes);
 }
 

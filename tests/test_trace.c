@@ -315,7 +315,7 @@ test_real_capture_imbalance (void)
       CU_ASSERT_DOUBLE_EQUAL (scenario_trace_reuse (sc), 1.0, 0);
       g_autoptr (RunResult) r = moe_run (sc, &err);
       CU_ASSERT_PTR_NOT_NULL_FATAL (r);
-      CU_ASSERT_FATAL (r->counterfactual && r->n_layers == 8 && r->fanout_nodes == 4);
+      CU_ASSERT_FATAL (r->counterfactual && r->n_layers == 8 && r->nodes == 4);
       for (guint l = 0; l < 8; l++)
         {
           const LayerResult *lr = &r->layers[l];
