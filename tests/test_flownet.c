@@ -157,6 +157,130 @@ test_many_flows_conserve_capacity (void)
     }
 }
 
+/* The max-min certificate over every active flow: no link above capacity,
+ * and each flow at its cap or with a bottleneck (a saturated link on its
+ * path where no flow is faster). It holds for one allocation only. */
+typedef struct {
+  guint id, n;
+  guint path[4];
+  double cap;
+  gboolean live;
+} TFlow;
+
+static gboolean
+certificate_holds (const FlowNet *fn, const TFlow *fl, guint nf, const double *caps, guint nl)
+{
+  g_autofree double *load = g_new0 (double, nl);
+  g_autofree double *fastest = g_new0 (double, nl);
+  for (guint f = 0; f < nf; f++)
+    if (fl[f].live)
+      for (guint h = 0; h < fl[f].n; h++)
+        {
+          double r = flownet_flow_rate (fn, fl[f].id);
+          load[fl[f].path[h]] += r;
+          fastest[fl[f].path[h]] = MAX (fastest[fl[f].path[h]], r);
+        }
+  for (guint l = 0; l < nl; l++)
+    if (load[l] > caps[l] * (1 + 1e-9))
+      return FALSE;
+  for (guint f = 0; f < nf; f++)
+    {
+      if (!fl[f].live)
+        continue;
+      double r = flownet_flow_rate (fn, fl[f].id);
+      gboolean ok = fl[f].cap > 0 && fabs (r - fl[f].cap) <= 1e-12 * fl[f].cap;
+      for (guint h = 0; h < fl[f].n && !ok; h++)
+        {
+          guint l = fl[f].path[h];
+          ok = load[l] >= caps[l] * (1 - 1e-7) && fastest[l] <= r * (1 + 1e-7);
+        }
+      if (!ok)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* Flows start and end at random on a small cluster (4 nodes of 4 GPUs,
+ * NVLink out/in per GPU, one NIC out/in per GPU, other-rail traffic over
+ * NVLink first, as in the multi-plane topologies) and on random paths: after
+ * every solve, partial or whole, the rates are the max-min allocation. */
+static void
+test_rates_stay_max_min_through_changes (void)
+{
+  for (guint shape = 0; shape < 2; shape++)
+    {
+      g_autoptr (FlowNet) fn = flownet_new ();
+      guint gpus = 16, gpn = 4, nl = shape == 0 ? 4 * gpus : 24;
+      g_autofree double *caps = g_new (double, nl);
+      for (guint l = 0; l < nl; l++)
+        {
+          caps[l] = shape == 0 ? (l < 2 * gpus ? 160.0 : 50.0) : 10.0 + l;
+          flownet_add_link (fn, caps[l]);
+        }
+      GRand *r = g_rand_new_with_seed (7 + shape);
+      guint cap_fl = 4000, nf = 0, checks = 0;
+      g_autofree TFlow *fl = g_new0 (TFlow, cap_fl);
+      SimTime now = 0;
+      for (guint round = 0; round < 400 && nf + 40 < cap_fl; round++)
+        {
+          guint adds = (guint) g_rand_int_range (r, 0, round < 20 ? 40 : 8);
+          for (guint k = 0; k < adds; k++)
+            {
+              TFlow *t = &fl[nf];
+              if (shape == 0)
+                {
+                  guint a = (guint) g_rand_int_range (r, 0, (gint) gpus);
+                  guint b = (a + 1 + (guint) g_rand_int_range (r, 0, (gint) gpus - 1)) % gpus;
+                  guint relay = a / gpn * gpn + b % gpn;
+                  if (a / gpn == b / gpn)
+                    t->n = 2, t->path[0] = a, t->path[1] = gpus + b;
+                  else if (relay == a)
+                    t->n = 2, t->path[0] = 2 * gpus + a, t->path[1] = 3 * gpus + b;
+                  else
+                    t->n = 4, t->path[0] = a, t->path[1] = gpus + relay, t->path[2] = 2 * gpus + relay,
+                    t->path[3] = 3 * gpus + b;
+                }
+              else
+                {
+                  t->n = (guint) g_rand_int_range (r, 1, 5);
+                  for (guint h = 0; h < t->n; h++)
+                    {
+                      gboolean dup;
+                      do
+                        {
+                          t->path[h] = (guint) g_rand_int_range (r, 0, (gint) nl);
+                          dup = FALSE;
+                          for (guint q = 0; q < h; q++)
+                            dup |= t->path[q] == t->path[h];
+                        }
+                      while (dup);
+                    }
+                }
+              t->cap = g_rand_double (r) < 0.1 ? g_rand_double_range (r, 0.5, 20.0) : 0.0;
+              t->live = TRUE;
+              t->id = flownet_flow_add (fn, now, g_rand_double_range (r, 10.0, 1000.0), t->path, t->n, t->cap, nf);
+              nf++;
+            }
+          flownet_solve (fn, now);
+          CU_ASSERT (certificate_holds (fn, fl, nf, caps, nl));
+          checks++;
+          SimTime next = flownet_next_end (fn);
+          if (next == SIM_TIME_MAX)
+            continue;
+          now = next;
+          guint n;
+          const FlowEnd *done = flownet_take_batch (fn, now, 0.0, &n);
+          for (guint i = 0; i < n; i++)
+            fl[done[i].tag].live = FALSE;
+          flownet_solve (fn, now);
+          CU_ASSERT (certificate_holds (fn, fl, nf, caps, nl));
+          checks++;
+        }
+      g_rand_free (r);
+      CU_ASSERT (checks >= 400);
+    }
+}
+
 int
 main (void)
 {
@@ -168,6 +292,7 @@ main (void)
     TEST (test_finish_frees_bandwidth_at_exact_tick),
     TEST (test_tolerance_batches_near_ends_with_their_own_times),
     TEST (test_many_flows_conserve_capacity),
+    TEST (test_rates_stay_max_min_through_changes),
   };
   return test_main ("flownet", tests, G_N_ELEMENTS (tests));
 }
