@@ -18,9 +18,8 @@
  * at once has the same rates.
  *
  * Memory layout, because a large all-to-all is memory bound: what a solve
- * touches per flow (rate, bytes, times, path) is one 64-byte line (FlowHot);
- * whether a flow is fixed in the current solve is a 4-byte stamp in a dense
- * array; the rest lives in FlowCold. Per-link solve state is in dense arrays.
+ * touches per flow (rate, whether it is fixed in this solve, bytes, times,
+ * path) is one 64-byte line (FlowHot); the rest lives in FlowCold. Per-link solve state is in dense arrays.
  * Flow slots are recycled through a free list and every scratch array lives in
  * the FlowNet, so a steady run does not allocate.
  */
@@ -34,9 +33,12 @@
 typedef struct {
   double remaining; /* bytes left as of t_update */
   SimTime t_update; /* when remaining was last brought up to date */
+  double rate;      /* bytes/s */
+  guint fixed;      /* == fn->epoch: rate fixed in this solve */
   guint path[FLOWNET_MAX_HOPS];
   guint8 n_hops;
 } FlowHot;
+G_STATIC_ASSERT (sizeof (FlowHot) <= 64);
 
 /* An entry of a link's flow list carries the flow's whole path, so that a
  * solve walking a bottleneck's list updates the other links of its flows
@@ -79,10 +81,8 @@ struct FlowNet {
   FlowHot *hot;
   FlowCold *cold;
   /* dense per-slot arrays, scanned in slot order (sequential memory) */
-  double *rate;   /* bytes/s */
   SimTime *end;   /* projected end at the current rate; SIM_TIME_MAX at rate 0 or free */
   SimTime *start; /* when the flow started */
-  guint *fixed;   /* == fn->epoch: rate fixed in this solve */
   guint *seen;    /* == fn->epoch: in the component being searched */
   guint n_slots, cap_slots;
   guint *free_slots;
@@ -137,9 +137,7 @@ flownet_free (FlowNet *fn)
   g_free (fn->n_free);
   free (fn->hot);
   g_free (fn->cold);
-  g_free (fn->fixed);
   g_free (fn->seen);
-  g_free (fn->rate);
   g_free (fn->end);
   g_free (fn->start);
   g_free (fn->free_slots);
@@ -222,14 +220,12 @@ slot_alloc (FlowNet *fn)
       free (fn->hot);
       fn->hot = hot;
       fn->cold = g_realloc_n (fn->cold, nc, sizeof (FlowCold));
-      fn->fixed = g_realloc_n (fn->fixed, nc, sizeof (guint));
       fn->seen = g_realloc_n (fn->seen, nc, sizeof (guint));
-      fn->rate = g_realloc_n (fn->rate, nc, sizeof (double));
       fn->end = g_realloc_n (fn->end, nc, sizeof (SimTime));
       fn->start = g_realloc_n (fn->start, nc, sizeof (SimTime));
       fn->cap_slots = nc;
     }
-  fn->fixed[fn->n_slots] = fn->seen[fn->n_slots] = 0;
+  fn->hot[fn->n_slots].fixed = fn->seen[fn->n_slots] = 0;
   return fn->n_slots++;
 }
 
@@ -255,7 +251,6 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
   f->t_update = now;
   f->n_hops = (guint8) n_hops;
   memcpy (f->path, path, n_hops * sizeof (guint));
-  fn->rate[id] = 0.0;
   fn->end[id] = SIM_TIME_MAX;
   fn->start[id] = now;
   c->cap = rate_cap > 0.0 ? rate_cap : 0.0;
@@ -298,7 +293,7 @@ flow_remove (FlowNet *fn, guint id)
       Link *l = &fn->links[li];
       guint p = c->pos[h];
       /* an empty link carries exactly nothing (no rounding left over) */
-      fn->load[li] = l->n_flows > 1 ? fn->load[li] - fn->rate[id] : 0.0;
+      fn->load[li] = l->n_flows > 1 ? fn->load[li] - f->rate : 0.0;
       const LinkEntry *last = &l->flows[--l->n_flows];
       if (last->id != id)
         {
@@ -386,7 +381,8 @@ heap_pop (FlowNet *fn, guint *n)
 static inline void
 fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, double rate, SimTime now)
 {
-  fn->fixed[id] = fn->epoch;
+  FlowHot *f = &fn->hot[id];
+  f->fixed = fn->epoch;
   for (guint h = 0; h < n_hops; h++)
     {
       guint li = path[h];
@@ -395,15 +391,14 @@ fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, double rate, S
       fn->n_free[li]--;
     }
   fn->work += n_hops;
-  double old = fn->rate[id];
+  double old = f->rate;
   if (rate == old)
     return; /* most flows keep their rate: their record is not touched */
   for (guint h = 0; h < n_hops; h++)
     fn->load[path[h]] += rate - old;
-  FlowHot *f = &fn->hot[id];
   f->remaining -= old * sim_time_to_seconds (now - f->t_update);
   f->t_update = now;
-  fn->rate[id] = rate;
+  f->rate = rate;
   if (f->remaining <= rate * 1e-12 + 1e-9) /* drained but for rounding */
     fn->end[id] = now;
   else
@@ -499,7 +494,7 @@ flownet_solve (FlowNet *fn, SimTime now)
       for (guint i = 0; i < fn->n_links; i++)
         fn->links[i].epoch = 0;
       for (guint i = 0; i < fn->n_slots; i++)
-        fn->fixed[i] = fn->seen[i] = 0;
+        fn->hot[i].fixed = fn->seen[i] = 0;
       fn->epoch = 1;
     }
   guint ep = fn->epoch;
@@ -552,7 +547,7 @@ flownet_solve (FlowNet *fn, SimTime now)
       for (; next_cap < n_capped; next_cap++)
         {
           guint c = fn->comp_capped[next_cap];
-          if (fn->fixed[c] == ep)
+          if (fn->hot[c].fixed == ep)
             continue;
           if (fn->cold[c].cap >= share)
             break;
@@ -573,17 +568,16 @@ flownet_solve (FlowNet *fn, SimTime now)
           if (j + 16 < n)
             {
               guint ahead = le[j + 16].id;
-              __builtin_prefetch (&fn->fixed[ahead]);
-              __builtin_prefetch (&fn->rate[ahead]);
               __builtin_prefetch (&fn->hot[ahead]);
+              __builtin_prefetch (&fn->end[ahead]);
             }
-          if (fn->fixed[le[j].id] != ep)
+          if (fn->hot[le[j].id].fixed != ep)
             fix_flow (fn, le[j].id, le[j].n_hops, le[j].path, share, now);
         }
     }
   /* capped flows whose links never became a bottleneck run at their cap */
   for (; next_cap < n_capped; next_cap++)
-    if (fn->fixed[fn->comp_capped[next_cap]] != ep)
+    if (fn->hot[fn->comp_capped[next_cap]].fixed != ep)
       fix_capped (fn, fn->comp_capped[next_cap], now);
 }
 
@@ -611,7 +605,7 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
       GROW (fn->done, fn->cap_done, n + 1);
       fn->done[n].tag = fn->cold[id].tag;
       fn->done[n].end = end;
-      fn->done[n].rate = fn->rate[id];
+      fn->done[n].rate = fn->hot[id].rate;
       n++;
       flow_remove (fn, id);
     }
@@ -637,7 +631,7 @@ double
 flownet_flow_rate (const FlowNet *fn, guint flow)
 {
   g_return_val_if_fail (flow < fn->n_slots, 0.0);
-  return fn->rate[flow];
+  return fn->hot[flow].rate;
 }
 
 double
@@ -645,7 +639,7 @@ flownet_flow_remaining (const FlowNet *fn, guint flow, SimTime now)
 {
   g_return_val_if_fail (flow < fn->n_slots, 0.0);
   const FlowHot *f = &fn->hot[flow];
-  return f->remaining - fn->rate[flow] * sim_time_to_seconds (now - f->t_update);
+  return f->remaining - f->rate * sim_time_to_seconds (now - f->t_update);
 }
 
 guint64
