@@ -92,6 +92,7 @@ struct FlowNet {
   guint n_capped, cap_capped;
 
   guint epoch;
+  guint unfixed; /* flows of the component not fixed yet in this solve */
   gboolean needs_solve;
   gboolean removed;     /* flows ended since the last solve */
   gboolean wide;        /* the last searched component held most flows */
@@ -391,6 +392,7 @@ fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, double rate, S
       fn->n_free[li]--;
     }
   fn->work += n_hops;
+  fn->unfixed--;
   double old = f->rate;
   if (rate == old)
     return; /* most flows keep their rate: their record is not touched */
@@ -499,12 +501,15 @@ flownet_solve (FlowNet *fn, SimTime now)
     }
   guint ep = fn->epoch;
 
-  guint nl;
+  guint nl, nf;
   if (fn->wide && fn->solves % 64 != 0)
-    gather_all (fn, &nl);
+    nf = gather_all (fn, &nl);
   else
-    /* when changes keep touching most flows, skip the search for a while */
-    fn->wide = gather_component (fn, &nl) > fn->n_active / 2;
+    {
+      /* when changes keep touching most flows, skip the search for a while */
+      nf = gather_component (fn, &nl);
+      fn->wide = nf > fn->n_active / 2;
+    }
   for (guint i = 0; i < fn->n_dirty; i++)
     fn->links[fn->dirty_links[i]].dirty = 0;
   fn->n_dirty = 0;
@@ -529,8 +534,11 @@ flownet_solve (FlowNet *fn, SimTime now)
         heap_push (fn, &hn, fn->rem[li] / fn->n_free[li], li);
     }
 
+  /* once every flow of the component is fixed, the links left in the heap
+   * have nothing to give */
+  fn->unfixed = nf;
   guint next_cap = 0;
-  while (hn > 0)
+  while (hn > 0 && fn->unfixed > 0)
     {
       HeapEntry e = heap_pop (fn, &hn);
       guint li = e.link;
