@@ -19,7 +19,9 @@
  *
  * Memory layout, because a large all-to-all is memory bound: what a solve
  * touches per flow (rate, whether it is fixed in this solve, bytes, times,
- * path) is one 64-byte line (FlowHot); the rest lives in FlowCold. Per-link solve state is in dense arrays.
+ * path) is one 64-byte line (FlowHot), and a link's flow list holds only flow
+ * ids (4 bytes an entry, streamed); the rest lives in FlowCold. Per-link
+ * solve state is in dense arrays.
  * Flow slots are recycled through a free list and every scratch array lives in
  * the FlowNet, so a steady run does not allocate.
  */
@@ -40,15 +42,6 @@ typedef struct {
 } FlowHot;
 G_STATIC_ASSERT (sizeof (FlowHot) <= 64);
 
-/* An entry of a link's flow list carries the flow's whole path, so that a
- * solve walking a bottleneck's list updates the other links of its flows
- * from sequential memory, without touching the flows themselves. */
-typedef struct {
-  guint id;
-  guint n_hops;
-  guint path[FLOWNET_MAX_HOPS];
-} LinkEntry;
-
 typedef struct {
   double cap; /* rate cap, 0 when none */
   guint64 tag;
@@ -58,7 +51,8 @@ typedef struct {
 typedef struct {
   double capacity;
   double bytes;
-  LinkEntry *flows;
+  guint *flows; /* ids of the flows on the link (a solve reads their paths
+                 * from the hot records it touches anyway) */
   guint n_flows;
   guint cap_flows;
   guint epoch; /* == fn->epoch: in the component being solved */
@@ -262,10 +256,7 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
     {
       Link *l = &fn->links[path[h]];
       GROW (l->flows, l->cap_flows, l->n_flows + 1);
-      LinkEntry *le = &l->flows[l->n_flows];
-      le->id = id;
-      le->n_hops = n_hops;
-      memcpy (le->path, path, n_hops * sizeof (guint));
+      l->flows[l->n_flows] = id;
       c->pos[h] = l->n_flows++;
       l->bytes += bytes;
       est = MAX (est, bytes * l->n_flows / l->capacity);
@@ -295,16 +286,17 @@ flow_remove (FlowNet *fn, guint id)
       guint p = c->pos[h];
       /* an empty link carries exactly nothing (no rounding left over) */
       fn->load[li] = l->n_flows > 1 ? fn->load[li] - f->rate : 0.0;
-      const LinkEntry *last = &l->flows[--l->n_flows];
-      if (last->id != id)
+      guint last = l->flows[--l->n_flows];
+      if (last != id)
         {
-          for (guint k = 0; k < last->n_hops; k++)
-            if (last->path[k] == li)
+          const FlowHot *lf = &fn->hot[last];
+          for (guint k = 0; k < lf->n_hops; k++)
+            if (lf->path[k] == li)
               {
-                fn->cold[last->id].pos[k] = p;
+                fn->cold[last].pos[k] = p;
                 break;
               }
-          l->flows[p] = *last;
+          l->flows[p] = last;
         }
       mark_dirty (fn, li);
     }
@@ -452,10 +444,11 @@ gather_component (FlowNet *fn, guint *n_links)
       const Link *l = &fn->links[fn->comp_links[q]];
       for (guint j = 0; j < l->n_flows; j++)
         {
-          const LinkEntry *le = &l->flows[j];
-          if (fn->seen[le->id] == ep)
+          guint id = l->flows[j];
+          if (fn->seen[id] == ep)
             continue;
-          fn->seen[le->id] = ep;
+          fn->seen[id] = ep;
+          const FlowHot *le = &fn->hot[id];
           nf++;
           for (guint h = 0; h < le->n_hops; h++)
             if (fn->links[le->path[h]].epoch != ep)
@@ -568,19 +561,20 @@ flownet_solve (FlowNet *fn, SimTime now)
             heap_push (fn, &hn, fn->rem[li] / fn->n_free[li], li);
           continue;
         }
-      const LinkEntry *le = fn->links[li].flows;
+      const guint *le = fn->links[li].flows;
       guint n = fn->links[li].n_flows;
       for (guint j = 0; j < n && fn->n_free[li] > 0; j++)
         {
           /* the stamps of a link's flows sit at scattered slots: fetch ahead */
           if (j + 16 < n)
             {
-              guint ahead = le[j + 16].id;
+              guint ahead = le[j + 16];
               __builtin_prefetch (&fn->hot[ahead]);
               __builtin_prefetch (&fn->end[ahead]);
             }
-          if (fn->hot[le[j].id].fixed != ep)
-            fix_flow (fn, le[j].id, le[j].n_hops, le[j].path, share, now);
+          const FlowHot *f = &fn->hot[le[j]];
+          if (f->fixed != ep)
+            fix_flow (fn, le[j], f->n_hops, f->path, share, now);
         }
     }
   /* capped flows whose links never became a bottleneck run at their cap */
