@@ -18,9 +18,11 @@
  * at once has the same rates.
  *
  * Memory layout, because a large all-to-all is memory bound: what a solve
- * touches per flow (rate, whether it is fixed in this solve, bytes, times,
- * path) is one 64-byte line (FlowHot), and a link's flow list holds only flow
- * ids (4 bytes an entry, streamed); the rest lives in FlowCold. Per-link
+ * touches when it fixes a flow (rate, bytes, times, path) is one 64-byte line
+ * (FlowHot); whether it is fixed in this solve, all the other visits from
+ * the flow's other links read, is a 4-byte stamp in a dense array; a link's
+ * flow list holds only flow ids (4 bytes an entry, streamed); the rest lives
+ * in FlowCold. Per-link
  * solve state is in dense arrays.
  * Flow slots are recycled through a free list and every scratch array lives in
  * the FlowNet, so a steady run does not allocate.
@@ -36,7 +38,6 @@ typedef struct {
   double remaining; /* bytes left as of t_update */
   SimTime t_update; /* when remaining was last brought up to date */
   double rate;      /* bytes/s */
-  guint fixed;      /* == fn->epoch: rate fixed in this solve */
   guint path[FLOWNET_MAX_HOPS];
   guint8 n_hops;
 } FlowHot;
@@ -78,6 +79,8 @@ struct FlowNet {
   SimTime *end;   /* projected end at the current rate; SIM_TIME_MAX at rate 0 or free */
   SimTime *start; /* when the flow started */
   guint *seen;    /* == fn->epoch: in the component being searched */
+  guint *fixed;   /* == fn->epoch: rate fixed in this solve (4 bytes a flow:
+                   * a link's later visits of a flow read only this) */
   guint n_slots, cap_slots;
   guint *free_slots;
   guint n_free_slots, cap_free_slots;
@@ -133,6 +136,7 @@ flownet_free (FlowNet *fn)
   free (fn->hot);
   g_free (fn->cold);
   g_free (fn->seen);
+  g_free (fn->fixed);
   g_free (fn->end);
   g_free (fn->start);
   g_free (fn->free_slots);
@@ -216,11 +220,12 @@ slot_alloc (FlowNet *fn)
       fn->hot = hot;
       fn->cold = g_realloc_n (fn->cold, nc, sizeof (FlowCold));
       fn->seen = g_realloc_n (fn->seen, nc, sizeof (guint));
+      fn->fixed = g_realloc_n (fn->fixed, nc, sizeof (guint));
       fn->end = g_realloc_n (fn->end, nc, sizeof (SimTime));
       fn->start = g_realloc_n (fn->start, nc, sizeof (SimTime));
       fn->cap_slots = nc;
     }
-  fn->hot[fn->n_slots].fixed = fn->seen[fn->n_slots] = 0;
+  fn->fixed[fn->n_slots] = fn->seen[fn->n_slots] = 0;
   return fn->n_slots++;
 }
 
@@ -375,7 +380,7 @@ static inline void
 fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, double rate, SimTime now)
 {
   FlowHot *f = &fn->hot[id];
-  f->fixed = fn->epoch;
+  fn->fixed[id] = fn->epoch;
   for (guint h = 0; h < n_hops; h++)
     {
       guint li = path[h];
@@ -489,7 +494,7 @@ flownet_solve (FlowNet *fn, SimTime now)
       for (guint i = 0; i < fn->n_links; i++)
         fn->links[i].epoch = 0;
       for (guint i = 0; i < fn->n_slots; i++)
-        fn->hot[i].fixed = fn->seen[i] = 0;
+        fn->fixed[i] = fn->seen[i] = 0;
       fn->epoch = 1;
     }
   guint ep = fn->epoch;
@@ -548,7 +553,7 @@ flownet_solve (FlowNet *fn, SimTime now)
       for (; next_cap < n_capped; next_cap++)
         {
           guint c = fn->comp_capped[next_cap];
-          if (fn->hot[c].fixed == ep)
+          if (fn->fixed[c] == ep)
             continue;
           if (fn->cold[c].cap >= share)
             break;
@@ -565,21 +570,26 @@ flownet_solve (FlowNet *fn, SimTime now)
       guint n = fn->links[li].n_flows;
       for (guint j = 0; j < n && fn->n_free[li] > 0; j++)
         {
-          /* the stamps of a link's flows sit at scattered slots: fetch ahead */
-          if (j + 16 < n)
+          /* a link's flows sit at scattered slots: fetch their stamps ahead,
+           * and the records of those a solve will fix (most of a flow's
+           * visits find it fixed already and read only the stamp) */
+          if (j + 32 < n)
+            __builtin_prefetch (&fn->fixed[le[j + 32]]);
+          if (j + 16 < n && fn->fixed[le[j + 16]] != ep)
             {
-              guint ahead = le[j + 16];
-              __builtin_prefetch (&fn->hot[ahead]);
-              __builtin_prefetch (&fn->end[ahead]);
+              __builtin_prefetch (&fn->hot[le[j + 16]]);
+              __builtin_prefetch (&fn->end[le[j + 16]]);
             }
-          const FlowHot *f = &fn->hot[le[j]];
-          if (f->fixed != ep)
-            fix_flow (fn, le[j], f->n_hops, f->path, share, now);
+          if (fn->fixed[le[j]] != ep)
+            {
+              const FlowHot *f = &fn->hot[le[j]];
+              fix_flow (fn, le[j], f->n_hops, f->path, share, now);
+            }
         }
     }
   /* capped flows whose links never became a bottleneck run at their cap */
   for (; next_cap < n_capped; next_cap++)
-    if (fn->hot[fn->comp_capped[next_cap]].fixed != ep)
+    if (fn->fixed[fn->comp_capped[next_cap]] != ep)
       fix_capped (fn, fn->comp_capped[next_cap], now);
 }
 
