@@ -9,7 +9,8 @@
  * lowers another link's share (if r <= C/n then (C - r)/(n - 1) >= C/n), so
  * the link heap is lazy: a popped entry whose share has grown is pushed back
  * with its new key. Each (flow, link) incidence is visited once, so a solve
- * costs O(F h + L log L) for F flows of h hops on L links.
+ * costs O(F h + L log L) for F flows of h hops on L links; it stops once
+ * every flow is fixed, since links never popped by then have no say.
  *
  * Only the connected component of links and flows reachable from a link whose
  * flow set changed is re-solved; rates elsewhere cannot change. When the
@@ -19,11 +20,10 @@
  *
  * Memory layout, because a large all-to-all is memory bound: what a solve
  * touches when it fixes a flow (rate, bytes, times, path) is one 64-byte line
- * (FlowHot); whether it is fixed in this solve, all the other visits from
- * the flow's other links read, is a 4-byte stamp in a dense array; a link's
- * flow list holds only flow ids (4 bytes an entry, streamed); the rest lives
- * in FlowCold. Per-link
- * solve state is in dense arrays.
+ * (FlowHot); whether it is fixed in this solve, which is all that the visits
+ * from the flow's other links read, is a 4-byte stamp in a dense array; a
+ * link's flow list holds only flow ids (4 bytes an entry, streamed); the rest
+ * lives in FlowCold. Per-link solve state is in dense arrays.
  * Flow slots are recycled through a free list and every scratch array lives in
  * the FlowNet, so a steady run does not allocate.
  */
@@ -453,11 +453,11 @@ gather_component (FlowNet *fn, guint *n_links)
           if (fn->seen[id] == ep)
             continue;
           fn->seen[id] = ep;
-          const FlowHot *le = &fn->hot[id];
+          const FlowHot *f = &fn->hot[id];
           nf++;
-          for (guint h = 0; h < le->n_hops; h++)
-            if (fn->links[le->path[h]].epoch != ep)
-              add_comp_link (fn, le->path[h], &nl);
+          for (guint h = 0; h < f->n_hops; h++)
+            if (fn->links[f->path[h]].epoch != ep)
+              add_comp_link (fn, f->path[h], &nl);
         }
       fn->work += l->n_flows;
     }
