@@ -351,25 +351,31 @@ heap_push (FlowNet *fn, guint *n, double share, guint link)
   fn->heap[i] = e;
 }
 
+/* Puts entry e at position i of a heap of n and sifts it down. */
+static void
+heap_sift_down (HeapEntry *h, guint n, guint i, HeapEntry e)
+{
+  for (;;)
+    {
+      guint l = 2 * i + 1;
+      if (l >= n)
+        break;
+      guint c = (l + 1 < n && entry_before (&h[l + 1], &h[l])) ? l + 1 : l;
+      if (!entry_before (&h[c], &e))
+        break;
+      h[i] = h[c];
+      i = c;
+    }
+  h[i] = e;
+}
+
 static HeapEntry
 heap_pop (FlowNet *fn, guint *n)
 {
   HeapEntry top = fn->heap[0];
   HeapEntry last = fn->heap[--(*n)];
-  guint i = 0;
-  for (;;)
-    {
-      guint l = 2 * i + 1;
-      if (l >= *n)
-        break;
-      guint c = (l + 1 < *n && entry_before (&fn->heap[l + 1], &fn->heap[l])) ? l + 1 : l;
-      if (!entry_before (&fn->heap[c], &last))
-        break;
-      fn->heap[i] = fn->heap[c];
-      i = c;
-    }
   if (*n > 0)
-    fn->heap[i] = last;
+    heap_sift_down (fn->heap, *n, 0, last);
   return top;
 }
 
@@ -538,16 +544,20 @@ flownet_solve (FlowNet *fn, SimTime now)
   guint next_cap = 0;
   while (hn > 0 && fn->unfixed > 0)
     {
-      HeapEntry e = heap_pop (fn, &hn);
-      guint li = e.link;
+      guint li = fn->heap[0].link;
       if (fn->n_free[li] == 0)
-        continue;
-      double share = fn->rem[li] / fn->n_free[li];
-      if (share > e.share)
         {
-          heap_push (fn, &hn, share, li); /* stale key: shares only grow */
+          heap_pop (fn, &hn);
           continue;
         }
+      double share = fn->rem[li] / fn->n_free[li];
+      if (share > fn->heap[0].share)
+        {
+          /* stale key (shares only grow): re-key the top in place */
+          heap_sift_down (fn->heap, hn, 0, (HeapEntry) { share, li });
+          continue;
+        }
+      heap_pop (fn, &hn);
       /* a capped flow slower than this share is fixed first, at its cap */
       gboolean capped_any = FALSE;
       for (; next_cap < n_capped; next_cap++)
