@@ -23,11 +23,22 @@ enum { ST_FREE, ST_NEW, ST_WAIT, ST_RUN };
 enum { EV_FLOW_BATCH, EV_SOLVE, EV_TASK_DONE, EV_N };
 #define NIL G_MAXUINT
 
+/* a task's first SUCC_INLINE successors live in the task itself (most
+ * tasks have one or two: a flow its receiver, a chunk the next chunk), the
+ * rest in a list of edges */
+#define SUCC_INLINE 2
+
 typedef struct {
-  guint8 kind, state, n_hops;
+  guint task;
+  guint gen;
+} Succ;
+
+typedef struct {
+  guint8 kind, state, n_hops, n_succ; /* n_succ: inline successors used */
   guint gen;
   guint pending;
   guint succ_head;
+  Succ succ[SUCC_INLINE];
   guint gpu;
   guint prio; /* compute: lower runs first among ready tasks of its GPU */
   guint64 tag;
@@ -115,7 +126,8 @@ struct Engine {
 
   Edge *edges;
   guint n_edges, cap_edges;
-  guint free_edge;
+  guint *free_edges; /* a stack: popping reads no edge */
+  guint n_free_edges, cap_free_edges;
 
   guint *uncommitted;
   guint n_uncommitted, cap_uncommitted;
@@ -156,7 +168,6 @@ engine_new (const EngineHooks *hooks, void *user, double tolerance)
   e->tolerance = tolerance;
   e->q = sim_queue_new ();
   e->net = flownet_new ();
-  e->free_edge = NIL;
   e->solve_event_time = SIM_TIME_MAX;
   return e;
 }
@@ -172,6 +183,7 @@ engine_free (Engine *e)
   g_free (e->tasks);
   g_free (e->free_tasks);
   g_free (e->edges);
+  g_free (e->free_edges);
   g_free (e->uncommitted);
   id_fifo_clear (&e->ready);
   g_free (e->touched);
@@ -295,12 +307,15 @@ engine_depend (Engine *e, EngineTask before, EngineTask after)
   Task *b = task_from_handle (e, before);
   if (b == NULL)
     return; /* already done */
-  guint ei;
-  if (e->free_edge != NIL)
+  a->pending++;
+  if (b->n_succ < SUCC_INLINE)
     {
-      ei = e->free_edge;
-      e->free_edge = e->edges[ei].next;
+      b->succ[b->n_succ++] = (Succ) { (guint) (after & 0xffffffffu), (guint) (after >> 32) };
+      return;
     }
+  guint ei;
+  if (e->n_free_edges > 0)
+    ei = e->free_edges[--e->n_free_edges];
   else
     {
       GROW (e->edges, e->cap_edges, e->n_edges + 1);
@@ -310,7 +325,6 @@ engine_depend (Engine *e, EngineTask before, EngineTask after)
   e->edges[ei].gen = (guint) (after >> 32);
   e->edges[ei].next = b->succ_head;
   b->succ_head = ei;
-  a->pending++;
 }
 
 void
@@ -338,6 +352,19 @@ gpu_touch (Engine *e, guint gpu)
   e->touched[e->n_touched++] = gpu;
 }
 
+/* One predecessor of task `id` (of generation `gen`) finished. */
+static inline void
+succ_release (Engine *e, guint id, guint gen)
+{
+  Task *s = &e->tasks[id];
+  if (s->gen == gen && s->state != ST_FREE)
+    {
+      g_assert (s->pending > 0);
+      if (--s->pending == 0 && s->state == ST_WAIT)
+        id_fifo_push (&e->ready, id);
+    }
+}
+
 static void
 task_finish (Engine *e, guint id)
 {
@@ -347,21 +374,18 @@ task_finish (Engine *e, guint id)
   if (e->hooks.task_done)
     e->hooks.task_done (e->user, t->tag, t->start, now);
   t = &e->tasks[id]; /* hooks may create tasks and move the array */
+  /* successors become ready in the reverse of the order they were added:
+   * the list (newest first), then the inline ones */
   for (guint ei = t->succ_head; ei != NIL;)
     {
       Edge *ed = &e->edges[ei];
-      Task *s = &e->tasks[ed->task];
-      if (s->gen == ed->gen && s->state != ST_FREE)
-        {
-          g_assert (s->pending > 0);
-          if (--s->pending == 0 && s->state == ST_WAIT)
-            id_fifo_push (&e->ready, ed->task);
-        }
-      guint next = ed->next;
-      ed->next = e->free_edge;
-      e->free_edge = ei;
-      ei = next;
+      succ_release (e, ed->task, ed->gen);
+      GROW (e->free_edges, e->cap_free_edges, e->n_free_edges + 1);
+      e->free_edges[e->n_free_edges++] = ei;
+      ei = ed->next;
     }
+  for (guint i = t->n_succ; i-- > 0;)
+    succ_release (e, t->succ[i].task, t->succ[i].gen);
   guint8 kind = t->kind;
   guint gpu = t->gpu;
   t->state = ST_FREE;

@@ -186,7 +186,8 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
         }
     }
   /* NVLink forwarding and the combine's way back, per node, rail peer and chunk */
-  g_autofree EngineTask *back = g_new (EngineTask, (gsize) gpn * K);
+  g_autofree EngineTask *back = g_new (EngineTask, K);
+  g_autofree EngineTask *arrived = g_new (EngineTask, K);
   for (guint nd = 0; nd < nodes; nd++)
     for (guint lp = 0; lp < gpn; lp++)
       {
@@ -195,6 +196,15 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
           back[c] = engine_nop (m->engine, TAG (TAG_FLOW, step, peer)); /* NVLink parts in */
         for (guint c = 0; c < K; c++)
           engine_depend (m->engine, expert[peer], back[c]);
+        /* chunk c in from every remote source on rail lp: one barrier, so a
+         * forwarding flow waits on one task instead of nodes - 1 */
+        for (guint c = 0; c < K; c++)
+          {
+            arrived[c] = engine_nop (m->engine, TAG (TAG_FLOW, step, peer));
+            for (guint ns = 0; ns < nodes; ns++)
+              if (ns != nd)
+                engine_depend (m->engine, ib[((gsize) (ns * gpn + lp) * nodes + nd) * K + c], arrived[c]);
+          }
         for (guint j = 0; j < gpn; j++)
           {
             guint d = nd * gpn + j;
@@ -211,9 +221,7 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
             for (guint c = 0; c < K; c++)
               {
                 EngineTask f = add_flow (m, lr, step, peer, d, n * db / K, TRUE);
-                for (guint ns = 0; ns < nodes; ns++)
-                  if (ns != nd)
-                    engine_depend (m->engine, ib[((gsize) (ns * gpn + lp) * nodes + nd) * K + c], f);
+                engine_depend (m->engine, arrived[c], f);
                 engine_depend (m->engine, f, expert[d]);
                 EngineTask cf = add_flow (m, lr, step, d, peer, n * cb / K, FALSE);
                 engine_depend (m->engine, prev_c, cf);

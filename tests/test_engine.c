@@ -95,6 +95,51 @@ test_gpu_priorities (void)
   CU_ASSERT_EQUAL (log.end[2], 130);
 }
 
+/* A task with many successors (kept partly in the task, partly in an array)
+ * releases every one, newest first, and a successor with other predecessors
+ * waits for the last of them. */
+static void
+test_fan_out_releases_all_newest_first (void)
+{
+  Log log = { 0 };
+  g_autoptr (Engine) e = engine_new (&log_hooks, &log, 0.0);
+  guint g = engine_add_gpu (e);
+  EngineTask root = engine_compute (e, g, 100, 0);
+  EngineTask late = engine_compute (e, g, 50, 1); /* runs after root */
+  EngineTask fan[40];
+  for (guint i = 0; i < 40; i++)
+    {
+      fan[i] = engine_nop (e, 2 + i);
+      engine_depend (e, root, fan[i]);
+      if (i % 7 == 3)
+        engine_depend (e, late, fan[i]);
+    }
+  engine_commit (e);
+  engine_run (e);
+  CU_ASSERT_EQUAL_FATAL (log.n_done, 42);
+  CU_ASSERT_EQUAL (log.order[0], 0);
+  /* at 100: the fan's tasks without a second predecessor, newest first */
+  guint k = 1;
+  for (guint i = 40; i-- > 0;)
+    if (i % 7 != 3)
+      {
+        CU_ASSERT_EQUAL (log.order[k], 2 + i);
+        CU_ASSERT_EQUAL (log.end[2 + i], 100);
+        k++;
+      }
+  CU_ASSERT_EQUAL (log.order[k], 1);
+  k++;
+  for (guint i = 40; i-- > 0;)
+    if (i % 7 == 3)
+      {
+        CU_ASSERT_EQUAL (log.order[k], 2 + i);
+        CU_ASSERT_EQUAL (log.end[2 + i], 150);
+        k++;
+      }
+  CU_ASSERT_EQUAL (k, 42);
+  CU_ASSERT_EQUAL (engine_tasks_pending (e), 0);
+}
+
 static void
 test_equal_time_tasks_finish_in_schedule_order (void)
 {
@@ -339,6 +384,7 @@ main (void)
     TEST (test_sm_share_stretches_compute),
     TEST (test_gpu_priorities),
     TEST (test_equal_time_tasks_finish_in_schedule_order),
+    TEST (test_fan_out_releases_all_newest_first),
     TEST (test_flow_latency_and_rate),
     TEST (test_uniform_all_to_all_closed_form),
     TEST (test_matches_brute_force_reference),
