@@ -82,6 +82,14 @@ struct FlowNet {
   guint *fixed;   /* == fn->epoch: rate fixed in this solve (4 bytes a flow:
                    * a link's later visits of a flow read only this) */
   guint n_slots, cap_slots;
+  /* per block of BLOCK slots: the earliest end in it (exact but for the
+   * blocks listed in `loose`, where it may be lower), and a lower bound of
+   * the starts of its active flows: the end scans skip blocks by these */
+  SimTime *blk_end;
+  SimTime *blk_start;
+  guint8 *blk_loose;
+  guint *loose;
+  guint n_loose, cap_loose;
   guint *free_slots;
   guint n_free_slots, cap_free_slots;
   guint n_active;
@@ -111,6 +119,7 @@ struct FlowNet {
 };
 
 #define GROW UTIL_GROW
+#define BLOCK 64
 
 FlowNet *
 flownet_new (void)
@@ -138,6 +147,10 @@ flownet_free (FlowNet *fn)
   g_free (fn->seen);
   g_free (fn->fixed);
   g_free (fn->end);
+  g_free (fn->blk_end);
+  g_free (fn->blk_start);
+  g_free (fn->blk_loose);
+  g_free (fn->loose);
   g_free (fn->start);
   g_free (fn->free_slots);
   g_free (fn->capped);
@@ -222,6 +235,15 @@ slot_alloc (FlowNet *fn)
       fn->seen = g_realloc_n (fn->seen, nc, sizeof (guint));
       fn->fixed = g_realloc_n (fn->fixed, nc, sizeof (guint));
       fn->end = g_realloc_n (fn->end, nc, sizeof (SimTime));
+      guint nb = nc / BLOCK; /* nc is a multiple of 256 */
+      fn->blk_end = g_realloc_n (fn->blk_end, nb, sizeof (SimTime));
+      fn->blk_start = g_realloc_n (fn->blk_start, nb, sizeof (SimTime));
+      fn->blk_loose = g_realloc_n (fn->blk_loose, nb, 1);
+      for (guint b = fn->cap_slots / BLOCK; b < nb; b++)
+        {
+          fn->blk_end[b] = fn->blk_start[b] = SIM_TIME_MAX;
+          fn->blk_loose[b] = 0;
+        }
       fn->start = g_realloc_n (fn->start, nc, sizeof (SimTime));
       fn->cap_slots = nc;
     }
@@ -253,6 +275,7 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
   memcpy (f->path, path, n_hops * sizeof (guint));
   fn->end[id] = SIM_TIME_MAX;
   fn->start[id] = now;
+  fn->blk_start[id / BLOCK] = MIN (fn->blk_start[id / BLOCK], now);
   c->cap = rate_cap > 0.0 ? rate_cap : 0.0;
   c->tag = tag;
   /* a rough duration: its bytes at an equal share of its most loaded link */
@@ -306,7 +329,9 @@ flow_remove (FlowNet *fn, guint id)
       mark_dirty (fn, li);
     }
   fn->n_active--;
-  fn->end[id] = SIM_TIME_MAX; /* free slots are never taken by a scan */
+  /* free slots are never taken by a scan; a block's earliest end, if it
+   * was this flow's, is recomputed by the scan that removed it */
+  fn->end[id] = fn->start[id] = SIM_TIME_MAX;
   if (c->cap > 0.0)
     for (guint i = 0; i < fn->n_capped; i++)
       if (fn->capped[i] == id)
@@ -379,6 +404,50 @@ heap_pop (FlowNet *fn, guint *n)
   return top;
 }
 
+/* Sets a flow's projected end, keeping its block's earliest end exact, or
+ * listing the block as loose when its earliest end moved later. */
+static inline void
+set_end (FlowNet *fn, guint id, SimTime end)
+{
+  guint b = id / BLOCK;
+  SimTime old = fn->end[id];
+  fn->end[id] = end;
+  if (end < fn->blk_end[b])
+    fn->blk_end[b] = end;
+  else if (old == fn->blk_end[b] && end > old && !fn->blk_loose[b])
+    {
+      fn->blk_loose[b] = 1;
+      GROW (fn->loose, fn->cap_loose, fn->n_loose + 1);
+      fn->loose[fn->n_loose++] = b;
+    }
+}
+
+/* Recomputes a block's earliest end and earliest start (a free slot has
+ * neither: both SIM_TIME_MAX). */
+static void
+block_tighten (FlowNet *fn, guint b)
+{
+  SimTime e = SIM_TIME_MAX, st = SIM_TIME_MAX;
+  guint hi = MIN ((b + 1) * BLOCK, fn->n_slots);
+  for (guint i = b * BLOCK; i < hi; i++)
+    {
+      e = MIN (e, fn->end[i]);
+      st = MIN (st, fn->start[i]);
+    }
+  fn->blk_end[b] = e;
+  fn->blk_start[b] = st;
+  fn->blk_loose[b] = 0;
+}
+
+/* Makes every block's earliest end exact again. */
+static void
+tighten_loose (FlowNet *fn)
+{
+  for (guint i = 0; i < fn->n_loose; i++)
+    block_tighten (fn, fn->loose[i]);
+  fn->n_loose = 0;
+}
+
 /* Fixes a flow's rate for this solve at time `now`; when the rate changed,
  * brings its bytes up to date at the old rate and projects its new end. A
  * flow whose rate did not change keeps its bytes and end untouched. */
@@ -404,15 +473,15 @@ fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, double rate, S
   f->remaining -= old * sim_time_to_seconds (now - f->t_update);
   f->t_update = now;
   f->rate = rate;
-  if (f->remaining <= rate * 1e-12 + 1e-9) /* drained but for rounding */
-    fn->end[id] = now;
-  else
+  SimTime end = now;
+  if (f->remaining > rate * 1e-12 + 1e-9) /* else drained but for rounding */
     {
       /* scenarios are bounded to ~1e6 s (scenario.c); clamp anyway so a
        * pathological rate can never wrap the clock */
       double ps = MIN (f->remaining / rate * 1e12, 4e18);
-      fn->end[id] = now + sim_time_ceil_ps (ps);
+      end = now + sim_time_ceil_ps (ps);
     }
+  set_end (fn, id, end);
 }
 
 static inline void
@@ -601,35 +670,48 @@ flownet_solve (FlowNet *fn, SimTime now)
   for (; next_cap < n_capped; next_cap++)
     if (fn->fixed[fn->comp_capped[next_cap]] != ep)
       fix_capped (fn, fn->comp_capped[next_cap], now);
+  tighten_loose (fn);
 }
 
 SimTime
 flownet_next_end (const FlowNet *fn)
 {
+  g_assert (fn->n_loose == 0);
   SimTime first = SIM_TIME_MAX;
-  for (guint i = 0; i < fn->n_slots; i++)
-    if (fn->end[i] < first)
-      first = fn->end[i];
+  for (guint b = 0; b < (fn->n_slots + BLOCK - 1) / BLOCK; b++)
+    first = MIN (first, fn->blk_end[b]);
   return first;
 }
 
 const FlowEnd *
 flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
 {
+  g_assert (fn->n_loose == 0);
   guint n = 0;
-  for (guint id = 0; id < fn->n_slots; id++)
+  for (guint b = 0; b < (fn->n_slots + BLOCK - 1) / BLOCK; b++)
     {
-      SimTime end = fn->end[id];
-      if (end == SIM_TIME_MAX
-          || (end > now && end > now + (SimTime) (tolerance * (double) (now - fn->start[id]))))
+      /* no flow of the block can be due: its earliest end is past the
+       * latest deadline any of its flows could have */
+      SimTime be = fn->blk_end[b];
+      if (be == SIM_TIME_MAX
+          || (be > now && be > now + (SimTime) (tolerance * (double) (now - fn->blk_start[b]))))
         continue;
-      g_assert (end >= now);
-      GROW (fn->done, fn->cap_done, n + 1);
-      fn->done[n].tag = fn->cold[id].tag;
-      fn->done[n].end = end;
-      fn->done[n].rate = fn->hot[id].rate;
-      n++;
-      flow_remove (fn, id);
+      guint hi = MIN ((b + 1) * BLOCK, fn->n_slots);
+      for (guint id = b * BLOCK; id < hi; id++)
+        {
+          SimTime end = fn->end[id];
+          if (end == SIM_TIME_MAX
+              || (end > now && end > now + (SimTime) (tolerance * (double) (now - fn->start[id]))))
+            continue;
+          g_assert (end >= now);
+          GROW (fn->done, fn->cap_done, n + 1);
+          fn->done[n].tag = fn->cold[id].tag;
+          fn->done[n].end = end;
+          fn->done[n].rate = fn->hot[id].rate;
+          n++;
+          flow_remove (fn, id);
+        }
+      block_tighten (fn, b);
     }
   *n_done = n;
   return fn->done;
