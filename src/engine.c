@@ -120,8 +120,7 @@ struct Engine {
 
   Task *tasks;
   guint n_tasks, cap_tasks;
-  guint *free_tasks;
-  guint n_free_tasks, cap_free_tasks;
+  FreeIds free_tasks; /* lowest first: a step's tasks sit together */
   guint live;
 
   Edge *edges;
@@ -181,7 +180,7 @@ engine_free (Engine *e)
     g_free (e->gpus[i].heap);
   g_free (e->gpus);
   g_free (e->tasks);
-  g_free (e->free_tasks);
+  free_ids_clear (&e->free_tasks);
   g_free (e->edges);
   g_free (e->free_edges);
   g_free (e->uncommitted);
@@ -220,9 +219,7 @@ static guint
 task_alloc (Engine *e, guint8 kind, guint64 tag)
 {
   guint id;
-  if (e->n_free_tasks > 0)
-    id = e->free_tasks[--e->n_free_tasks];
-  else
+  if (!free_ids_take (&e->free_tasks, &id))
     {
       GROW (e->tasks, e->cap_tasks, e->n_tasks + 1);
       id = e->n_tasks++;
@@ -390,8 +387,7 @@ task_finish (Engine *e, guint id)
   guint gpu = t->gpu;
   t->state = ST_FREE;
   t->gen++;
-  GROW (e->free_tasks, e->cap_free_tasks, e->n_free_tasks + 1);
-  e->free_tasks[e->n_free_tasks++] = id;
+  free_ids_put (&e->free_tasks, id);
   e->live--;
   if (kind == TASK_COMPUTE)
     {

@@ -90,12 +90,9 @@ struct FlowNet {
   guint8 *blk_loose;
   guint *loose;
   guint n_loose, cap_loose;
-  /* free slots, a bit each, taken lowest first: a batch of flows started
-   * together gets neighbouring slots whatever order earlier flows ended in,
-   * so a link's flow list walks memory mostly forward */
-  guint64 *free_bits;
-  guint free_hint; /* no free slot in a word below this */
-  guint n_free_slots;
+  /* taken lowest first: flows started together get neighbouring slots, so
+   * a link's flow list walks memory mostly forward */
+  FreeIds free_slots;
   guint n_active;
   guint *capped; /* active flows with a rate cap */
   guint n_capped, cap_capped;
@@ -156,7 +153,7 @@ flownet_free (FlowNet *fn)
   g_free (fn->blk_loose);
   g_free (fn->loose);
   g_free (fn->start);
-  g_free (fn->free_bits);
+  free_ids_clear (&fn->free_slots);
   g_free (fn->capped);
   g_free (fn->dirty_links);
   g_free (fn->comp_links);
@@ -223,17 +220,9 @@ mark_dirty (FlowNet *fn, guint link)
 static guint
 slot_alloc (FlowNet *fn)
 {
-  if (fn->n_free_slots > 0)
-    {
-      guint w = fn->free_hint;
-      while (fn->free_bits[w] == 0)
-        w++;
-      fn->free_hint = w;
-      guint id = w * 64 + (guint) __builtin_ctzll (fn->free_bits[w]);
-      fn->free_bits[w] &= fn->free_bits[w] - 1;
-      fn->n_free_slots--;
-      return id;
-    }
+  guint id;
+  if (free_ids_take (&fn->free_slots, &id))
+    return id;
   if (fn->n_slots == fn->cap_slots)
     {
       guint nc = fn->cap_slots ? 2 * fn->cap_slots : 256;
@@ -248,8 +237,6 @@ slot_alloc (FlowNet *fn)
       fn->seen = g_realloc_n (fn->seen, nc, sizeof (guint));
       fn->fixed = g_realloc_n (fn->fixed, nc, sizeof (guint));
       fn->end = g_realloc_n (fn->end, nc, sizeof (SimTime));
-      fn->free_bits = g_realloc_n (fn->free_bits, nc / 64, sizeof (guint64));
-      memset (fn->free_bits + fn->cap_slots / 64, 0, (nc - fn->cap_slots) / 64 * sizeof (guint64));
       guint nb = nc / BLOCK; /* nc is a multiple of 256 */
       fn->blk_end = g_realloc_n (fn->blk_end, nb, sizeof (SimTime));
       fn->blk_start = g_realloc_n (fn->blk_start, nb, sizeof (SimTime));
@@ -355,9 +342,7 @@ flow_remove (FlowNet *fn, guint id)
           break;
         }
   fn->removed = TRUE;
-  fn->free_bits[id / 64] |= (guint64) 1 << (id % 64);
-  fn->free_hint = MIN (fn->free_hint, id / 64);
-  fn->n_free_slots++;
+  free_ids_put (&fn->free_slots, id);
 }
 
 gboolean

@@ -1,9 +1,11 @@
 /* Small containers shared by the engine and the solver: amortised array
- * growth and a FIFO of ids (a ring that doubles when full). Both grow to a
- * run's peak and are then reused without allocating. */
+ * growth, a FIFO of ids (a ring that doubles when full) and a set of free
+ * slot ids taken lowest first. All grow to a run's peak and are then reused
+ * without allocating. */
 #pragma once
 
 #include <glib.h>
+#include <string.h>
 
 /* Ensures `arr` (with capacity `capv`) holds at least `need` elements. */
 #define UTIL_GROW(arr, capv, need)                                                                 \
@@ -58,4 +60,56 @@ id_fifo_clear (IdFifo *q)
 {
   g_clear_pointer (&q->items, g_free);
   q->head = q->len = q->cap = 0;
+}
+
+/* Free slot ids, a bit each, taken lowest first: slots allocated together
+ * sit together in memory whatever order earlier ones were freed in (a stack
+ * of freed ids would hand them out scattered). */
+typedef struct {
+  guint64 *bits;
+  guint n_words;
+  guint hint; /* no free id in a word below this */
+  guint n_free;
+} FreeIds;
+
+/* Takes the lowest free id into *id; FALSE when none is free. */
+static inline gboolean
+free_ids_take (FreeIds *f, guint *id)
+{
+  if (f->n_free == 0)
+    return FALSE;
+  guint w = f->hint;
+  while (f->bits[w] == 0)
+    w++;
+  f->hint = w;
+  *id = w * 64 + (guint) __builtin_ctzll (f->bits[w]);
+  f->bits[w] &= f->bits[w] - 1;
+  f->n_free--;
+  return TRUE;
+}
+
+static inline void
+free_ids_put (FreeIds *f, guint id)
+{
+  guint w = id / 64;
+  if (w >= f->n_words)
+    {
+      guint nw = f->n_words ? f->n_words : 16;
+      while (nw <= w)
+        nw *= 2;
+      f->bits = g_realloc_n (f->bits, nw, sizeof (guint64));
+      memset (f->bits + f->n_words, 0, (nw - f->n_words) * sizeof (guint64));
+      f->n_words = nw;
+    }
+  g_assert (!(f->bits[w] >> (id % 64) & 1));
+  f->bits[w] |= (guint64) 1 << (id % 64);
+  f->hint = MIN (f->hint, w);
+  f->n_free++;
+}
+
+static inline void
+free_ids_clear (FreeIds *f)
+{
+  g_clear_pointer (&f->bits, g_free);
+  f->n_words = f->hint = f->n_free = 0;
 }
