@@ -43,6 +43,13 @@ typedef struct {
 } FlowHot;
 G_STATIC_ASSERT (sizeof (FlowHot) <= 64);
 
+/* A flow's marks in a solve: fixed in the solve of this epoch, at this
+ * level (kept together: a visit reads the one, a fix writes both) */
+typedef struct {
+  guint epoch;
+  guint level;
+} Stamp;
+
 typedef struct {
   double cap; /* rate cap, 0 when none */
   guint64 tag;
@@ -79,8 +86,8 @@ struct FlowNet {
   SimTime *end;   /* projected end at the current rate; SIM_TIME_MAX at rate 0 or free */
   SimTime *start; /* when the flow started */
   guint *seen;    /* == fn->epoch: in the component being searched */
-  guint *fixed;   /* == fn->epoch: rate fixed in this solve (4 bytes a flow:
-                   * a link's later visits of a flow read only this) */
+  Stamp *fixed;   /* .epoch == fn->epoch: rate fixed in this solve (8 bytes
+                   * a flow: a link's later visits of a flow read only this) */
   guint n_slots, cap_slots;
   /* per block of BLOCK slots: the earliest end in it (exact but for the
    * blocks listed in `loose`, where it may be lower), and a lower bound of
@@ -98,6 +105,7 @@ struct FlowNet {
   guint n_capped, cap_capped;
 
   guint epoch;
+  guint level;   /* bottlenecks fixed so far in this solve */
   guint unfixed; /* flows of the component not fixed yet in this solve */
   gboolean needs_solve;
   gboolean removed;     /* flows ended since the last solve */
@@ -106,6 +114,25 @@ struct FlowNet {
   double added_min_est; /* shortest rough duration of those, s */
   guint *dirty_links;
   guint n_dirty, cap_dirty;
+
+  /* the record of the last whole solve, for restarts (see flownet_solve):
+   * each flow's level (the how-many-th bottleneck fixed it), and every
+   * ck_every levels a checkpoint of the links' solve state */
+  gboolean rec_valid;
+  guint rec_nl;      /* links of the record: comp_links[0 .. rec_nl) */
+  guint rec_levels;  /* levels the record holds */
+  guint ck_every;
+  double *ck_rem;    /* [checkpoint][link position] */
+  guint *ck_free;
+  guint *ck_unfixed; /* [checkpoint] */
+  gsize cap_ck;
+  guint cap_ck_unfixed;
+  guint *rec_pos;    /* per link: its position in comp_links */
+  /* flows that ended since the record: their lowest level, how many, and
+   * how many on each link */
+  guint rm_min, rm_n;
+  guint *rm_cnt;     /* per link */
+  guint64 restarts;
 
   /* scratch, reused */
   guint *comp_links, *comp_capped;
@@ -129,6 +156,7 @@ flownet_new (void)
   fn->added_first = SIM_TIME_MAX;
   fn->added_min_est = G_MAXDOUBLE;
   fn->epoch = 1;
+  fn->rm_min = G_MAXUINT;
   return fn;
 }
 
@@ -148,6 +176,11 @@ flownet_free (FlowNet *fn)
   g_free (fn->seen);
   g_free (fn->fixed);
   g_free (fn->end);
+  g_free (fn->ck_rem);
+  g_free (fn->ck_free);
+  g_free (fn->ck_unfixed);
+  g_free (fn->rec_pos);
+  g_free (fn->rm_cnt);
   g_free (fn->blk_end);
   g_free (fn->blk_start);
   g_free (fn->blk_loose);
@@ -171,7 +204,11 @@ flownet_add_link (FlowNet *fn, double capacity)
   fn->rem = g_realloc_n (fn->rem, fn->cap_links, sizeof (double));
   fn->n_free = g_realloc_n (fn->n_free, fn->cap_links, sizeof (guint));
   fn->load = g_realloc_n (fn->load, fn->cap_links, sizeof (double));
+  fn->rec_pos = g_realloc_n (fn->rec_pos, fn->cap_links, sizeof (guint));
+  fn->rm_cnt = g_realloc_n (fn->rm_cnt, fn->cap_links, sizeof (guint));
   fn->load[fn->n_links] = 0.0;
+  fn->rm_cnt[fn->n_links] = 0;
+  fn->rec_valid = FALSE; /* the record's link list is the old one */
   Link *l = &fn->links[fn->n_links];
   memset (l, 0, sizeof *l);
   l->capacity = capacity;
@@ -235,7 +272,7 @@ slot_alloc (FlowNet *fn)
       fn->hot = hot;
       fn->cold = g_realloc_n (fn->cold, nc, sizeof (FlowCold));
       fn->seen = g_realloc_n (fn->seen, nc, sizeof (guint));
-      fn->fixed = g_realloc_n (fn->fixed, nc, sizeof (guint));
+      fn->fixed = g_realloc_n (fn->fixed, nc, sizeof (Stamp));
       fn->end = g_realloc_n (fn->end, nc, sizeof (SimTime));
       guint nb = nc / BLOCK; /* nc is a multiple of 256 */
       fn->blk_end = g_realloc_n (fn->blk_end, nb, sizeof (SimTime));
@@ -249,7 +286,8 @@ slot_alloc (FlowNet *fn)
       fn->start = g_realloc_n (fn->start, nc, sizeof (SimTime));
       fn->cap_slots = nc;
     }
-  fn->fixed[fn->n_slots] = fn->seen[fn->n_slots] = 0;
+  fn->fixed[fn->n_slots] = (Stamp) { 0, 0 };
+  fn->seen[fn->n_slots] = 0;
   return fn->n_slots++;
 }
 
@@ -331,6 +369,13 @@ flow_remove (FlowNet *fn, guint id)
       mark_dirty (fn, li);
     }
   fn->n_active--;
+  if (fn->rec_valid)
+    {
+      fn->rm_min = MIN (fn->rm_min, fn->fixed[id].level);
+      fn->rm_n++;
+      for (guint h = 0; h < f->n_hops; h++)
+        fn->rm_cnt[f->path[h]]++;
+    }
   /* free slots are never taken by a scan; a block's earliest end, if it
    * was this flow's, is recomputed by the scan that removed it */
   fn->end[id] = fn->start[id] = SIM_TIME_MAX;
@@ -456,7 +501,7 @@ static inline void
 fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, double rate, SimTime now)
 {
   FlowHot *f = &fn->hot[id];
-  fn->fixed[id] = fn->epoch;
+  fn->fixed[id] = (Stamp) { fn->epoch, fn->level };
   for (guint h = 0; h < n_hops; h++)
     {
       guint li = path[h];
@@ -555,11 +600,87 @@ gather_all (FlowNet *fn, guint *n_links)
   return fn->n_active;
 }
 
+/* Saves the solve state of the record's links as checkpoint q. */
+static void
+checkpoint_save (FlowNet *fn, guint q, guint nl)
+{
+  gsize need = (gsize) (q + 1) * nl;
+  if (need > fn->cap_ck)
+    {
+      gsize nc = MAX (need, 2 * fn->cap_ck);
+      fn->ck_rem = g_realloc_n (fn->ck_rem, nc, sizeof (double));
+      fn->ck_free = g_realloc_n (fn->ck_free, nc, sizeof (guint));
+      fn->cap_ck = nc;
+    }
+  GROW (fn->ck_unfixed, fn->cap_ck_unfixed, q + 1);
+  double *rem = fn->ck_rem + (gsize) q * nl;
+  guint *nfree = fn->ck_free + (gsize) q * nl;
+  for (guint i = 0; i < nl; i++)
+    {
+      guint li = fn->comp_links[i];
+      rem[i] = fn->rem[li];
+      nfree[i] = fn->n_free[li];
+    }
+  fn->ck_unfixed[q] = fn->unfixed;
+}
+
+/* Restart: the state before level q * ck_every of the record, without the
+ * flows that ended since (all of them still unfixed there, since none was
+ * fixed below rm_min). Earlier checkpoints drop them too, so the record stays
+ * the record of the flows now active. Flows fixed below the level are marked
+ * fixed. Returns the level. */
+static guint
+restart_from_record (FlowNet *fn, guint nl)
+{
+  guint q = fn->rm_min / fn->ck_every, ep = fn->epoch;
+  for (guint k = 0; k <= q; k++)
+    {
+      guint *nfree = fn->ck_free + (gsize) k * nl;
+      for (guint i = 0; i < fn->n_dirty; i++)
+        {
+          guint li = fn->dirty_links[i];
+          nfree[fn->rec_pos[li]] -= fn->rm_cnt[li];
+        }
+      fn->ck_unfixed[k] -= fn->rm_n;
+    }
+  const double *rem = fn->ck_rem + (gsize) q * nl;
+  const guint *nfree = fn->ck_free + (gsize) q * nl;
+  for (guint i = 0; i < nl; i++)
+    {
+      guint li = fn->comp_links[i];
+      fn->rem[li] = rem[i];
+      fn->n_free[li] = nfree[i];
+    }
+  fn->unfixed = fn->ck_unfixed[q];
+  guint level = q * fn->ck_every;
+  for (guint id = 0; id < fn->n_slots; id++)
+    if (fn->fixed[id].level < level)
+      fn->fixed[id].epoch = ep; /* free slots too: no link lists them */
+  return level;
+}
+
+/* Solves the max-min allocation by progressive filling.
+ *
+ * Restarts. When the last solve covered every flow (no component search)
+ * and since then flows only ended, the solve restarts from the record of
+ * that solve rather than from scratch. Removing flows fixed at level k or
+ * later (the k-th bottleneck fixed them) changes nothing before level k: a
+ * removed flow was unfixed on all its links until then, and dropping it only
+ * raises the shares of those links, so they become bottlenecks no earlier;
+ * every other link's share is as it was. The pops are canonical (least
+ * share, then least link id), so a solve from the checkpoint at or before k
+ * (rem and free counts of every link, less the removed flows) repeats the
+ * rest exactly as a solve from scratch would, up to the order of rounding.
+ * Flows fixed at high shares (fast ones, which end first) sit at late
+ * levels: an all-to-all's intra-node flows ending cost the NVLink levels
+ * only. Capped flows turn restarts off (the caps interleave with levels). */
 void
 flownet_solve (FlowNet *fn, SimTime now)
 {
   if (!fn->needs_solve)
     return;
+  gboolean restart = fn->rec_valid && fn->added_first == SIM_TIME_MAX && fn->n_capped == 0
+                     && fn->rm_n > 0 && fn->rm_min < fn->rec_levels;
   fn->needs_solve = FALSE;
   fn->removed = FALSE;
   fn->added_first = SIM_TIME_MAX;
@@ -570,23 +691,50 @@ flownet_solve (FlowNet *fn, SimTime now)
       for (guint i = 0; i < fn->n_links; i++)
         fn->links[i].epoch = 0;
       for (guint i = 0; i < fn->n_slots; i++)
-        fn->fixed[i] = fn->seen[i] = 0;
+        {
+          fn->fixed[i].epoch = 0;
+          fn->seen[i] = 0;
+        }
       fn->epoch = 1;
     }
   guint ep = fn->epoch;
 
-  guint nl, nf;
-  if (fn->wide && fn->solves % 64 != 0)
-    nf = gather_all (fn, &nl);
+  guint nl, nf = 0, level = 0;
+  gboolean record;
+  if (restart)
+    {
+      nl = fn->rec_nl;
+      level = restart_from_record (fn, nl);
+      fn->restarts++;
+      record = TRUE;
+    }
+  else if (fn->wide && fn->solves % 64 != 0)
+    {
+      nf = gather_all (fn, &nl);
+      record = fn->n_capped == 0;
+    }
   else
     {
       /* when changes keep touching most flows, skip the search for a while */
       nf = gather_component (fn, &nl);
       fn->wide = nf > fn->n_active / 2;
+      record = FALSE;
     }
   for (guint i = 0; i < fn->n_dirty; i++)
-    fn->links[fn->dirty_links[i]].dirty = 0;
+    {
+      fn->links[fn->dirty_links[i]].dirty = 0;
+      fn->rm_cnt[fn->dirty_links[i]] = 0;
+    }
   fn->n_dirty = 0;
+  fn->rm_min = G_MAXUINT;
+  fn->rm_n = 0;
+  fn->rec_valid = FALSE;
+  if (record && !restart)
+    {
+      fn->ck_every = MAX (16u, nl / 32);
+      for (guint i = 0; i < nl; i++)
+        fn->rec_pos[fn->comp_links[i]] = i;
+    }
 
   guint n_capped = 0;
   for (guint i = 0; i < fn->n_capped; i++)
@@ -599,18 +747,25 @@ flownet_solve (FlowNet *fn, SimTime now)
     g_qsort_with_data (fn->comp_capped, (gint) n_capped, sizeof (guint), cmp_cap, fn->cold);
 
   guint hn = 0;
+  if (!restart)
+    {
+      for (guint i = 0; i < nl; i++)
+        {
+          guint li = fn->comp_links[i];
+          fn->rem[li] = fn->links[li].capacity;
+          fn->n_free[li] = fn->links[li].n_flows;
+        }
+      fn->unfixed = nf;
+    }
   for (guint i = 0; i < nl; i++)
     {
       guint li = fn->comp_links[i];
-      fn->rem[li] = fn->links[li].capacity;
-      fn->n_free[li] = fn->links[li].n_flows;
       if (fn->n_free[li] > 0)
         heap_push (fn, &hn, fn->rem[li] / fn->n_free[li], li);
     }
 
   /* once every flow of the component is fixed, the links left in the heap
    * have nothing to give */
-  fn->unfixed = nf;
   guint next_cap = 0;
   while (hn > 0 && fn->unfixed > 0)
     {
@@ -633,7 +788,7 @@ flownet_solve (FlowNet *fn, SimTime now)
       for (; next_cap < n_capped; next_cap++)
         {
           guint c = fn->comp_capped[next_cap];
-          if (fn->fixed[c] == ep)
+          if (fn->fixed[c].epoch == ep)
             continue;
           if (fn->cold[c].cap >= share)
             break;
@@ -646,6 +801,9 @@ flownet_solve (FlowNet *fn, SimTime now)
             heap_push (fn, &hn, fn->rem[li] / fn->n_free[li], li);
           continue;
         }
+      if (record && level % fn->ck_every == 0)
+        checkpoint_save (fn, level / fn->ck_every, nl);
+      fn->level = level++;
       const guint *le = fn->links[li].flows;
       guint n = fn->links[li].n_flows;
       for (guint j = 0; j < n && fn->n_free[li] > 0; j++)
@@ -655,12 +813,12 @@ flownet_solve (FlowNet *fn, SimTime now)
            * visits find it fixed already and read only the stamp) */
           if (j + 32 < n)
             __builtin_prefetch (&fn->fixed[le[j + 32]]);
-          if (j + 16 < n && fn->fixed[le[j + 16]] != ep)
+          if (j + 16 < n && fn->fixed[le[j + 16]].epoch != ep)
             {
               __builtin_prefetch (&fn->hot[le[j + 16]]);
               __builtin_prefetch (&fn->end[le[j + 16]]);
             }
-          if (fn->fixed[le[j]] != ep)
+          if (fn->fixed[le[j]].epoch != ep)
             {
               const FlowHot *f = &fn->hot[le[j]];
               fix_flow (fn, le[j], f->n_hops, f->path, share, now);
@@ -669,8 +827,14 @@ flownet_solve (FlowNet *fn, SimTime now)
     }
   /* capped flows whose links never became a bottleneck run at their cap */
   for (; next_cap < n_capped; next_cap++)
-    if (fn->fixed[fn->comp_capped[next_cap]] != ep)
+    if (fn->fixed[fn->comp_capped[next_cap]].epoch != ep)
       fix_capped (fn, fn->comp_capped[next_cap], now);
+  if (record)
+    {
+      fn->rec_valid = TRUE;
+      fn->rec_nl = nl;
+      fn->rec_levels = level;
+    }
   tighten_loose (fn);
 }
 
@@ -745,6 +909,12 @@ flownet_flow_remaining (const FlowNet *fn, guint flow, SimTime now)
   g_return_val_if_fail (flow < fn->n_slots, 0.0);
   const FlowHot *f = &fn->hot[flow];
   return f->remaining - f->rate * sim_time_to_seconds (now - f->t_update);
+}
+
+guint64
+flownet_solve_restarts (const FlowNet *fn)
+{
+  return fn->restarts;
 }
 
 guint64

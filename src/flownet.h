@@ -78,5 +78,7 @@ double flownet_flow_remaining (const FlowNet *fn, guint flow, SimTime now);
  * link). 0 otherwise. */
 SimTime flownet_added_due (const FlowNet *fn, double tolerance);
 /* Counters for benchmarks: solves run and flow-visits they made. */
+/* Solves that restarted from the record of an earlier one (flownet.c). */
+guint64 flownet_solve_restarts (const FlowNet *fn);
 guint64 flownet_solve_count (const FlowNet *fn);
 guint64 flownet_solve_work (const FlowNet *fn);

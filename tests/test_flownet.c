@@ -203,12 +203,16 @@ certificate_holds (const FlowNet *fn, const TFlow *fl, guint nf, const double *c
 /* Flows start and end at random on a small cluster (4 nodes of 4 GPUs,
  * NVLink out/in per GPU, one NIC out/in per GPU, other-rail traffic over
  * NVLink first, as in the multi-plane topologies) and on random paths: after
- * every solve, partial or whole, the rates are the max-min allocation. */
+ * every solve, partial, whole or restarted from an earlier one's record, the
+ * rates are the max-min allocation. With some flows capped (restarts only
+ * while none is active) and none (most solves after ends restart). */
 static void
 test_rates_stay_max_min_through_changes (void)
 {
-  for (guint shape = 0; shape < 2; shape++)
+  for (guint variant = 0; variant < 4; variant++)
     {
+      guint shape = variant % 2;
+      gboolean capped = variant < 2;
       g_autoptr (FlowNet) fn = flownet_new ();
       guint gpus = 16, gpn = 4, nl = shape == 0 ? 4 * gpus : 24;
       g_autofree double *caps = g_new (double, nl);
@@ -217,7 +221,7 @@ test_rates_stay_max_min_through_changes (void)
           caps[l] = shape == 0 ? (l < 2 * gpus ? 160.0 : 50.0) : 10.0 + l;
           flownet_add_link (fn, caps[l]);
         }
-      GRand *r = g_rand_new_with_seed (7 + shape);
+      GRand *r = g_rand_new_with_seed (7 + variant);
       guint cap_fl = 4000, nf = 0, checks = 0;
       g_autofree TFlow *fl = g_new0 (TFlow, cap_fl);
       SimTime now = 0;
@@ -256,7 +260,7 @@ test_rates_stay_max_min_through_changes (void)
                       while (dup);
                     }
                 }
-              t->cap = g_rand_double (r) < 0.1 ? g_rand_double_range (r, 0.5, 20.0) : 0.0;
+              t->cap = capped && g_rand_double (r) < 0.1 ? g_rand_double_range (r, 0.5, 20.0) : 0.0;
               t->live = TRUE;
               t->id = flownet_flow_add (fn, now, g_rand_double_range (r, 10.0, 1000.0), t->path, t->n, t->cap, nf);
               nf++;
@@ -278,6 +282,8 @@ test_rates_stay_max_min_through_changes (void)
         }
       g_rand_free (r);
       CU_ASSERT (checks >= 400);
+      if (!capped) /* with caps, restarts happen only while none is active */
+        CU_ASSERT (flownet_solve_restarts (fn) >= 100);
     }
 }
 
