@@ -125,13 +125,15 @@ struct FlowNet {
   double *ck_rem;    /* [checkpoint][link position] */
   guint *ck_free;
   guint *ck_unfixed; /* [checkpoint] */
+  double *lvl_share; /* [level]: the share it fixed its flows at */
+  guint cap_lvl_share;
   gsize cap_ck;
   guint cap_ck_unfixed;
   guint *rec_pos;    /* per link: its position in comp_links */
-  /* flows that ended since the record: their lowest level, how many, and
-   * how many on each link */
-  guint rm_min, rm_n;
-  guint *rm_cnt;     /* per link */
+  /* flows that ended since the record: their lowest level and how many;
+   * flows started since; per link, started less ended */
+  guint rm_min, rm_n, add_n;
+  gint *d_cnt;
   guint64 restarts;
 
   /* scratch, reused */
@@ -180,7 +182,8 @@ flownet_free (FlowNet *fn)
   g_free (fn->ck_free);
   g_free (fn->ck_unfixed);
   g_free (fn->rec_pos);
-  g_free (fn->rm_cnt);
+  g_free (fn->d_cnt);
+  g_free (fn->lvl_share);
   g_free (fn->blk_end);
   g_free (fn->blk_start);
   g_free (fn->blk_loose);
@@ -205,9 +208,10 @@ flownet_add_link (FlowNet *fn, double capacity)
   fn->n_free = g_realloc_n (fn->n_free, fn->cap_links, sizeof (guint));
   fn->load = g_realloc_n (fn->load, fn->cap_links, sizeof (double));
   fn->rec_pos = g_realloc_n (fn->rec_pos, fn->cap_links, sizeof (guint));
-  fn->rm_cnt = g_realloc_n (fn->rm_cnt, fn->cap_links, sizeof (guint));
+  fn->d_cnt = g_realloc_n (fn->d_cnt, fn->cap_links, sizeof (gint));
   fn->load[fn->n_links] = 0.0;
-  fn->rm_cnt[fn->n_links] = 0;
+  fn->d_cnt[fn->n_links] = 0;
+  fn->rec_pos[fn->n_links] = G_MAXUINT;
   fn->rec_valid = FALSE; /* the record's link list is the old one */
   Link *l = &fn->links[fn->n_links];
   memset (l, 0, sizeof *l);
@@ -315,6 +319,7 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
   memcpy (f->path, path, n_hops * sizeof (guint));
   fn->end[id] = SIM_TIME_MAX;
   fn->start[id] = now;
+  fn->fixed[id].level = G_MAXUINT; /* not fixed below any restart level */
   fn->blk_start[id / BLOCK] = MIN (fn->blk_start[id / BLOCK], now);
   c->cap = rate_cap > 0.0 ? rate_cap : 0.0;
   c->tag = tag;
@@ -329,7 +334,17 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
       l->bytes += bytes;
       est = MAX (est, bytes * l->n_flows / l->capacity);
       mark_dirty (fn, path[h]);
+      if (fn->rec_valid)
+        {
+          /* a restart needs every link in the record */
+          guint p = fn->rec_pos[path[h]];
+          if (p < fn->rec_nl && fn->comp_links[p] == path[h])
+            fn->d_cnt[path[h]]++;
+          else
+            fn->rec_valid = FALSE;
+        }
     }
+  fn->add_n++;
   fn->n_active++;
   if (c->cap > 0.0)
     {
@@ -374,7 +389,7 @@ flow_remove (FlowNet *fn, guint id)
       fn->rm_min = MIN (fn->rm_min, fn->fixed[id].level);
       fn->rm_n++;
       for (guint h = 0; h < f->n_hops; h++)
-        fn->rm_cnt[f->path[h]]++;
+        fn->d_cnt[f->path[h]]--;
     }
   /* free slots are never taken by a scan; a block's earliest end, if it
    * was this flow's, is recomputed by the scan that removed it */
@@ -624,24 +639,57 @@ checkpoint_save (FlowNet *fn, guint q, guint nl)
   fn->ck_unfixed[q] = fn->unfixed;
 }
 
-/* Restart: the state before level q * ck_every of the record, without the
- * flows that ended since (all of them still unfixed there, since none was
- * fixed below rm_min). Earlier checkpoints drop them too, so the record stays
- * the record of the flows now active. Flows fixed below the level are marked
- * fixed. Returns the level. */
+/* The checkpoint a restart starts from: the last one at or before the
+ * lowest level an ended flow was fixed at, and before the first level a
+ * link with more flows than in the record could become a bottleneck. Such
+ * a link's share, with its started flows added, only grows until the first
+ * level that differs; so when at a checkpoint it is above the share of every
+ * level up to the next checkpoint, nothing differs in between. */
+static guint
+restart_checkpoint (FlowNet *fn, guint nl)
+{
+  guint ck = fn->ck_every, n_ck = (fn->rec_levels + ck - 1) / ck;
+  guint q = fn->rm_n > 0 ? fn->rm_min / ck : n_ck - 1;
+  for (guint i = 0; i < fn->n_dirty && q > 0; i++)
+    {
+      guint li = fn->dirty_links[i];
+      gint d = fn->d_cnt[li];
+      if (d <= 0)
+        continue;
+      guint pos = fn->rec_pos[li];
+      for (guint k = 0; k < q; k++)
+        {
+          double rem = fn->ck_rem[(gsize) k * nl + pos];
+          guint nfree = fn->ck_free[(gsize) k * nl + pos] + (guint) d;
+          double last = fn->lvl_share[MIN ((k + 1) * ck, fn->rec_levels) - 1];
+          if (!(last < rem / nfree))
+            {
+              q = k;
+              break;
+            }
+        }
+    }
+  return q;
+}
+
+/* Restart: the state before checkpoint q of the record, with the flows
+ * started since and without those ended (all of them unfixed there).
+ * Earlier checkpoints are brought up to date too, so the record stays the
+ * record of the flows now active. Flows fixed below the checkpoint's level
+ * are marked fixed. Returns the level. */
 static guint
 restart_from_record (FlowNet *fn, guint nl)
 {
-  guint q = fn->rm_min / fn->ck_every, ep = fn->epoch;
+  guint q = restart_checkpoint (fn, nl), ep = fn->epoch;
   for (guint k = 0; k <= q; k++)
     {
       guint *nfree = fn->ck_free + (gsize) k * nl;
       for (guint i = 0; i < fn->n_dirty; i++)
         {
           guint li = fn->dirty_links[i];
-          nfree[fn->rec_pos[li]] -= fn->rm_cnt[li];
+          nfree[fn->rec_pos[li]] += (guint) fn->d_cnt[li];
         }
-      fn->ck_unfixed[k] -= fn->rm_n;
+      fn->ck_unfixed[k] += fn->add_n - fn->rm_n;
     }
   const double *rem = fn->ck_rem + (gsize) q * nl;
   const guint *nfree = fn->ck_free + (gsize) q * nl;
@@ -661,26 +709,30 @@ restart_from_record (FlowNet *fn, guint nl)
 
 /* Solves the max-min allocation by progressive filling.
  *
- * Restarts. When the last solve covered every flow (no component search)
- * and since then flows only ended, the solve restarts from the record of
- * that solve rather than from scratch. Removing flows fixed at level k or
- * later (the k-th bottleneck fixed them) changes nothing before level k: a
- * removed flow was unfixed on all its links until then, and dropping it only
- * raises the shares of those links, so they become bottlenecks no earlier;
- * every other link's share is as it was. The pops are canonical (least
- * share, then least link id), so a solve from the checkpoint at or before k
- * (rem and free counts of every link, less the removed flows) repeats the
- * rest exactly as a solve from scratch would, up to the order of rounding.
- * Flows fixed at high shares (fast ones, which end first) sit at late
- * levels: an all-to-all's intra-node flows ending cost the NVLink levels
- * only. Capped flows turn restarts off (the caps interleave with levels). */
+ * Restarts. When the last solve covered every flow (no component search),
+ * the next solve restarts from the record of that one rather than from
+ * scratch, as long as the flows started since run over links of the record.
+ * Removing flows fixed at level k or later (the k-th bottleneck fixed them)
+ * changes nothing before level k: a removed flow was unfixed on all its
+ * links until then, and dropping it only raises the shares of those links,
+ * so they become bottlenecks no earlier; every other link's share is as it
+ * was. A started flow lowers the shares of its links: nothing changes before
+ * the first level at which one of them could be the least (see
+ * restart_checkpoint). The pops are canonical (least share, then least link
+ * id), so a solve from a checkpoint before both (rem and free counts of
+ * every link, with the started flows and without the ended ones) repeats
+ * the rest exactly as a solve from scratch would, up to the order of
+ * rounding. Flows fixed at high shares (fast ones, which end first) sit at
+ * late levels: an all-to-all's intra-node flows ending cost the NVLink
+ * levels only. Capped flows turn restarts off (the caps interleave with
+ * levels). */
 void
 flownet_solve (FlowNet *fn, SimTime now)
 {
   if (!fn->needs_solve)
     return;
-  gboolean restart = fn->rec_valid && fn->added_first == SIM_TIME_MAX && fn->n_capped == 0
-                     && fn->rm_n > 0 && fn->rm_min < fn->rec_levels;
+  gboolean restart = fn->rec_valid && fn->n_capped == 0 && fn->rec_levels > 0
+                     && (fn->rm_n > 0 || fn->add_n > 0) && (fn->rm_n == 0 || fn->rm_min < fn->rec_levels);
   fn->needs_solve = FALSE;
   fn->removed = FALSE;
   fn->added_first = SIM_TIME_MAX;
@@ -723,11 +775,11 @@ flownet_solve (FlowNet *fn, SimTime now)
   for (guint i = 0; i < fn->n_dirty; i++)
     {
       fn->links[fn->dirty_links[i]].dirty = 0;
-      fn->rm_cnt[fn->dirty_links[i]] = 0;
+      fn->d_cnt[fn->dirty_links[i]] = 0;
     }
   fn->n_dirty = 0;
   fn->rm_min = G_MAXUINT;
-  fn->rm_n = 0;
+  fn->rm_n = fn->add_n = 0;
   fn->rec_valid = FALSE;
   if (record && !restart)
     {
@@ -801,8 +853,13 @@ flownet_solve (FlowNet *fn, SimTime now)
             heap_push (fn, &hn, fn->rem[li] / fn->n_free[li], li);
           continue;
         }
-      if (record && level % fn->ck_every == 0)
-        checkpoint_save (fn, level / fn->ck_every, nl);
+      if (record)
+        {
+          if (level % fn->ck_every == 0)
+            checkpoint_save (fn, level / fn->ck_every, nl);
+          GROW (fn->lvl_share, fn->cap_lvl_share, level + 1);
+          fn->lvl_share[level] = share;
+        }
       fn->level = level++;
       const guint *le = fn->links[li].flows;
       guint n = fn->links[li].n_flows;
