@@ -701,9 +701,10 @@ restart_from_record (FlowNet *fn, guint nl)
     }
   fn->unfixed = fn->ck_unfixed[q];
   guint level = q * fn->ck_every;
-  for (guint id = 0; id < fn->n_slots; id++)
-    if (fn->fixed[id].level < level)
-      fn->fixed[id].epoch = ep; /* free slots too: no link lists them */
+  if (level > 0)
+    for (guint id = 0; id < fn->n_slots; id++)
+      if (fn->fixed[id].level < level)
+        fn->fixed[id].epoch = ep; /* free slots too: no link lists them */
   return level;
 }
 
