@@ -125,8 +125,7 @@ struct Engine {
 
   Edge *edges;
   guint n_edges, cap_edges;
-  guint *free_edges; /* a stack: popping reads no edge */
-  guint n_free_edges, cap_free_edges;
+  FreeIds free_edges; /* lowest first: a fan-out's edges sit together */
 
   guint *uncommitted;
   guint n_uncommitted, cap_uncommitted;
@@ -182,7 +181,7 @@ engine_free (Engine *e)
   g_free (e->tasks);
   free_ids_clear (&e->free_tasks);
   g_free (e->edges);
-  g_free (e->free_edges);
+  free_ids_clear (&e->free_edges);
   g_free (e->uncommitted);
   id_fifo_clear (&e->ready);
   g_free (e->touched);
@@ -311,9 +310,7 @@ engine_depend (Engine *e, EngineTask before, EngineTask after)
       return;
     }
   guint ei;
-  if (e->n_free_edges > 0)
-    ei = e->free_edges[--e->n_free_edges];
-  else
+  if (!free_ids_take (&e->free_edges, &ei))
     {
       GROW (e->edges, e->cap_edges, e->n_edges + 1);
       ei = e->n_edges++;
@@ -377,8 +374,7 @@ task_finish (Engine *e, guint id)
     {
       Edge *ed = &e->edges[ei];
       succ_release (e, ed->task, ed->gen);
-      GROW (e->free_edges, e->cap_free_edges, e->n_free_edges + 1);
-      e->free_edges[e->n_free_edges++] = ei;
+      free_ids_put (&e->free_edges, ei);
       ei = ed->next;
     }
   for (guint i = t->n_succ; i-- > 0;)
