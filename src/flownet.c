@@ -732,13 +732,15 @@ flownet_solve (FlowNet *fn, SimTime now)
 {
   if (!fn->needs_solve)
     return;
-  gboolean restart = fn->rec_valid && fn->n_capped == 0 && fn->rec_levels > 0
+  fn->solves++;
+  /* every 64th solve searches the components instead, so a network that
+   * stopped being one big component goes back to solving its parts */
+  gboolean restart = fn->rec_valid && fn->n_capped == 0 && fn->rec_levels > 0 && fn->solves % 64 != 0
                      && (fn->rm_n > 0 || fn->add_n > 0) && (fn->rm_n == 0 || fn->rm_min < fn->rec_levels);
   fn->needs_solve = FALSE;
   fn->removed = FALSE;
   fn->added_first = SIM_TIME_MAX;
   fn->added_min_est = G_MAXDOUBLE;
-  fn->solves++;
   if (++fn->epoch == 0) /* wrapped: clear stale stamps */
     {
       for (guint i = 0; i < fn->n_links; i++)
