@@ -16,16 +16,17 @@
  * flow set changed is re-solved; rates elsewhere cannot change. When the
  * searched component keeps covering most flows (an all-to-all), the search is
  * skipped for a while and every flow is solved: a union of components solved
- * at once has the same rates.
+ * at once has the same rates. Such a whole solve is then restarted from its
+ * record rather than redone (see flownet_solve).
  *
  * Memory layout, because a large all-to-all is memory bound: what a solve
  * touches when it fixes a flow (rate, bytes, times, path) is one 64-byte line
  * (FlowHot); whether it is fixed in this solve, which is all that the visits
- * from the flow's other links read, is a 4-byte stamp in a dense array; a
- * link's flow list holds only flow ids (4 bytes an entry, streamed); the rest
- * lives in FlowCold. Per-link solve state is in dense arrays.
- * Flow slots are recycled through a free list and every scratch array lives in
- * the FlowNet, so a steady run does not allocate.
+ * from the flow's other links read, is an 8-byte stamp (with the level that
+ * fixed it) in a dense array; a link's flow list holds only flow ids (4 bytes
+ * an entry, streamed); the rest lives in FlowCold. Per-link solve state is in
+ * dense arrays. Flow slots are recycled lowest first (FreeIds), and every
+ * scratch array lives in the FlowNet, so a steady run does not allocate.
  */
 #include "flownet.h"
 

@@ -6,8 +6,9 @@
  * carries more than its capacity, and no flow can go faster without slowing a
  * flow that is no faster than it. Rates change only when flows start or end,
  * and only the component of flows and links reachable from a changed link is
- * re-solved. Between changes each flow drains linearly, so the next
- * completion is the only event worth scheduling.
+ * re-solved, from the record of the last solve where that is exact
+ * (restarts, see flownet.c). Between changes each flow drains linearly, so
+ * the next completion is the only event worth scheduling.
  *
  * Each flow's bytes are brought up to date lazily, when a solve touches it.
  * The module knows nothing of time beyond SimTime arithmetic and nothing of
