@@ -7,10 +7,11 @@
  * share, which is subtracted from every link on their paths. A rate cap acts
  * as a private link of one flow. Fixing flows at the smallest share never
  * lowers another link's share (if r <= C/n then (C - r)/(n - 1) >= C/n), so
- * the link heap is lazy: a popped entry whose share has grown is pushed back
- * with its new key. Each (flow, link) incidence is visited once, so a solve
- * costs O(F h + L log L) for F flows of h hops on L links; it stops once
- * every flow is fixed, since links never popped by then have no say.
+ * the links' keys in the tournament tree that finds the least share are
+ * lazy: a winner whose share has grown is re-keyed before it is taken. Each
+ * (flow, link) incidence is visited once, so a solve costs O(F h + L log L)
+ * for F flows of h hops on L links; it stops once every flow is fixed, since
+ * links not taken by then have no say.
  *
  * Only the connected component of links and flows reachable from a link whose
  * flow set changed is re-solved; rates elsewhere cannot change. When the
@@ -67,11 +68,6 @@ typedef struct {
   guint epoch; /* == fn->epoch: in the component being solved */
   guint8 dirty;
 } Link;
-
-typedef struct {
-  double share;
-  guint link;
-} HeapEntry;
 
 struct FlowNet {
   Link *links;
@@ -140,8 +136,10 @@ struct FlowNet {
   /* scratch, reused */
   guint *comp_links, *comp_capped;
   guint cap_comp_links, cap_comp_capped;
-  HeapEntry *heap;
-  guint cap_heap;
+  /* tournament tree of the component's link shares (see tree_build) */
+  double *tkey;
+  guint *tlink, *twin;
+  guint cap_tree;
   FlowEnd *done;
   guint cap_done;
 
@@ -195,7 +193,9 @@ flownet_free (FlowNet *fn)
   g_free (fn->dirty_links);
   g_free (fn->comp_links);
   g_free (fn->comp_capped);
-  g_free (fn->heap);
+  g_free (fn->tkey);
+  g_free (fn->tlink);
+  g_free (fn->twin);
   g_free (fn->done);
   g_free (fn);
 }
@@ -412,58 +412,56 @@ flownet_needs_solve (const FlowNet *fn)
   return fn->needs_solve;
 }
 
-/* ---- lazy min-heap of link shares, ties broken by link id so the order
- * never depends on the heap's history ---- */
+/* ---- a tournament tree over the component's links: leaf i holds link
+ * tlink[i] with key tkey[i] (its share; +inf when out), inner node n the
+ * leaf that wins below it (least share, then least link id, so the order
+ * never depends on history). A key change replays the matches on its path
+ * to the root: one comparison a level, no data-dependent branch to miss.
+ * Keys are lazy as in a heap: shares only grow, and a winner whose share
+ * has grown is re-keyed before it is taken. ---- */
 
-static inline gboolean
-entry_before (const HeapEntry *a, const HeapEntry *b)
+static inline guint
+tree_play (const FlowNet *fn, guint a, guint b)
 {
-  return a->share < b->share || (a->share == b->share && a->link < b->link);
+  /* branch-free: the outcome of a match is as good as random */
+  double ka = fn->tkey[a], kb = fn->tkey[b];
+  guint b_first = (guint) (kb < ka) | ((guint) (kb == ka) & (guint) (fn->tlink[b] < fn->tlink[a]));
+  return a ^ ((a ^ b) & (0u - b_first));
 }
 
-static void
-heap_push (FlowNet *fn, guint *n, double share, guint link)
+/* Leaves 0..nl-1 from the component's links (+inf where no flow is free);
+ * returns the leaf count P, a power of two. */
+static guint
+tree_build (FlowNet *fn, guint nl)
 {
-  GROW (fn->heap, fn->cap_heap, *n + 1);
-  HeapEntry e = { share, link };
-  guint i = (*n)++;
-  while (i > 0)
+  guint P = 1;
+  while (P < nl)
+    P *= 2;
+  if (P > fn->cap_tree)
     {
-      guint p = (i - 1) / 2;
-      if (!entry_before (&e, &fn->heap[p]))
-        break;
-      fn->heap[i] = fn->heap[p];
-      i = p;
+      fn->tkey = g_realloc_n (fn->tkey, P, sizeof (double));
+      fn->tlink = g_realloc_n (fn->tlink, P, sizeof (guint));
+      fn->twin = g_realloc_n (fn->twin, 2 * P, sizeof (guint));
+      fn->cap_tree = P;
     }
-  fn->heap[i] = e;
-}
-
-/* Puts entry e at position i of a heap of n and sifts it down. */
-static void
-heap_sift_down (HeapEntry *h, guint n, guint i, HeapEntry e)
-{
-  for (;;)
+  for (guint i = 0; i < P; i++)
     {
-      guint l = 2 * i + 1;
-      if (l >= n)
-        break;
-      guint c = (l + 1 < n && entry_before (&h[l + 1], &h[l])) ? l + 1 : l;
-      if (!entry_before (&h[c], &e))
-        break;
-      h[i] = h[c];
-      i = c;
+      guint li = i < nl ? fn->comp_links[i] : G_MAXUINT;
+      fn->tlink[i] = li;
+      fn->tkey[i] = li != G_MAXUINT && fn->n_free[li] > 0 ? fn->rem[li] / fn->n_free[li] : INFINITY;
+      fn->twin[P + i] = i;
     }
-  h[i] = e;
+  for (guint n = P - 1; n >= 1; n--)
+    fn->twin[n] = tree_play (fn, fn->twin[2 * n], fn->twin[2 * n + 1]);
+  return P;
 }
 
-static HeapEntry
-heap_pop (FlowNet *fn, guint *n)
+static inline void
+tree_set (FlowNet *fn, guint P, guint leaf, double key)
 {
-  HeapEntry top = fn->heap[0];
-  HeapEntry last = fn->heap[--(*n)];
-  if (*n > 0)
-    heap_sift_down (fn->heap, *n, 0, last);
-  return top;
+  fn->tkey[leaf] = key;
+  for (guint n = (P + leaf) / 2; n >= 1; n /= 2)
+    fn->twin[n] = tree_play (fn, fn->twin[2 * n], fn->twin[2 * n + 1]);
 }
 
 /* Sets a flow's projected end, keeping its block's earliest end exact, or
@@ -802,7 +800,6 @@ flownet_solve (FlowNet *fn, SimTime now)
   if (n_capped > 1)
     g_qsort_with_data (fn->comp_capped, (gint) n_capped, sizeof (guint), cmp_cap, fn->cold);
 
-  guint hn = 0;
   if (!restart)
     {
       for (guint i = 0; i < nl; i++)
@@ -813,32 +810,30 @@ flownet_solve (FlowNet *fn, SimTime now)
         }
       fn->unfixed = nf;
     }
-  for (guint i = 0; i < nl; i++)
-    {
-      guint li = fn->comp_links[i];
-      if (fn->n_free[li] > 0)
-        heap_push (fn, &hn, fn->rem[li] / fn->n_free[li], li);
-    }
+  guint P = nl > 0 ? tree_build (fn, nl) : 0;
 
-  /* once every flow of the component is fixed, the links left in the heap
+  /* once every flow of the component is fixed, the links left in the tree
    * have nothing to give */
   guint next_cap = 0;
-  while (hn > 0 && fn->unfixed > 0)
+  while (P > 0 && fn->unfixed > 0)
     {
-      guint li = fn->heap[0].link;
+      guint w = fn->twin[1];
+      if (fn->tkey[w] == INFINITY)
+        break;
+      guint li = fn->tlink[w];
       if (fn->n_free[li] == 0)
         {
-          heap_pop (fn, &hn);
+          tree_set (fn, P, w, INFINITY);
           continue;
         }
       double share = fn->rem[li] / fn->n_free[li];
-      if (share > fn->heap[0].share)
+      if (share > fn->tkey[w])
         {
-          /* stale key (shares only grow): re-key the top in place */
-          heap_sift_down (fn->heap, hn, 0, (HeapEntry) { share, li });
+          /* stale key (shares only grow): re-key it */
+          tree_set (fn, P, w, share);
           continue;
         }
-      heap_pop (fn, &hn);
+      tree_set (fn, P, w, INFINITY);
       /* a capped flow slower than this share is fixed first, at its cap */
       gboolean capped_any = FALSE;
       for (; next_cap < n_capped; next_cap++)
@@ -854,7 +849,7 @@ flownet_solve (FlowNet *fn, SimTime now)
       if (capped_any)
         {
           if (fn->n_free[li] > 0)
-            heap_push (fn, &hn, fn->rem[li] / fn->n_free[li], li);
+            tree_set (fn, P, w, fn->rem[li] / fn->n_free[li]);
           continue;
         }
       if (record)
