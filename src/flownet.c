@@ -7,8 +7,8 @@
  * share, which is subtracted from every link on their paths. A rate cap acts
  * as a private link of one flow. Fixing flows at the smallest share never
  * lowers another link's share (if r <= C/n then (C - r)/(n - 1) >= C/n), so
- * the links' keys in the tournament tree that finds the least share are
- * lazy: a winner whose share has grown is re-keyed before it is taken. Each
+ * the links' keys in the loser tree that finds the least share are lazy: a
+ * winner whose share has grown is re-keyed before it is taken. Each
  * (flow, link) incidence is visited once, so a solve costs O(F h + L log L)
  * for F flows of h hops on L links; it stops once every flow is fixed, since
  * links not taken by then have no say.
@@ -138,7 +138,8 @@ struct FlowNet {
   guint cap_comp_links, cap_comp_capped;
   /* tournament tree of the component's link shares (see tree_build) */
   double *tkey;
-  guint *tlink, *twin;
+  guint *tlink, *tlose, *tscratch;
+  guint twin; /* the leaf that wins */
   guint cap_tree;
   FlowEnd *done;
   guint cap_done;
@@ -195,7 +196,8 @@ flownet_free (FlowNet *fn)
   g_free (fn->comp_capped);
   g_free (fn->tkey);
   g_free (fn->tlink);
-  g_free (fn->twin);
+  g_free (fn->tlose);
+  g_free (fn->tscratch);
   g_free (fn->done);
   g_free (fn);
 }
@@ -413,20 +415,22 @@ flownet_needs_solve (const FlowNet *fn)
 }
 
 /* ---- a tournament tree over the component's links: leaf i holds link
- * tlink[i] with key tkey[i] (its share; +inf when out), inner node n the
- * leaf that wins below it (least share, then least link id, so the order
- * never depends on history). A key change replays the matches on its path
- * to the root: one comparison a level, no data-dependent branch to miss.
- * Keys are lazy as in a heap: shares only grow, and a winner whose share
- * has grown is re-keyed before it is taken. ---- */
+ * tlink[i] with key tkey[i] (its share; +inf when out). Each inner node
+ * keeps the leaf that lost the match there, and twin the overall winner
+ * (least share, then least link id, so the order never depends on
+ * history). Only the winner's key ever changes (it is taken, dropped or
+ * re-keyed), and then it replays its matches up to the root against the
+ * losers stored on the way: their keys load ahead of the comparisons, each
+ * comparison is branch-free (its outcome is as good as random). Keys are
+ * lazy as in a heap: shares only grow, and a winner whose share has grown
+ * is re-keyed before it is taken. ---- */
 
 static inline guint
-tree_play (const FlowNet *fn, guint a, guint b)
+tree_first (const FlowNet *fn, guint a, guint b)
 {
-  /* branch-free: the outcome of a match is as good as random */
   double ka = fn->tkey[a], kb = fn->tkey[b];
   guint b_first = (guint) (kb < ka) | ((guint) (kb == ka) & (guint) (fn->tlink[b] < fn->tlink[a]));
-  return a ^ ((a ^ b) & (0u - b_first));
+  return 0u - b_first; /* all ones when b comes first */
 }
 
 /* Leaves 0..nl-1 from the component's links (+inf where no flow is free);
@@ -441,7 +445,8 @@ tree_build (FlowNet *fn, guint nl)
     {
       fn->tkey = g_realloc_n (fn->tkey, P, sizeof (double));
       fn->tlink = g_realloc_n (fn->tlink, P, sizeof (guint));
-      fn->twin = g_realloc_n (fn->twin, 2 * P, sizeof (guint));
+      fn->tlose = g_realloc_n (fn->tlose, P, sizeof (guint));
+      fn->tscratch = g_realloc_n (fn->tscratch, 2 * P, sizeof (guint));
       fn->cap_tree = P;
     }
   for (guint i = 0; i < P; i++)
@@ -449,19 +454,34 @@ tree_build (FlowNet *fn, guint nl)
       guint li = i < nl ? fn->comp_links[i] : G_MAXUINT;
       fn->tlink[i] = li;
       fn->tkey[i] = li != G_MAXUINT && fn->n_free[li] > 0 ? fn->rem[li] / fn->n_free[li] : INFINITY;
-      fn->twin[P + i] = i;
     }
+  /* the matches bottom-up: winners (scratch) go on, losers stay */
+  guint *win = fn->tscratch;
+  for (guint i = 0; i < P; i++)
+    win[P + i] = i;
   for (guint n = P - 1; n >= 1; n--)
-    fn->twin[n] = tree_play (fn, fn->twin[2 * n], fn->twin[2 * n + 1]);
+    {
+      guint a = win[2 * n], b = win[2 * n + 1], m = tree_first (fn, a, b);
+      win[n] = a ^ ((a ^ b) & m);
+      fn->tlose[n] = b ^ ((a ^ b) & m);
+    }
+  fn->twin = win[1];
   return P;
 }
 
+/* The winner's key changed: replays its matches to the root. */
 static inline void
-tree_set (FlowNet *fn, guint P, guint leaf, double key)
+tree_replay (FlowNet *fn, guint P, double key)
 {
-  fn->tkey[leaf] = key;
-  for (guint n = (P + leaf) / 2; n >= 1; n /= 2)
-    fn->twin[n] = tree_play (fn, fn->twin[2 * n], fn->twin[2 * n + 1]);
+  guint cur = fn->twin;
+  fn->tkey[cur] = key;
+  for (guint n = (P + cur) / 2; n >= 1; n /= 2)
+    {
+      guint opp = fn->tlose[n], m = tree_first (fn, cur, opp);
+      fn->tlose[n] = opp ^ ((cur ^ opp) & m); /* the loser stays */
+      cur = cur ^ ((cur ^ opp) & m);
+    }
+  fn->twin = cur;
 }
 
 /* Sets a flow's projected end, keeping its block's earliest end exact, or
@@ -817,24 +837,24 @@ flownet_solve (FlowNet *fn, SimTime now)
   guint next_cap = 0;
   while (P > 0 && fn->unfixed > 0)
     {
-      guint w = fn->twin[1];
+      guint w = fn->twin;
       if (fn->tkey[w] == INFINITY)
         break;
       guint li = fn->tlink[w];
       if (fn->n_free[li] == 0)
         {
-          tree_set (fn, P, w, INFINITY);
+          tree_replay (fn, P, INFINITY);
           continue;
         }
       double share = fn->rem[li] / fn->n_free[li];
       if (share > fn->tkey[w])
         {
           /* stale key (shares only grow): re-key it */
-          tree_set (fn, P, w, share);
+          tree_replay (fn, P, share);
           continue;
         }
-      tree_set (fn, P, w, INFINITY);
-      /* a capped flow slower than this share is fixed first, at its cap */
+      /* a capped flow slower than this share is fixed first, at its cap;
+       * the link then takes its turn again with its new share */
       gboolean capped_any = FALSE;
       for (; next_cap < n_capped; next_cap++)
         {
@@ -848,10 +868,10 @@ flownet_solve (FlowNet *fn, SimTime now)
         }
       if (capped_any)
         {
-          if (fn->n_free[li] > 0)
-            tree_set (fn, P, w, fn->rem[li] / fn->n_free[li]);
+          tree_replay (fn, P, fn->n_free[li] > 0 ? fn->rem[li] / fn->n_free[li] : INFINITY);
           continue;
         }
+      tree_replay (fn, P, INFINITY); /* taken */
       if (record)
         {
           if (level % fn->ck_every == 0)
