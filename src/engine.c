@@ -372,10 +372,11 @@ task_finish (Engine *e, guint id)
    * the list (newest first), then the inline ones */
   for (guint ei = t->succ_head; ei != NIL;)
     {
-      Edge *ed = &e->edges[ei];
+      const Edge *ed = &e->edges[ei];
+      guint next = ed->next;
       succ_release (e, ed->task, ed->gen);
       free_ids_put (&e->free_edges, ei);
-      ei = ed->next;
+      ei = next;
     }
   for (guint i = t->n_succ; i-- > 0;)
     succ_release (e, t->succ[i].task, t->succ[i].gen);

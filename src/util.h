@@ -64,9 +64,12 @@ id_fifo_clear (IdFifo *q)
 
 /* Free slot ids, a bit each, taken lowest first: slots allocated together
  * sit together in memory whatever order earlier ones were freed in (a stack
- * of freed ids would hand them out scattered). */
+ * of freed ids would hand them out scattered). A summary bit per word of
+ * ids says which words hold a free one, so finding the lowest reads at most
+ * one summary word per 4096 ids. */
 typedef struct {
-  guint64 *bits;
+  guint64 *bits; /* bit i of word w: id 64 w + i is free */
+  guint64 *sum;  /* bit j of word g: word 64 g + j has a free id */
   guint n_words;
   guint hint; /* no free id in a word below this */
   guint n_free;
@@ -78,12 +81,15 @@ free_ids_take (FreeIds *f, guint *id)
 {
   if (f->n_free == 0)
     return FALSE;
-  guint w = f->hint;
-  while (f->bits[w] == 0)
-    w++;
-  f->hint = w;
+  guint g = f->hint / 64;
+  while (f->sum[g] == 0)
+    g++;
+  guint w = g * 64 + (guint) __builtin_ctzll (f->sum[g]);
   *id = w * 64 + (guint) __builtin_ctzll (f->bits[w]);
   f->bits[w] &= f->bits[w] - 1;
+  if (f->bits[w] == 0)
+    f->sum[g] &= ~((guint64) 1 << (w % 64));
+  f->hint = w;
   f->n_free--;
   return TRUE;
 }
@@ -94,15 +100,18 @@ free_ids_put (FreeIds *f, guint id)
   guint w = id / 64;
   if (w >= f->n_words)
     {
-      guint nw = f->n_words ? f->n_words : 16;
+      guint nw = f->n_words ? f->n_words : 64;
       while (nw <= w)
         nw *= 2;
       f->bits = g_realloc_n (f->bits, nw, sizeof (guint64));
       memset (f->bits + f->n_words, 0, (nw - f->n_words) * sizeof (guint64));
+      f->sum = g_realloc_n (f->sum, nw / 64, sizeof (guint64));
+      memset (f->sum + f->n_words / 64, 0, (nw - f->n_words) / 64 * sizeof (guint64));
       f->n_words = nw;
     }
   g_assert (!(f->bits[w] >> (id % 64) & 1));
   f->bits[w] |= (guint64) 1 << (id % 64);
+  f->sum[w / 64] |= (guint64) 1 << (w % 64);
   f->hint = MIN (f->hint, w);
   f->n_free++;
 }
@@ -111,5 +120,6 @@ static inline void
 free_ids_clear (FreeIds *f)
 {
   g_clear_pointer (&f->bits, g_free);
+  g_clear_pointer (&f->sum, g_free);
   f->n_words = f->hint = f->n_free = 0;
 }

@@ -1,6 +1,8 @@
-/* Event queue: (time, seq) order, equal-time events in schedule order. */
+/* Event queue: (time, seq) order, equal-time events in schedule order; and
+ * the free-id set the engine and the solver recycle slots with. */
 #include "evq.h"
 #include "test_common.h"
+#include "util.h"
 
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -77,6 +79,49 @@ test_time_conversion_rounds_up (void)
   CU_ASSERT_EQUAL (sim_time_from_seconds (2.0), 2 * SIM_PS_PER_S);
 }
 
+/* Free ids come back lowest first, whatever order they were freed in,
+ * across summary words (ids far apart), against a plain array of flags. */
+static void
+test_free_ids_lowest_first (void)
+{
+  FreeIds f = { 0 };
+  guint n = 300000;
+  g_autofree gboolean *is_free = g_new0 (gboolean, n);
+  GRand *r = g_rand_new_with_seed (3);
+  guint taken;
+  CU_ASSERT_FALSE (free_ids_take (&f, &taken));
+  for (guint round = 0; round < 2000; round++)
+    {
+      guint puts = (guint) g_rand_int_range (r, 0, 40);
+      for (guint k = 0; k < puts; k++)
+        {
+          /* mostly near the low end, sometimes far up */
+          guint id = g_rand_double (r) < 0.9 ? (guint) g_rand_int_range (r, 0, 5000)
+                                              : (guint) g_rand_int_range (r, 0, (gint) n);
+          if (!is_free[id])
+            {
+              is_free[id] = TRUE;
+              free_ids_put (&f, id);
+            }
+        }
+      guint takes = (guint) g_rand_int_range (r, 0, 40);
+      for (guint k = 0; k < takes; k++)
+        {
+          guint want = 0;
+          while (want < n && !is_free[want])
+            want++;
+          gboolean got = free_ids_take (&f, &taken);
+          CU_ASSERT_EQUAL (got, want < n);
+          if (!got)
+            break;
+          CU_ASSERT_EQUAL (taken, want);
+          is_free[want] = FALSE;
+        }
+    }
+  g_rand_free (r);
+  free_ids_clear (&f);
+}
+
 int
 main (void)
 {
@@ -85,6 +130,7 @@ main (void)
     TEST (test_equal_time_in_schedule_order),
     TEST (test_scheduling_into_past_asserts),
     TEST (test_time_conversion_rounds_up),
+    TEST (test_free_ids_lowest_first),
   };
   return test_main ("evq", tests, G_N_ELEMENTS (tests));
 }
