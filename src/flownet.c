@@ -31,6 +31,7 @@
  */
 #include "flownet.h"
 
+#include "losertree.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -136,11 +137,7 @@ struct FlowNet {
   /* scratch, reused */
   guint *comp_links, *comp_capped;
   guint cap_comp_links, cap_comp_capped;
-  /* tournament tree of the component's link shares (see tree_build) */
-  double *tkey;
-  guint *tlink, *tlose, *tscratch;
-  guint twin; /* the leaf that wins */
-  guint cap_tree;
+  LoserTree tree; /* the component's link shares, ids = link ids */
   FlowEnd *done;
   guint cap_done;
 
@@ -194,10 +191,7 @@ flownet_free (FlowNet *fn)
   g_free (fn->dirty_links);
   g_free (fn->comp_links);
   g_free (fn->comp_capped);
-  g_free (fn->tkey);
-  g_free (fn->tlink);
-  g_free (fn->tlose);
-  g_free (fn->tscratch);
+  loser_tree_clear (&fn->tree);
   g_free (fn->done);
   g_free (fn);
 }
@@ -414,74 +408,22 @@ flownet_needs_solve (const FlowNet *fn)
   return fn->needs_solve;
 }
 
-/* ---- a tournament tree over the component's links: leaf i holds link
- * tlink[i] with key tkey[i] (its share; +inf when out). Each inner node
- * keeps the leaf that lost the match there, and twin the overall winner
- * (least share, then least link id, so the order never depends on
- * history). Only the winner's key ever changes (it is taken, dropped or
- * re-keyed), and then it replays its matches up to the root against the
- * losers stored on the way: their keys load ahead of the comparisons, each
- * comparison is branch-free (its outcome is as good as random). Keys are
- * lazy as in a heap: shares only grow, and a winner whose share has grown
- * is re-keyed before it is taken. ---- */
-
-static inline guint
-tree_first (const FlowNet *fn, guint a, guint b)
-{
-  double ka = fn->tkey[a], kb = fn->tkey[b];
-  guint b_first = (guint) (kb < ka) | ((guint) (kb == ka) & (guint) (fn->tlink[b] < fn->tlink[a]));
-  return 0u - b_first; /* all ones when b comes first */
-}
-
-/* Leaves 0..nl-1 from the component's links (+inf where no flow is free);
- * returns the leaf count P, a power of two. */
-static guint
+/* The least link share: a loser tree over the component's links, keyed by
+ * share (+inf where no flow is free), ties to the least link id. Its keys
+ * are lazy as a heap's would be: shares only grow, and a winner whose share
+ * has grown is re-keyed before it is taken. */
+static void
 tree_build (FlowNet *fn, guint nl)
 {
-  guint P = 1;
-  while (P < nl)
-    P *= 2;
-  if (P > fn->cap_tree)
+  LoserTree *t = &fn->tree;
+  loser_tree_reset (t, nl);
+  for (guint i = 0; i < nl; i++)
     {
-      fn->tkey = g_realloc_n (fn->tkey, P, sizeof (double));
-      fn->tlink = g_realloc_n (fn->tlink, P, sizeof (guint));
-      fn->tlose = g_realloc_n (fn->tlose, P, sizeof (guint));
-      fn->tscratch = g_realloc_n (fn->tscratch, 2 * P, sizeof (guint));
-      fn->cap_tree = P;
+      guint li = fn->comp_links[i];
+      t->id[i] = li;
+      t->key[i] = fn->n_free[li] > 0 ? fn->rem[li] / fn->n_free[li] : INFINITY;
     }
-  for (guint i = 0; i < P; i++)
-    {
-      guint li = i < nl ? fn->comp_links[i] : G_MAXUINT;
-      fn->tlink[i] = li;
-      fn->tkey[i] = li != G_MAXUINT && fn->n_free[li] > 0 ? fn->rem[li] / fn->n_free[li] : INFINITY;
-    }
-  /* the matches bottom-up: winners (scratch) go on, losers stay */
-  guint *win = fn->tscratch;
-  for (guint i = 0; i < P; i++)
-    win[P + i] = i;
-  for (guint n = P - 1; n >= 1; n--)
-    {
-      guint a = win[2 * n], b = win[2 * n + 1], m = tree_first (fn, a, b);
-      win[n] = a ^ ((a ^ b) & m);
-      fn->tlose[n] = b ^ ((a ^ b) & m);
-    }
-  fn->twin = win[1];
-  return P;
-}
-
-/* The winner's key changed: replays its matches to the root. */
-static inline void
-tree_replay (FlowNet *fn, guint P, double key)
-{
-  guint cur = fn->twin;
-  fn->tkey[cur] = key;
-  for (guint n = (P + cur) / 2; n >= 1; n /= 2)
-    {
-      guint opp = fn->tlose[n], m = tree_first (fn, cur, opp);
-      fn->tlose[n] = opp ^ ((cur ^ opp) & m); /* the loser stays */
-      cur = cur ^ ((cur ^ opp) & m);
-    }
-  fn->twin = cur;
+  loser_tree_build (t);
 }
 
 /* Sets a flow's projected end, keeping its block's earliest end exact, or
@@ -830,27 +772,29 @@ flownet_solve (FlowNet *fn, SimTime now)
         }
       fn->unfixed = nf;
     }
-  guint P = nl > 0 ? tree_build (fn, nl) : 0;
+  LoserTree *tree = &fn->tree;
+  if (nl > 0)
+    tree_build (fn, nl);
 
   /* once every flow of the component is fixed, the links left in the tree
    * have nothing to give */
   guint next_cap = 0;
-  while (P > 0 && fn->unfixed > 0)
+  while (nl > 0 && fn->unfixed > 0)
     {
-      guint w = fn->twin;
-      if (fn->tkey[w] == INFINITY)
+      guint w = tree->winner;
+      if (tree->key[w] == INFINITY)
         break;
-      guint li = fn->tlink[w];
+      guint li = tree->id[w];
       if (fn->n_free[li] == 0)
         {
-          tree_replay (fn, P, INFINITY);
+          loser_tree_replay (tree, INFINITY);
           continue;
         }
       double share = fn->rem[li] / fn->n_free[li];
-      if (share > fn->tkey[w])
+      if (share > tree->key[w])
         {
           /* stale key (shares only grow): re-key it */
-          tree_replay (fn, P, share);
+          loser_tree_replay (tree, share);
           continue;
         }
       /* a capped flow slower than this share is fixed first, at its cap;
@@ -868,10 +812,10 @@ flownet_solve (FlowNet *fn, SimTime now)
         }
       if (capped_any)
         {
-          tree_replay (fn, P, fn->n_free[li] > 0 ? fn->rem[li] / fn->n_free[li] : INFINITY);
+          loser_tree_replay (tree, fn->n_free[li] > 0 ? fn->rem[li] / fn->n_free[li] : INFINITY);
           continue;
         }
-      tree_replay (fn, P, INFINITY); /* taken */
+      loser_tree_replay (tree, INFINITY); /* taken */
       if (record)
         {
           if (level % fn->ck_every == 0)

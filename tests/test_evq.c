@@ -1,6 +1,8 @@
 /* Event queue: (time, seq) order, equal-time events in schedule order; and
- * the free-id set the engine and the solver recycle slots with. */
+ * the small containers of the engine and the solver: the free-id set they
+ * recycle slots with, the loser tree that finds the least link share. */
 #include "evq.h"
+#include "losertree.h"
 #include "test_common.h"
 #include "util.h"
 
@@ -122,6 +124,40 @@ test_free_ids_lowest_first (void)
   free_ids_clear (&f);
 }
 
+/* The loser tree's winner is always the least (key, id), against a scan,
+ * as the winner is taken, dropped, or re-keyed up or down; ties in key go
+ * to the least id whatever the leaf order. */
+static void
+test_loser_tree_keeps_the_least (void)
+{
+  LoserTree t = { 0 };
+  GRand *r = g_rand_new_with_seed (11);
+  for (guint round = 0; round < 200; round++)
+    {
+      guint n = (guint) g_rand_int_range (r, 1, 300);
+      loser_tree_reset (&t, n);
+      for (guint i = 0; i < n; i++)
+        {
+          t.id[i] = (guint) g_rand_int_range (r, 0, 1000000);
+          /* few distinct keys: many ties */
+          t.key[i] = g_rand_double (r) < 0.1 ? INFINITY : (double) g_rand_int_range (r, 0, 20);
+        }
+      loser_tree_build (&t);
+      for (guint step = 0; step < 2 * n; step++)
+        {
+          guint best = 0;
+          for (guint i = 1; i < t.P; i++)
+            if (t.key[i] < t.key[best] || (t.key[i] == t.key[best] && t.id[i] < t.id[best]))
+              best = i;
+          CU_ASSERT_EQUAL_FATAL (t.winner, best);
+          double u = g_rand_double (r);
+          loser_tree_replay (&t, u < 0.4 ? INFINITY : t.key[best] + (double) g_rand_int_range (r, -3, 10));
+        }
+    }
+  g_rand_free (r);
+  loser_tree_clear (&t);
+}
+
 int
 main (void)
 {
@@ -131,6 +167,7 @@ main (void)
     TEST (test_scheduling_into_past_asserts),
     TEST (test_time_conversion_rounds_up),
     TEST (test_free_ids_lowest_first),
+    TEST (test_loser_tree_keeps_the_least),
   };
   return test_main ("evq", tests, G_N_ELEMENTS (tests));
 }
