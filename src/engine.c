@@ -35,8 +35,15 @@ typedef struct {
 
 typedef struct {
   guint8 kind, state, n_hops, n_succ; /* n_succ: inline successors used */
+  /* flow: follows another (its pending count holds one for that flow's
+   * last byte); handed to the network as that flow's continuation */
+  guint8 follows, handed;
   guint gen;
   guint pending;
+  /* flow: the flow it follows and the one that follows it (NIL when none),
+   * and its flow in the network while it runs */
+  guint prev, prev_gen, next, next_gen;
+  guint net;
   guint succ_head;
   Succ succ[SUCC_INLINE];
   guint gpu;
@@ -231,6 +238,7 @@ task_alloc (Engine *e, guint8 kind, guint64 tag)
   t->kind = kind;
   t->state = ST_NEW;
   t->succ_head = NIL;
+  t->prev = t->next = NIL;
   t->tag = tag;
   GROW (e->uncommitted, e->cap_uncommitted, e->n_uncommitted + 1);
   e->uncommitted[e->n_uncommitted++] = id;
@@ -279,6 +287,36 @@ engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime l
   t->n_hops = (guint8) n_hops;
   if (n_hops > 0)
     memcpy (t->path, path, n_hops * sizeof (guint));
+  return handle_of (id, t->gen);
+}
+
+static inline Task *task_from_handle (Engine *e, EngineTask h);
+static void try_hand_over (Engine *e, Task *t);
+
+EngineTask
+engine_flow_after (Engine *e, EngineTask prev, double bytes, SimTime latency, guint64 tag)
+{
+  g_return_val_if_fail (bytes >= 0.0 && isfinite (bytes), ENGINE_TASK_NONE);
+  g_return_val_if_fail (latency >= 0, ENGINE_TASK_NONE);
+  Task *p = task_from_handle (e, prev);
+  g_return_val_if_fail (p != NULL && p->kind == TASK_FLOW && p->state == ST_NEW && p->next == NIL,
+                        ENGINE_TASK_NONE);
+  g_return_val_if_fail (bytes == 0.0 || p->n_hops >= 1, ENGINE_TASK_NONE);
+  guint pi = (guint) (prev & 0xffffffffu);
+  guint id = task_alloc (e, TASK_FLOW, tag);
+  Task *t = &e->tasks[id];
+  p = &e->tasks[pi];
+  t->bytes = bytes;
+  t->cap = p->cap;
+  t->duration = latency;
+  t->n_hops = p->n_hops;
+  memcpy (t->path, p->path, sizeof t->path);
+  t->follows = 1;
+  t->pending = 1;
+  t->prev = pi;
+  t->prev_gen = p->gen;
+  p->next = id;
+  p->next_gen = t->gen;
   return handle_of (id, t->gen);
 }
 
@@ -334,6 +372,25 @@ engine_commit (Engine *e)
   e->n_uncommitted = 0;
 }
 
+/* A follower handed to the network took over from flow `t` at `end`. */
+static void
+follower_took_over (Engine *e, Task *t, guint net, SimTime end)
+{
+  Task *f = &e->tasks[t->next];
+  g_assert (f->gen == t->next_gen && f->handed && f->pending == 1 && f->state == ST_WAIT);
+  guint id = t->next;
+  f->follows = 0;
+  f->pending = 0;
+  f->state = ST_RUN;
+  f->start = end;
+  f->net = net;
+  if (e->hooks.task_started)
+    e->hooks.task_started (e->user, f->tag, end);
+  f = &e->tasks[id]; /* hooks may create tasks and move the array */
+  if (f->next != NIL)
+    try_hand_over (e, &e->tasks[f->next]);
+}
+
 static void gpu_try_start (Engine *e, guint gpu);
 
 static void
@@ -346,6 +403,20 @@ gpu_touch (Engine *e, guint gpu)
   e->touched[e->n_touched++] = gpu;
 }
 
+/* A flow that now waits only for the last byte of the flow it follows,
+ * which is in the network: hand it over as that flow's continuation. */
+static void
+try_hand_over (Engine *e, Task *t)
+{
+  if (!t->follows || t->handed || t->pending != 1 || t->state != ST_WAIT || t->bytes == 0.0)
+    return;
+  const Task *p = &e->tasks[t->prev];
+  if (p->gen != t->prev_gen || p->state != ST_RUN || p->bytes == 0.0)
+    return;
+  flownet_flow_set_next (e->net, p->net, t->bytes, p->next);
+  t->handed = 1;
+}
+
 /* One predecessor of task `id` (of generation `gen`) finished. */
 static inline void
 succ_release (Engine *e, guint id, guint gen)
@@ -356,7 +427,22 @@ succ_release (Engine *e, guint id, guint gen)
       g_assert (s->pending > 0);
       if (--s->pending == 0 && s->state == ST_WAIT)
         id_fifo_push (&e->ready, id);
+      else if (s->pending == 1 && s->follows)
+        try_hand_over (e, s);
     }
+}
+
+/* The last byte of flow `t` left: its follower, if any, may start. */
+static void
+release_follower (Engine *e, Task *t)
+{
+  if (t->next == NIL)
+    return;
+  Task *f = &e->tasks[t->next];
+  if (f->gen != t->next_gen || f->state == ST_FREE)
+    return;
+  f->follows = 0; /* its pending count now holds only its other predecessors */
+  succ_release (e, t->next, t->next_gen);
 }
 
 static void
@@ -438,9 +524,16 @@ task_start (Engine *e, guint id)
         e->hooks.task_started (e->user, t->tag, now);
       t = &e->tasks[id];
       if (t->bytes > 0.0)
-        flownet_flow_add (e->net, now, t->bytes, t->path, t->n_hops, t->cap, id);
+        {
+          t->net = flownet_flow_add (e->net, now, t->bytes, t->path, t->n_hops, t->cap, id);
+          if (t->next != NIL)
+            try_hand_over (e, &e->tasks[t->next]);
+        }
       else
-        sim_queue_push (e->q, now + t->duration, EV_TASK_DONE, t->gen, id);
+        {
+          sim_queue_push (e->q, now + t->duration, EV_TASK_DONE, t->gen, id);
+          release_follower (e, t); /* nothing to send */
+        }
       break;
     default:
       g_assert_not_reached ();
@@ -484,6 +577,12 @@ on_flow_batch (Engine *e, const SimEvent *ev)
       guint id = (guint) done[i].tag;
       Task *t = &e->tasks[id];
       sim_queue_push (e->q, done[i].end + t->duration, EV_TASK_DONE, t->gen, id);
+      if (done[i].continued)
+        {
+          follower_took_over (e, t, t->net, done[i].end);
+          continue; /* frees no bandwidth */
+        }
+      release_follower (e, t);
       wsum += done[i].rate * (double) (done[i].end - ev->time);
       w += done[i].rate;
     }

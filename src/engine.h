@@ -56,6 +56,14 @@ EngineTask engine_compute (Engine *e, guint gpu, SimTime duration, guint64 tag);
 EngineTask engine_compute_prio (Engine *e, guint gpu, SimTime duration, guint prio, guint64 tag);
 EngineTask engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime latency,
                         double rate_cap, guint64 tag);
+/* A flow that follows flow `prev` (created and not yet committed) over the
+ * same path, with prev's rate cap: a pipeline's next chunk. It starts once
+ * prev's last byte is sent (not once it arrives) and every task it depends
+ * on is done. When those are all done before prev's last byte, it takes
+ * over prev's place in the network without a gap or a re-solve, starting at
+ * prev's projected end (which, with a tolerance, can be ahead of the clock
+ * of the batch that reports it). A flow has at most one follower. */
+EngineTask engine_flow_after (Engine *e, EngineTask prev, double bytes, SimTime latency, guint64 tag);
 /* `after` waits for `before`; a no-op when `before` is already done. */
 void engine_depend (Engine *e, EngineTask before, EngineTask after);
 /* Tasks created since the last commit may start once their dependencies are

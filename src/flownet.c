@@ -57,6 +57,8 @@ typedef struct {
   double cap; /* rate cap, 0 when none */
   guint64 tag;
   guint pos[FLOWNET_MAX_HOPS]; /* index of this flow in each link's list */
+  double next_bytes; /* its continuation, 0 when none (flownet_flow_set_next) */
+  guint64 next_tag;
 } FlowCold;
 
 typedef struct {
@@ -402,6 +404,35 @@ flow_remove (FlowNet *fn, guint id)
   free_ids_put (&fn->free_slots, id);
 }
 
+void
+flownet_flow_set_next (FlowNet *fn, guint flow, double bytes, guint64 tag)
+{
+  g_return_if_fail (flow < fn->n_slots && fn->start[flow] != SIM_TIME_MAX);
+  g_return_if_fail (bytes > 0.0 && isfinite (bytes));
+  g_return_if_fail (fn->cold[flow].next_bytes == 0.0);
+  fn->cold[flow].next_bytes = bytes;
+  fn->cold[flow].next_tag = tag;
+}
+
+/* The continuation of a flow whose bytes drain at `end` takes its place:
+ * same slot, links and rate, so nothing needs re-solving. */
+static void
+flow_continue (FlowNet *fn, guint id, SimTime end)
+{
+  FlowHot *f = &fn->hot[id];
+  FlowCold *c = &fn->cold[id];
+  double bytes = c->next_bytes;
+  for (guint h = 0; h < f->n_hops; h++)
+    fn->links[f->path[h]].bytes += bytes;
+  c->tag = c->next_tag;
+  c->next_bytes = 0.0;
+  f->remaining = bytes;
+  f->t_update = end;
+  fn->start[id] = end; /* its age, for the tolerance, counts from here */
+  double ps = MIN (bytes / f->rate * 1e12, 4e18);
+  fn->end[id] = end + sim_time_ceil_ps (ps);
+}
+
 gboolean
 flownet_needs_solve (const FlowNet *fn)
 {
@@ -473,14 +504,17 @@ tighten_loose (FlowNet *fn)
 /* Fixes a flow's rate for this solve at time `now`; when the rate changed,
  * brings its bytes up to date at the old rate and projects its new end. A
  * flow whose rate did not change keeps its bytes and end untouched. */
-static inline void
-fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, double rate, SimTime now)
+static inline __attribute__ ((always_inline)) void
+fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, guint taken, double rate,
+          SimTime now)
 {
   FlowHot *f = &fn->hot[id];
   fn->fixed[id] = (Stamp) { fn->epoch, fn->level };
   for (guint h = 0; h < n_hops; h++)
     {
       guint li = path[h];
+      if (li == taken)
+        continue;
       double r = fn->rem[li] - rate;
       fn->rem[li] = r > 0.0 ? r : 0.0;
       fn->n_free[li]--;
@@ -510,7 +544,7 @@ static inline void
 fix_capped (FlowNet *fn, guint id, SimTime now)
 {
   const FlowHot *f = &fn->hot[id];
-  fix_flow (fn, id, f->n_hops, f->path, fn->cold[id].cap, now);
+  fix_flow (fn, id, f->n_hops, f->path, G_MAXUINT, fn->cold[id].cap, now);
 }
 
 static int
@@ -824,9 +858,16 @@ flownet_solve (FlowNet *fn, SimTime now)
           fn->lvl_share[level] = share;
         }
       fn->level = level++;
+      /* the taken link's own state is not updated flow by flow (a serial
+       * chain through memory): all its unfixed flows are fixed now, which
+       * leaves it nothing; nothing reads a taken link's state again, since
+       * a restart never resumes after the level that took a link that
+       * gained flows (restart_checkpoint) */
       const guint *le = fn->links[li].flows;
-      guint n = fn->links[li].n_flows;
-      for (guint j = 0; j < n && fn->n_free[li] > 0; j++)
+      guint n = fn->links[li].n_flows, left = fn->n_free[li];
+      fn->n_free[li] = 0;
+      fn->rem[li] = 0.0;
+      for (guint j = 0; j < n && left > 0; j++)
         {
           /* a link's flows sit at scattered slots: fetch their stamps ahead,
            * and the records of those a solve will fix (most of a flow's
@@ -841,7 +882,8 @@ flownet_solve (FlowNet *fn, SimTime now)
           if (fn->fixed[le[j]].epoch != ep)
             {
               const FlowHot *f = &fn->hot[le[j]];
-              fix_flow (fn, le[j], f->n_hops, f->path, share, now);
+              fix_flow (fn, le[j], f->n_hops, f->path, li, share, now);
+              left--;
             }
         }
     }
@@ -890,11 +932,13 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
             continue;
           g_assert (end >= now);
           GROW (fn->done, fn->cap_done, n + 1);
-          fn->done[n].tag = fn->cold[id].tag;
-          fn->done[n].end = end;
-          fn->done[n].rate = fn->hot[id].rate;
+          FlowCold *c = &fn->cold[id];
+          fn->done[n] = (FlowEnd) { c->tag, end, fn->hot[id].rate, c->next_bytes > 0.0 };
           n++;
-          flow_remove (fn, id);
+          if (c->next_bytes > 0.0)
+            flow_continue (fn, id, end);
+          else
+            flow_remove (fn, id);
         }
       block_tighten (fn, b);
     }

@@ -60,14 +60,25 @@ typedef struct {
   guint64 tag;
   SimTime end; /* when its last byte drained, >= now */
   double rate; /* its rate until then */
+  gboolean continued; /* its continuation took over (flownet_flow_set_next) */
 } FlowEnd;
+
+/* Gives an active flow a continuation: once its bytes are drained it goes on
+ * at once, over the same links at the same rate, with `bytes` (> 0) more
+ * under `tag`, starting at its projected end. The network keeps the same
+ * flows on the same links, so the rates stay max-min fair without a
+ * re-solve. flownet_take_batch reports the flow as ended (continued) and
+ * keeps it; a flow has at most one continuation pending. */
+void flownet_flow_set_next (FlowNet *fn, guint flow, double bytes, guint64 tag);
 
 /* Removes the flows that end by `now`, and with tolerance eps > 0 also those
  * whose projected end lies within eps times their age after `now`, and returns
  * them with their own projected ends (array owned by fn, valid until the next
  * call). Rates of the other flows are left as they are: the caller decides
  * when to re-solve (after the latest returned end, so that the returned ends
- * stay exact and only the reuse of the bandwidth they free is postponed). */
+ * stay exact and only the reuse of the bandwidth they free is postponed).
+ * A flow with a continuation is returned too, marked continued, and stays:
+ * its continuation runs on from the returned end. */
 const FlowEnd *flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done);
 
 guint flownet_n_active (const FlowNet *fn);

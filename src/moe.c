@@ -90,9 +90,12 @@ typedef struct {
 } Moe;
 
 /* Adds a flow of `bytes` from GPU a to GPU b (a != b) and accounts for it:
- * wire bytes by the classes its route uses, payload out of a and into b. */
+ * wire bytes by the classes its route uses, payload out of a and into b.
+ * With `after` (a flow from a to b, else ENGINE_TASK_NONE) it is the next
+ * chunk of a pipeline: it starts once the last byte of `after` is sent. */
 static EngineTask
-add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, gboolean dispatch)
+add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, gboolean dispatch,
+          EngineTask after)
 {
   ClusterPath p;
   cluster_route (m->cluster, a, b, m->rdma, &p);
@@ -104,7 +107,8 @@ add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, g
     links[n++] = p.links[h];
   if (m->comm_links)
     links[n++] = m->comm_link0 + 2 * b + 1; /* the receiver's */
-  EngineTask f = engine_flow (m->engine, bytes, links, n, p.latency, 0.0, tag);
+  EngineTask f = after != ENGINE_TASK_NONE ? engine_flow_after (m->engine, after, bytes, p.latency, tag)
+                                           : engine_flow (m->engine, bytes, links, n, p.latency, 0.0, tag);
   if (m->gate[0])
     {
       engine_depend (m->engine, m->gate[dispatch ? 0 : 1][a], f);
@@ -161,10 +165,10 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
           guint32 n = r->pair_tokens[(gsize) s * ep + d];
           if (d == s || n == 0)
             continue;
-          EngineTask f = add_flow (m, lr, step, s, d, n * db, TRUE);
+          EngineTask f = add_flow (m, lr, step, s, d, n * db, TRUE, ENGINE_TASK_NONE);
           engine_depend (m->engine, start[s], f);
           engine_depend (m->engine, f, expert[d]);
-          EngineTask c = add_flow (m, lr, step, d, s, n * cb, FALSE);
+          EngineTask c = add_flow (m, lr, step, d, s, n * cb, FALSE, ENGINE_TASK_NONE);
           engine_depend (m->engine, expert[d], c);
           engine_depend (m->engine, c, unpermute[s]);
         }
@@ -174,11 +178,14 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
           if (nd == ns || n == 0)
             continue;
           guint peer = nd * gpn + ls;
-          EngineTask prev = start[s];
+          EngineTask prev = ENGINE_TASK_NONE;
           for (guint c = 0; c < K; c++)
             {
-              EngineTask f = add_flow (m, lr, step, s, peer, n * db / K, TRUE);
-              engine_depend (m->engine, prev, f);
+              /* the chunks stream back to back (each starts once the last
+               * byte of the one before is sent) */
+              EngineTask f = add_flow (m, lr, step, s, peer, n * db / K, TRUE, prev);
+              if (c == 0)
+                engine_depend (m->engine, start[s], f);
               ib[((gsize) s * nodes + nd) * K + c] = f;
               prev = f;
             }
@@ -217,15 +224,19 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
                 n += r->pair_tokens[(gsize) (ns * gpn + lp) * ep + d];
             if (n == 0)
               continue;
-            EngineTask prev_c = expert[d];
+            /* each way, chunk after chunk: forwarding as the chunks come
+             * in, results as the expert phase gives them */
+            EngineTask prev_f = ENGINE_TASK_NONE, prev_c = ENGINE_TASK_NONE;
             for (guint c = 0; c < K; c++)
               {
-                EngineTask f = add_flow (m, lr, step, peer, d, n * db / K, TRUE);
+                EngineTask f = add_flow (m, lr, step, peer, d, n * db / K, TRUE, prev_f);
                 engine_depend (m->engine, arrived[c], f);
                 engine_depend (m->engine, f, expert[d]);
-                EngineTask cf = add_flow (m, lr, step, d, peer, n * cb / K, FALSE);
-                engine_depend (m->engine, prev_c, cf);
+                EngineTask cf = add_flow (m, lr, step, d, peer, n * cb / K, FALSE, prev_c);
+                if (c == 0)
+                  engine_depend (m->engine, expert[d], cf);
                 engine_depend (m->engine, cf, back[c]);
+                prev_f = f;
                 prev_c = cf;
               }
           }
@@ -239,9 +250,8 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
             EngineTask prev = ENGINE_TASK_NONE;
             for (guint c = 0; c < K; c++)
               {
-                EngineTask f = add_flow (m, lr, step, peer, s, n * cb / K, FALSE);
+                EngineTask f = add_flow (m, lr, step, peer, s, n * cb / K, FALSE, prev);
                 engine_depend (m->engine, back[c], f);
-                engine_depend (m->engine, prev, f);
                 prev = f;
               }
             engine_depend (m->engine, prev, unpermute[s]);
@@ -440,11 +450,11 @@ build_step (Moe *m, guint step)
             guint32 n = copies[(gsize) src * ep + dst];
             if (src == dst || n == 0)
               continue;
-            EngineTask f = add_flow (m, lr, step, src, dst, n * m->db, TRUE);
+            EngineTask f = add_flow (m, lr, step, src, dst, n * m->db, TRUE, ENGINE_TASK_NONE);
             engine_depend (m->engine, send[src], f);
             engine_depend (m->engine, f, expert[dst]);
             /* combine: dst sends the results of src's tokens back */
-            EngineTask c = add_flow (m, lr, step, dst, src, n * m->cb, FALSE);
+            EngineTask c = add_flow (m, lr, step, dst, src, n * m->cb, FALSE, ENGINE_TASK_NONE);
             engine_depend (m->engine, expert[dst], c);
             engine_depend (m->engine, c, post[src]);
           }
