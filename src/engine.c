@@ -574,6 +574,8 @@ on_flow_batch (Engine *e, const SimEvent *ev)
   double wsum = 0.0, w = 0.0;
   for (guint i = 0; i < n; i++)
     {
+      if (i + 8 < n)
+        __builtin_prefetch (&e->tasks[(guint) done[i + 8].tag]);
       guint id = (guint) done[i].tag;
       Task *t = &e->tasks[id];
       sim_queue_push (e->q, done[i].end + t->duration, EV_TASK_DONE, t->gen, id);
@@ -658,6 +660,19 @@ maybe_solve (Engine *e, SimTime now)
     schedule_batch (e, now);
 }
 
+/* Fetches the task of the next event while this one runs: most events are
+ * task ends, whose tasks sit anywhere in the task array. */
+static inline void
+prefetch_next (const Engine *e)
+{
+  if (sim_queue_length (e->q) > 0)
+    {
+      guint64 id = sim_queue_peek_id (e->q);
+      if (id < e->n_tasks)
+        __builtin_prefetch (&e->tasks[id]);
+    }
+}
+
 SimTime
 engine_run (Engine *e)
 {
@@ -667,11 +682,13 @@ engine_run (Engine *e)
   while (sim_queue_pop (e->q, &ev))
     {
       e->events++;
+      prefetch_next (e);
       handlers[ev.kind](e, &ev);
       while (sim_queue_peek_time (e->q) == ev.time)
         {
           sim_queue_pop (e->q, &ev);
           e->events++;
+          prefetch_next (e);
           handlers[ev.kind](e, &ev);
           drain_ready (e);
         }

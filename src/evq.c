@@ -87,6 +87,13 @@ sim_queue_peek_time (const SimQueue *q)
   return q->len ? q->heap[0].time : SIM_TIME_MAX;
 }
 
+uint64_t
+sim_queue_peek_id (const SimQueue *q)
+{
+  g_assert (q->len > 0);
+  return q->heap[0].id;
+}
+
 gsize
 sim_queue_length (const SimQueue *q)
 {

@@ -30,6 +30,9 @@ void sim_queue_push (SimQueue *q, SimTime time, uint32_t kind, uint32_t gen, uin
 gboolean sim_queue_pop (SimQueue *q, SimEvent *ev);
 /* Time of the earliest event, SIM_TIME_MAX when empty. */
 SimTime sim_queue_peek_time (const SimQueue *q);
+/* Owner's id of the earliest event (to fetch its object ahead); the queue
+ * must not be empty. */
+uint64_t sim_queue_peek_id (const SimQueue *q);
 gsize sim_queue_length (const SimQueue *q);
 /* Time of the last popped event (the queue's notion of now). */
 SimTime sim_queue_now (const SimQueue *q);

@@ -66,6 +66,8 @@ typedef struct {
   double bytes;
   guint *flows; /* ids of the flows on the link (a solve reads their paths
                  * from the hot records it touches anyway) */
+  guint8 *hop;  /* [i]: which hop of flows[i]'s path this link is (read by
+                 * removals only, so the solve's lists stay 4 bytes a flow) */
   guint n_flows;
   guint cap_flows;
   guint epoch; /* == fn->epoch: in the component being solved */
@@ -167,7 +169,10 @@ flownet_free (FlowNet *fn)
   if (fn == NULL)
     return;
   for (guint i = 0; i < fn->n_links; i++)
-    g_free (fn->links[i].flows);
+    {
+      g_free (fn->links[i].flows);
+      g_free (fn->links[i].hop);
+    }
   g_free (fn->links);
   g_free (fn->rem);
   g_free (fn->load);
@@ -327,8 +332,13 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
   for (guint h = 0; h < n_hops; h++)
     {
       Link *l = &fn->links[path[h]];
-      GROW (l->flows, l->cap_flows, l->n_flows + 1);
+      if (l->n_flows == l->cap_flows)
+        {
+          GROW (l->flows, l->cap_flows, l->n_flows + 1);
+          l->hop = g_realloc (l->hop, l->cap_flows);
+        }
       l->flows[l->n_flows] = id;
+      l->hop[l->n_flows] = (guint8) h;
       c->pos[h] = l->n_flows++;
       l->bytes += bytes;
       est = MAX (est, bytes * l->n_flows / l->capacity);
@@ -371,14 +381,10 @@ flow_remove (FlowNet *fn, guint id)
       guint last = l->flows[--l->n_flows];
       if (last != id)
         {
-          const FlowHot *lf = &fn->hot[last];
-          for (guint k = 0; k < lf->n_hops; k++)
-            if (lf->path[k] == li)
-              {
-                fn->cold[last].pos[k] = p;
-                break;
-              }
+          guint8 k = l->hop[l->n_flows];
+          fn->cold[last].pos[k] = p;
           l->flows[p] = last;
+          l->hop[p] = k;
         }
       mark_dirty (fn, li);
     }
