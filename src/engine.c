@@ -460,6 +460,8 @@ task_finish (Engine *e, guint id)
     {
       const Edge *ed = &e->edges[ei];
       guint next = ed->next;
+      if (next != NIL)
+        __builtin_prefetch (&e->tasks[e->edges[next].task]);
       succ_release (e, ed->task, ed->gen);
       free_ids_put (&e->free_edges, ei);
       ei = next;
@@ -546,7 +548,12 @@ drain_ready (Engine *e)
   while (e->ready.len > 0 || e->n_touched > 0)
     {
       while (e->ready.len > 0)
-        task_start (e, id_fifo_pop (&e->ready));
+        {
+          /* a fan-out's tasks start one after another: fetch them ahead */
+          if (e->ready.len > 8)
+            __builtin_prefetch (&e->tasks[id_fifo_peek (&e->ready, 8)]);
+          task_start (e, id_fifo_pop (&e->ready));
+        }
       /* in the order they were touched; starting runs hooks, which may add
        * ready tasks (never touch GPUs): loop until settled */
       for (guint i = 0; i < e->n_touched; i++)

@@ -35,13 +35,13 @@ id_fifo_push (IdFifo *q, guint id)
       guint nc = q->cap ? 2 * q->cap : 16;
       guint *n = g_new (guint, nc);
       for (guint i = 0; i < q->len; i++)
-        n[i] = q->items[(q->head + i) % q->cap];
+        n[i] = q->items[(q->head + i) & (q->cap - 1)];
       g_free (q->items);
       q->items = n;
       q->head = 0;
       q->cap = nc;
     }
-  q->items[(q->head + q->len) % q->cap] = id;
+  q->items[(q->head + q->len) & (q->cap - 1)] = id; /* cap: a power of two */
   q->len++;
 }
 
@@ -50,9 +50,16 @@ id_fifo_pop (IdFifo *q)
 {
   g_assert (q->len > 0);
   guint id = q->items[q->head];
-  q->head = (q->head + 1) % q->cap;
+  q->head = (q->head + 1) & (q->cap - 1);
   q->len--;
   return id;
+}
+
+/* The k-th id in line (k < len), without taking it. */
+static inline guint
+id_fifo_peek (const IdFifo *q, guint k)
+{
+  return q->items[(q->head + k) & (q->cap - 1)];
 }
 
 static inline void
