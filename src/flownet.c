@@ -434,7 +434,8 @@ flow_continue (FlowNet *fn, guint id, SimTime end)
   c->next_bytes = 0.0;
   f->remaining = bytes;
   f->t_update = end;
-  fn->start[id] = end; /* its age, for the tolerance, counts from here */
+  /* to the network it is the same flow: its start (and so its age, which
+   * the tolerance scales with) stays that of the first chunk */
   double ps = MIN (bytes / f->rate * 1e12, 4e18);
   fn->end[id] = end + sim_time_ceil_ps (ps);
 }
