@@ -6,6 +6,7 @@
  * table. */
 #include "report.h"
 
+#include "fmt.h"
 #include "json.h"
 #include "memory.h"
 #include "moesim-config.h"
@@ -225,11 +226,13 @@ gantt (GString *o, const RunResult *r, guint first, guint last, const char *id)
           double a = s->start_us - t0, d[SEG_WAITING] = { s->prep_us, s->dispatch_us, s->expert_us, s->combine_us };
           for (guint p = 0; p < SEG_WAITING; p++)
             {
-              g_string_append_printf (o, "<rect x='%.2f' y='%d' width='%.2f' height='%d' fill='%s'>"
-                                         "<title>gpu %u L%u.%u %s %.1f us</title></rect>",
-                                      x0 + a / tmax * W, top + (int) row * rh, d[p] / tmax * W, rh - 2,
-                                      phase_color[p], g, r->layers[st].layer, r->layers[st].microbatch,
-                                      phase_label[p], d[p]);
+              char fx[FMT_FIXED_BUF], fw[FMT_FIXED_BUF], fd[FMT_FIXED_BUF];
+              g_string_append_printf (o, "<rect x='%s' y='%d' width='%s' height='%d' fill='%s'>"
+                                         "<title>gpu %u L%u.%u %s %s us</title></rect>",
+                                      fmt_fixed (fx, x0 + a / tmax * W, 2), top + (int) row * rh,
+                                      fmt_fixed (fw, d[p] / tmax * W, 2), rh - 2, phase_color[p], g,
+                                      r->layers[st].layer, r->layers[st].microbatch, phase_label[p],
+                                      fmt_fixed (fd, d[p], 1));
               a += d[p];
             }
         }
@@ -260,10 +263,12 @@ heat (GString *o, const char *id, const double *v, guint rows, guint cols, const
           int R = 255, G = (int) (255 * (1 - u)), B = (int) (255 * (1 - u) * (1 - u));
           if (u > 0.5)
             R = (int) (255 - 120 * (u - 0.5) * 2);
-          g_string_append_printf (o, "<rect x='%.2f' y='%.1f' width='%.2f' height='%.1f' "
-                                     "fill='rgb(%d,%d,%d)'><title>%s %u, %s %u: %.2f x mean</title></rect>",
-                                  x0 + k * cw, top + i * rh, cw + 0.3, rh + 0.3, R, G, B, ylabel, i,
-                                  xlabel, c, x);
+          char fx[FMT_FIXED_BUF], fy[FMT_FIXED_BUF], fw[FMT_FIXED_BUF], fh[FMT_FIXED_BUF], fv[FMT_FIXED_BUF];
+          g_string_append_printf (o, "<rect x='%s' y='%s' width='%s' height='%s' "
+                                     "fill='rgb(%d,%d,%d)'><title>%s %u, %s %u: %s x mean</title></rect>",
+                                  fmt_fixed (fx, x0 + k * cw, 2), fmt_fixed (fy, top + i * rh, 1),
+                                  fmt_fixed (fw, cw + 0.3, 2), fmt_fixed (fh, rh + 0.3, 1), R, G, B, ylabel, i,
+                                  xlabel, c, fmt_fixed (fv, x, 2));
         }
     }
   g_string_append_printf (o, "<text x='%d' y='%.0f' font-size='12' text-anchor='middle'>%s%s</text>",

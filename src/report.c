@@ -1,5 +1,6 @@
 #include "report.h"
 
+#include "fmt.h"
 #include "json.h"
 #include "memory.h"
 #include "moesim-config.h"
@@ -548,7 +549,7 @@ report_trace_json (const Scenario *sc, const RunResult *r)
                                      "\"pid\": %u, \"tid\": %u, \"args\": {\"sort_index\": %u}}",
                                 SEP (), g / gpn, tid, tid);
       }
-  char a[G_ASCII_DTOSTR_BUF_SIZE], b[G_ASCII_DTOSTR_BUF_SIZE];
+  char a[FMT_FIXED_BUF], b[FMT_FIXED_BUF], c[FMT_FIXED_BUF], d[FMT_FIXED_BUF];
   for (guint g = 0; g < r->n_gpus; g++)
     for (guint k = 0; k < 3 && index_set_has (keep_gpus, g); k++)
       for (guint i = 0; i < r->n_layers; i++)
@@ -563,8 +564,8 @@ report_trace_json (const Scenario *sc, const RunResult *r)
                                          "\"pid\": %u, \"tid\": %u, \"ts\": %s, \"dur\": %s, \"args\": "
                                          "{\"layer\": %u, \"microbatch\": %u, \"pass\": \"%s\"}}",
                                     SEP (), l->layer, l->microbatch, l->backward ? " bwd" : "", g / gpn,
-                                    (g % gpn) * 3 + 1, g_ascii_formatd (a, sizeof a, "%.3f", s->start_us),
-                                    g_ascii_formatd (b, sizeof b, "%.3f", s->prep_us), l->layer, l->microbatch,
+                                    (g % gpn) * 3 + 1, fmt_fixed (a, s->start_us, 3),
+                                    fmt_fixed (b, s->prep_us, 3), l->layer, l->microbatch,
                                     moe_step_pass (r, i));
           double dur = k == 0 ? s->dispatch_us : k == 1 ? s->expert_us : s->combine_us;
           /* the GPU's experts in this step: selections, and how many have any */
@@ -580,12 +581,13 @@ report_trace_json (const Scenario *sc, const RunResult *r)
                                        "\"pid\": %u, \"tid\": %u, \"ts\": %s, \"dur\": %s, \"args\": "
                                        "{\"layer\": %u, \"microbatch\": %u, \"pass\": \"%s\", "
                                        "\"tokens_in\": %" G_GUINT64_FORMAT
-                                       ", \"bytes_out\": %.0f, \"bytes_in\": %.0f, \"expert_rows\": %"
+                                       ", \"bytes_out\": %s, \"bytes_in\": %s, \"expert_rows\": %"
                                        G_GUINT64_FORMAT ", \"experts_used\": %u}}",
                                   SEP (), l->layer, l->microbatch, l->backward ? " bwd" : "", streams[k], streams[k],
-                                  g / gpn, (g % gpn) * 3 + k, g_ascii_formatd (a, sizeof a, "%.3f", ts),
-                                  g_ascii_formatd (b, sizeof b, "%.3f", dur), l->layer, l->microbatch,
-                                  moe_step_pass (r, i), s->tokens_in, s->bytes_out, s->bytes_in, rows, used);
+                                  g / gpn, (g % gpn) * 3 + k, fmt_fixed (a, ts, 3),
+                                  fmt_fixed (b, dur, 3), l->layer, l->microbatch,
+                                  moe_step_pass (r, i), s->tokens_in, fmt_fixed (c, s->bytes_out, 0),
+                                  fmt_fixed (d, s->bytes_in, 0), rows, used);
         }
   /* flow arrows: from the dispatch span of the GPU whose transfer into g
    * arrived last (at its start, when it began sending) to g's expert span,
@@ -602,11 +604,11 @@ report_trace_json (const Scenario *sc, const RunResult *r)
         guint64 id = (guint64) i * r->n_gpus + g;
         g_string_append_printf (out, "%s{\"ph\": \"s\", \"id\": %" G_GUINT64_FORMAT ", \"name\": \"last arrival\", "
                                      "\"cat\": \"feed\", \"pid\": %u, \"tid\": %u, \"ts\": %s}",
-                                SEP (), id, src / gpn, (src % gpn) * 3, g_ascii_formatd (a, sizeof a, "%.3f", from->start_us + from->prep_us));
+                                SEP (), id, src / gpn, (src % gpn) * 3, fmt_fixed (a, from->start_us + from->prep_us, 3));
         g_string_append_printf (out, "%s{\"ph\": \"f\", \"bp\": \"e\", \"id\": %" G_GUINT64_FORMAT ", \"name\": "
                                      "\"last arrival\", \"cat\": \"feed\", \"pid\": %u, \"tid\": %u, \"ts\": %s}",
                                 SEP (), id, g / gpn, (g % gpn) * 3 + 1,
-                                g_ascii_formatd (b, sizeof b, "%.3f", s->start_us + s->prep_us + s->dispatch_us));
+                                fmt_fixed (b, s->start_us + s->prep_us + s->dispatch_us, 3));
       }
   /* link utilisation counters: per node an NVLink and an IB track, one
    * fabric track. The run is cut into equal time buckets (at most 500,000
@@ -676,13 +678,13 @@ report_trace_json (const Scenario *sc, const RunResult *r)
           g_string_append_printf (out, "%s{\"ph\": \"C\", \"name\": \"%s util %%\", \"pid\": %u, "
                                        "\"ts\": %s, \"args\": {\"%%\": %s}}",
                                   SEP (), link_class_names[r->util_group_class[g]], pid,
-                                  g_ascii_formatd (a, sizeof a, "%.3f", t0), g_ascii_formatd (b, sizeof b, "%.1f", v));
+                                  fmt_fixed (a, t0, 3), fmt_fixed (b, v, 1));
         }
       /* and the zero after the end */
       g_string_append_printf (out, "%s{\"ph\": \"C\", \"name\": \"%s util %%\", \"pid\": %u, "
                                    "\"ts\": %s, \"args\": {\"%%\": 0.0}}",
                               SEP (), link_class_names[r->util_group_class[g]], pid,
-                              g_ascii_formatd (a, sizeof a, "%.3f", span));
+                              fmt_fixed (a, span, 3));
     }
   g_array_free (win, TRUE);
 #undef SEP
@@ -693,8 +695,8 @@ report_trace_json (const Scenario *sc, const RunResult *r)
 static void
 csv_num (GString *out, double v)
 {
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-  g_string_append (out, g_ascii_formatd (buf, sizeof buf, "%.6f", v));
+  char buf[FMT_FIXED_BUF];
+  g_string_append (out, fmt_fixed (buf, v, 6));
 }
 
 /* One row of layers.csv. */
@@ -742,9 +744,10 @@ report_gpus_csv (const RunResult *r)
     for (guint g = 0; g < r->n_gpus; g++)
       {
         const GpuStepResult *s = &r->gpu_steps[(gsize) i * r->n_gpus + g];
-        g_string_append_printf (out, "%u,%u,%u,%u,%" G_GUINT64_FORMAT ",%.0f,%.0f,", g,
+        char bo[FMT_FIXED_BUF], bi[FMT_FIXED_BUF];
+        g_string_append_printf (out, "%u,%u,%u,%u,%" G_GUINT64_FORMAT ",%s,%s,", g,
                                 r->gpus[g].node, r->layers[i].layer, r->layers[i].microbatch,
-                                s->tokens_in, s->bytes_out, s->bytes_in);
+                                s->tokens_in, fmt_fixed (bo, s->bytes_out, 0), fmt_fixed (bi, s->bytes_in, 0));
         csv_num (out, s->dispatch_us);
         g_string_append_c (out, ',');
         csv_num (out, s->expert_us);

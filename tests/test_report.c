@@ -2,6 +2,7 @@
  * and thread that carries events named, every event with a non-negative
  * duration, the events of each thread in time order without overlap, link
  * counters in range and in time order; the counters integrate to the bytes. */
+#include "fmt.h"
 #include "moe.h"
 #include "report.h"
 #include "test_sim.h"
@@ -203,10 +204,59 @@ test_link_utilisation_conserves_bytes (void)
   check_util_integral ("deepseek-v3-ep64-forward.yaml", "0.02", 0.03);
 }
 
+/* fmt_fixed writes what printf's "%.<d>f" writes: random magnitudes and
+ * signs, values on and next to half-way points, integers, zeros of both
+ * signs, huge, tiny and non-finite values. */
+static void
+test_fixed_matches_printf (void)
+{
+  GRand *r = g_rand_new_with_seed (3);
+  char want[FMT_FIXED_BUF], got[FMT_FIXED_BUF];
+  guint bad = 0;
+  for (guint i = 0; i < 400000; i++)
+    {
+      guint d = i % 7;
+      double v;
+      switch (i % 5)
+        {
+        case 0: /* any magnitude */
+          v = g_rand_double_range (r, -1.0, 1.0) * pow (10.0, g_rand_int_range (r, -8, 13));
+          break;
+        case 1: /* half-way in decimal, and its neighbours */
+          v = (g_rand_int_range (r, -2000000, 2000000) + 0.5) / pow (10.0, d);
+          v = i % 3 == 0 ? v : nextafter (v, i % 3 == 1 ? INFINITY : -INFINITY);
+          break;
+        case 2: /* microseconds of a run, as trace.json has them */
+          v = g_rand_double_range (r, 0.0, 5e6);
+          break;
+        case 3: /* whole numbers, bytes */
+          v = floor (g_rand_double_range (r, 0.0, 1e12));
+          break;
+        default: /* a few decimals exactly */
+          v = g_rand_int_range (r, -100000, 100000) / 1000.0;
+          break;
+        }
+      snprintf (want, sizeof want, "%.*f", (int) d, v);
+      fmt_fixed (got, v, d);
+      if (strcmp (want, got) != 0 && bad++ < 5)
+        g_printerr ("%.17g %%.%uf: printf %s, fmt_fixed %s\n", v, d, want, got);
+    }
+  g_rand_free (r);
+  CU_ASSERT_EQUAL (bad, 0);
+  const double edge[] = { 0.0, -0.0, -0.0004, 0.0005, 0.0015, 2.5, -2.5, 1e300, -1e-300, 4e9, 9.5e15, INFINITY, -INFINITY, NAN };
+  for (guint i = 0; i < G_N_ELEMENTS (edge); i++)
+    for (guint d = 0; d <= 6; d++)
+      {
+        snprintf (want, sizeof want, "%.*f", (int) d, edge[i]);
+        CU_ASSERT_STRING_EQUAL (fmt_fixed (got, edge[i], d), want);
+      }
+}
+
 int
 main (void)
 {
   static const TestCase tests[] = {
+    TEST (test_fixed_matches_printf),
     TEST (test_trace_json_is_valid),
     TEST (test_html_escapes_names),
     TEST (test_link_utilisation_conserves_bytes),
