@@ -7,6 +7,7 @@
 #include "gpumodel.h"
 #include "loadstats.h"
 #include "routing.h"
+#include "util.h"
 
 #include <string.h>
 
@@ -937,6 +938,7 @@ static gpointer
 counterfactual_thread (gpointer data)
 {
   CounterfactualJob *job = data;
+  util_thread_background (); /* it follows the actual run's feed */
   job->res = simulate (job->sc, job->placement, NULL, NULL, job->feed, TRUE, &job->error);
   return NULL;
 }

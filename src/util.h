@@ -6,6 +6,21 @@
 
 #include <glib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Lowers the calling thread's CPU priority (Linux: a nice value per
+ * thread): for helpers whose work runs ahead of, or behind, a run's main
+ * thread, so that where cores are few the main thread, which sets the
+ * pace, is not the one that waits. A failure only leaves the priority. */
+static inline void
+util_thread_background (void)
+{
+#ifdef SYS_gettid
+  (void) setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), 10);
+#endif
+}
 
 /* Ensures `arr` (with capacity `capv`) holds at least `need` elements. */
 #define UTIL_GROW(arr, capv, need)                                                                 \
