@@ -55,3 +55,32 @@ fmt_fixed (char *buf, double v, guint d)
   *p = '\0';
   return buf;
 }
+
+/* Appends v as "%.<d>f" would print it. */
+static inline void
+fmt_append_fixed (GString *o, double v, guint d)
+{
+  char buf[FMT_FIXED_BUF];
+  g_string_append (o, fmt_fixed (buf, v, d));
+}
+
+/* Appends v in decimal. */
+static inline void
+fmt_append_uint (GString *o, guint64 v)
+{
+  char digits[24];
+  guint n = 0;
+  do
+    {
+      digits[n++] = (char) ('0' + v % 10);
+      v /= 10;
+    }
+  while (v > 0);
+  for (guint i = 0; i < n / 2; i++)
+    {
+      char c = digits[i];
+      digits[i] = digits[n - 1 - i];
+      digits[n - 1 - i] = c;
+    }
+  g_string_append_len (o, digits, (gssize) n);
+}

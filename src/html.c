@@ -226,13 +226,28 @@ gantt (GString *o, const RunResult *r, guint first, guint last, const char *id)
           double a = s->start_us - t0, d[SEG_WAITING] = { s->prep_us, s->dispatch_us, s->expert_us, s->combine_us };
           for (guint p = 0; p < SEG_WAITING; p++)
             {
-              char fx[FMT_FIXED_BUF], fw[FMT_FIXED_BUF], fd[FMT_FIXED_BUF];
-              g_string_append_printf (o, "<rect x='%s' y='%d' width='%s' height='%d' fill='%s'>"
-                                         "<title>gpu %u L%u.%u %s %s us</title></rect>",
-                                      fmt_fixed (fx, x0 + a / tmax * W, 2), top + (int) row * rh,
-                                      fmt_fixed (fw, d[p] / tmax * W, 2), rh - 2, phase_color[p], g,
-                                      r->layers[st].layer, r->layers[st].microbatch, phase_label[p],
-                                      fmt_fixed (fd, d[p], 1));
+              /* a rect per GPU, step and phase: appended piece by piece */
+              g_string_append (o, "<rect x='");
+              fmt_append_fixed (o, x0 + a / tmax * W, 2);
+              g_string_append (o, "' y='");
+              fmt_append_uint (o, (guint) (top + (int) row * rh));
+              g_string_append (o, "' width='");
+              fmt_append_fixed (o, d[p] / tmax * W, 2);
+              g_string_append (o, "' height='");
+              fmt_append_uint (o, (guint) (rh - 2));
+              g_string_append (o, "' fill='");
+              g_string_append (o, phase_color[p]);
+              g_string_append (o, "'><title>gpu ");
+              fmt_append_uint (o, g);
+              g_string_append (o, " L");
+              fmt_append_uint (o, r->layers[st].layer);
+              g_string_append_c (o, '.');
+              fmt_append_uint (o, r->layers[st].microbatch);
+              g_string_append_c (o, ' ');
+              g_string_append (o, phase_label[p]);
+              g_string_append_c (o, ' ');
+              fmt_append_fixed (o, d[p], 1);
+              g_string_append (o, " us</title></rect>");
               a += d[p];
             }
         }

@@ -549,7 +549,10 @@ report_trace_json (const Scenario *sc, const RunResult *r)
                                      "\"pid\": %u, \"tid\": %u, \"args\": {\"sort_index\": %u}}",
                                 SEP (), g / gpn, tid, tid);
       }
-  char a[FMT_FIXED_BUF], b[FMT_FIXED_BUF], c[FMT_FIXED_BUF], d[FMT_FIXED_BUF];
+  char a[FMT_FIXED_BUF], b[FMT_FIXED_BUF];
+#define S(str) g_string_append (out, (str))
+#define U(v) fmt_append_uint (out, (v))
+#define F(v, d) fmt_append_fixed (out, (v), (d))
   for (guint g = 0; g < r->n_gpus; g++)
     for (guint k = 0; k < 3 && index_set_has (keep_gpus, g); k++)
       for (guint i = 0; i < r->n_layers; i++)
@@ -559,14 +562,16 @@ report_trace_json (const Scenario *sc, const RunResult *r)
           if (!index_set_has (keep_layers, l->layer))
             continue;
           double ts = s->start_us + s->prep_us + (k > 0 ? s->dispatch_us : 0) + (k > 1 ? s->expert_us : 0);
+          /* the bulk of the file: appended piece by piece, not printf'd */
           if (k == 1)
-            g_string_append_printf (out, "%s{\"ph\": \"X\", \"name\": \"L%u.%u%s prep\", \"cat\": \"prep\", "
-                                         "\"pid\": %u, \"tid\": %u, \"ts\": %s, \"dur\": %s, \"args\": "
-                                         "{\"layer\": %u, \"microbatch\": %u, \"pass\": \"%s\"}}",
-                                    SEP (), l->layer, l->microbatch, l->backward ? " bwd" : "", g / gpn,
-                                    (g % gpn) * 3 + 1, fmt_fixed (a, s->start_us, 3),
-                                    fmt_fixed (b, s->prep_us, 3), l->layer, l->microbatch,
-                                    moe_step_pass (r, i));
+            {
+              S (SEP ()), S ("{\"ph\": \"X\", \"name\": \"L"), U (l->layer), S ("."), U (l->microbatch);
+              S (l->backward ? " bwd prep" : " prep"), S ("\", \"cat\": \"prep\", \"pid\": "), U (g / gpn);
+              S (", \"tid\": "), U ((g % gpn) * 3 + 1), S (", \"ts\": "), F (s->start_us, 3);
+              S (", \"dur\": "), F (s->prep_us, 3), S (", \"args\": {\"layer\": "), U (l->layer);
+              S (", \"microbatch\": "), U (l->microbatch), S (", \"pass\": \""), S (moe_step_pass (r, i));
+              S ("\"}}");
+            }
           double dur = k == 0 ? s->dispatch_us : k == 1 ? s->expert_us : s->combine_us;
           /* the GPU's experts in this step: selections, and how many have any */
           guint per_gpu = r->experts / r->n_gpus, used = 0;
@@ -577,17 +582,13 @@ report_trace_json (const Scenario *sc, const RunResult *r)
               rows += n;
               used += n > 0;
             }
-          g_string_append_printf (out, "%s{\"ph\": \"X\", \"name\": \"L%u.%u%s %s\", \"cat\": \"%s\", "
-                                       "\"pid\": %u, \"tid\": %u, \"ts\": %s, \"dur\": %s, \"args\": "
-                                       "{\"layer\": %u, \"microbatch\": %u, \"pass\": \"%s\", "
-                                       "\"tokens_in\": %" G_GUINT64_FORMAT
-                                       ", \"bytes_out\": %s, \"bytes_in\": %s, \"expert_rows\": %"
-                                       G_GUINT64_FORMAT ", \"experts_used\": %u}}",
-                                  SEP (), l->layer, l->microbatch, l->backward ? " bwd" : "", streams[k], streams[k],
-                                  g / gpn, (g % gpn) * 3 + k, fmt_fixed (a, ts, 3),
-                                  fmt_fixed (b, dur, 3), l->layer, l->microbatch,
-                                  moe_step_pass (r, i), s->tokens_in, fmt_fixed (c, s->bytes_out, 0),
-                                  fmt_fixed (d, s->bytes_in, 0), rows, used);
+          S (SEP ()), S ("{\"ph\": \"X\", \"name\": \"L"), U (l->layer), S ("."), U (l->microbatch);
+          S (l->backward ? " bwd " : " "), S (streams[k]), S ("\", \"cat\": \""), S (streams[k]);
+          S ("\", \"pid\": "), U (g / gpn), S (", \"tid\": "), U ((g % gpn) * 3 + k), S (", \"ts\": "), F (ts, 3);
+          S (", \"dur\": "), F (dur, 3), S (", \"args\": {\"layer\": "), U (l->layer), S (", \"microbatch\": ");
+          U (l->microbatch), S (", \"pass\": \""), S (moe_step_pass (r, i)), S ("\", \"tokens_in\": ");
+          U (s->tokens_in), S (", \"bytes_out\": "), F (s->bytes_out, 0), S (", \"bytes_in\": "), F (s->bytes_in, 0);
+          S (", \"expert_rows\": "), U (rows), S (", \"experts_used\": "), U (used), S ("}}");
         }
   /* flow arrows: from the dispatch span of the GPU whose transfer into g
    * arrived last (at its start, when it began sending) to g's expert span,
@@ -675,10 +676,9 @@ report_trace_json (const Scenario *sc, const RunResult *r)
           if (!entering && last >= 0 && fabs (v - last) < 0.5 && !(v < 0.05 && last >= 0.05))
             continue;
           last = v;
-          g_string_append_printf (out, "%s{\"ph\": \"C\", \"name\": \"%s util %%\", \"pid\": %u, "
-                                       "\"ts\": %s, \"args\": {\"%%\": %s}}",
-                                  SEP (), link_class_names[r->util_group_class[g]], pid,
-                                  fmt_fixed (a, t0, 3), fmt_fixed (b, v, 1));
+          S (SEP ()), S ("{\"ph\": \"C\", \"name\": \""), S (link_class_names[r->util_group_class[g]]);
+          S (" util %\", \"pid\": "), U (pid), S (", \"ts\": "), F (t0, 3), S (", \"args\": {\"%\": ");
+          F (v, 1), S ("}}");
         }
       /* and the zero after the end */
       g_string_append_printf (out, "%s{\"ph\": \"C\", \"name\": \"%s util %%\", \"pid\": %u, "
@@ -688,6 +688,9 @@ report_trace_json (const Scenario *sc, const RunResult *r)
     }
   g_array_free (win, TRUE);
 #undef SEP
+#undef S
+#undef U
+#undef F
   g_string_append (out, "\n]}\n");
   return g_string_free (out, FALSE);
 }
