@@ -576,7 +576,11 @@ on_flow_batch (Engine *e, const SimEvent *ev)
   e->batch_consumed = TRUE;
   guint n;
   const FlowEnd *done = flownet_take_batch (e->net, ev->time, e->tolerance, &n);
-  if (n > 0 && e->hooks.rates_changed)
+  /* loads change only where a flow left (a continued one keeps its rate) */
+  gboolean left = FALSE;
+  for (guint i = 0; i < n && !left; i++)
+    left = !done[i].continued;
+  if (left && e->hooks.rates_changed)
     e->hooks.rates_changed (e->user, ev->time);
   double wsum = 0.0, w = 0.0;
   for (guint i = 0; i < n; i++)
