@@ -122,6 +122,8 @@ struct FlowNet {
    * ck_every levels a checkpoint of the links' solve state */
   gboolean rec_valid;
   guint rec_nl;      /* links of the record: comp_links[0 .. rec_nl) */
+  guint ck_stride;   /* checkpoint k of link position i: [k * ck_stride + i] (room
+                      * for every link, so links can join the record) */
   guint rec_levels;  /* levels the record holds */
   guint ck_every;
   double *ck_rem;    /* [checkpoint][link position] */
@@ -299,6 +301,24 @@ slot_alloc (FlowNet *fn)
   return fn->n_slots++;
 }
 
+/* A link that carried no flow when the record was made joins it: it had its
+ * whole capacity and no flow to fix at every level of it. */
+static void
+record_add_link (FlowNet *fn, guint li)
+{
+  guint pos = fn->rec_nl++;
+  g_assert (pos < fn->ck_stride);
+  GROW (fn->comp_links, fn->cap_comp_links, fn->rec_nl);
+  fn->comp_links[pos] = li;
+  fn->rec_pos[li] = pos;
+  guint n_ck = (fn->rec_levels + fn->ck_every - 1) / fn->ck_every;
+  for (guint k = 0; k < n_ck; k++)
+    {
+      fn->ck_rem[(gsize) k * fn->ck_stride + pos] = fn->links[li].capacity;
+      fn->ck_free[(gsize) k * fn->ck_stride + pos] = 0;
+    }
+}
+
 guint
 flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, guint n_hops,
                   double rate_cap, guint64 tag)
@@ -347,10 +367,9 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
         {
           /* a restart needs every link in the record */
           guint p = fn->rec_pos[path[h]];
-          if (p < fn->rec_nl && fn->comp_links[p] == path[h])
-            fn->d_cnt[path[h]]++;
-          else
-            fn->rec_valid = FALSE;
+          if (!(p < fn->rec_nl && fn->comp_links[p] == path[h]))
+            record_add_link (fn, path[h]);
+          fn->d_cnt[path[h]]++;
         }
     }
   fn->add_n++;
@@ -621,7 +640,7 @@ gather_all (FlowNet *fn, guint *n_links)
 static void
 checkpoint_save (FlowNet *fn, guint q, guint nl)
 {
-  gsize need = (gsize) (q + 1) * nl;
+  gsize need = (gsize) (q + 1) * fn->ck_stride;
   if (need > fn->cap_ck)
     {
       gsize nc = MAX (need, 2 * fn->cap_ck);
@@ -630,8 +649,8 @@ checkpoint_save (FlowNet *fn, guint q, guint nl)
       fn->cap_ck = nc;
     }
   GROW (fn->ck_unfixed, fn->cap_ck_unfixed, q + 1);
-  double *rem = fn->ck_rem + (gsize) q * nl;
-  guint *nfree = fn->ck_free + (gsize) q * nl;
+  double *rem = fn->ck_rem + (gsize) q * fn->ck_stride;
+  guint *nfree = fn->ck_free + (gsize) q * fn->ck_stride;
   for (guint i = 0; i < nl; i++)
     {
       guint li = fn->comp_links[i];
@@ -648,7 +667,7 @@ checkpoint_save (FlowNet *fn, guint q, guint nl)
  * level that differs; so when at a checkpoint it is above the share of every
  * level up to the next checkpoint, nothing differs in between. */
 static guint
-restart_checkpoint (FlowNet *fn, guint nl)
+restart_checkpoint (FlowNet *fn)
 {
   guint ck = fn->ck_every, n_ck = (fn->rec_levels + ck - 1) / ck;
   guint q = fn->rm_n > 0 ? fn->rm_min / ck : n_ck - 1;
@@ -661,8 +680,8 @@ restart_checkpoint (FlowNet *fn, guint nl)
       guint pos = fn->rec_pos[li];
       for (guint k = 0; k < q; k++)
         {
-          double rem = fn->ck_rem[(gsize) k * nl + pos];
-          guint nfree = fn->ck_free[(gsize) k * nl + pos] + (guint) d;
+          double rem = fn->ck_rem[(gsize) k * fn->ck_stride + pos];
+          guint nfree = fn->ck_free[(gsize) k * fn->ck_stride + pos] + (guint) d;
           double last = fn->lvl_share[MIN ((k + 1) * ck, fn->rec_levels) - 1];
           if (!(last < rem / nfree))
             {
@@ -682,10 +701,10 @@ restart_checkpoint (FlowNet *fn, guint nl)
 static guint
 restart_from_record (FlowNet *fn, guint nl)
 {
-  guint q = restart_checkpoint (fn, nl), ep = fn->epoch;
+  guint q = restart_checkpoint (fn), ep = fn->epoch;
   for (guint k = 0; k <= q; k++)
     {
-      guint *nfree = fn->ck_free + (gsize) k * nl;
+      guint *nfree = fn->ck_free + (gsize) k * fn->ck_stride;
       for (guint i = 0; i < fn->n_dirty; i++)
         {
           guint li = fn->dirty_links[i];
@@ -693,8 +712,8 @@ restart_from_record (FlowNet *fn, guint nl)
         }
       fn->ck_unfixed[k] += fn->add_n - fn->rm_n;
     }
-  const double *rem = fn->ck_rem + (gsize) q * nl;
-  const guint *nfree = fn->ck_free + (gsize) q * nl;
+  const double *rem = fn->ck_rem + (gsize) q * fn->ck_stride;
+  const guint *nfree = fn->ck_free + (gsize) q * fn->ck_stride;
   for (guint i = 0; i < nl; i++)
     {
       guint li = fn->comp_links[i];
@@ -789,6 +808,7 @@ flownet_solve (FlowNet *fn, SimTime now)
   if (record && !restart)
     {
       fn->ck_every = MAX (16u, nl / 32);
+      fn->ck_stride = fn->n_links;
       for (guint i = 0; i < nl; i++)
         fn->rec_pos[fn->comp_links[i]] = i;
     }
