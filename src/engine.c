@@ -16,6 +16,7 @@
 #include "evq.h"
 #include "util.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 enum { TASK_NOP, TASK_COMPUTE, TASK_FLOW };
@@ -25,8 +26,10 @@ enum { EV_FLOW_BATCH, EV_SOLVE, EV_TASK_DONE, EV_N };
 
 /* a task's first SUCC_INLINE successors live in the task itself (most
  * tasks have one or two: a flow its receiver, a chunk the next chunk), the
- * rest in a list of edges */
+ * rest in a list of blocks of up to EDGE_BLOCK (a block a cache line: a
+ * fan-out is read a line per seven successors, all of them fetched ahead) */
 #define SUCC_INLINE 2
+#define EDGE_BLOCK 7
 
 typedef struct {
   guint task;
@@ -57,10 +60,11 @@ typedef struct {
 } Task;
 
 typedef struct {
-  guint task;
-  guint gen;
-  guint next;
-} Edge;
+  guint n;    /* successors held */
+  guint next; /* the block of the successors added before, NIL when none */
+  Succ succ[EDGE_BLOCK];
+} EdgeBlock;
+G_STATIC_ASSERT (sizeof (EdgeBlock) == 64);
 
 /* A ready compute task in its GPU's queue: by priority, then readiness. */
 typedef struct {
@@ -130,9 +134,9 @@ struct Engine {
   FreeIds free_tasks; /* lowest first: a step's tasks sit together */
   guint live;
 
-  Edge *edges;
+  EdgeBlock *edges; /* 64-byte aligned */
   guint n_edges, cap_edges;
-  FreeIds free_edges; /* lowest first: a fan-out's edges sit together */
+  FreeIds free_edges; /* lowest first */
 
   guint *uncommitted;
   guint n_uncommitted, cap_uncommitted;
@@ -187,7 +191,7 @@ engine_free (Engine *e)
   g_free (e->gpus);
   g_free (e->tasks);
   free_ids_clear (&e->free_tasks);
-  g_free (e->edges);
+  free (e->edges);
   free_ids_clear (&e->free_edges);
   g_free (e->uncommitted);
   id_fifo_clear (&e->ready);
@@ -333,6 +337,27 @@ task_from_handle (Engine *e, EngineTask h)
   return t;
 }
 
+static guint
+edge_block_alloc (Engine *e)
+{
+  guint bi;
+  if (free_ids_take (&e->free_edges, &bi))
+    return bi;
+  if (e->n_edges == e->cap_edges)
+    {
+      guint nc = e->cap_edges ? 2 * e->cap_edges : 64;
+      EdgeBlock *nb = NULL;
+      if (posix_memalign ((void **) &nb, 64, (gsize) nc * sizeof (EdgeBlock)) != 0)
+        g_error ("out of memory for %u dependency blocks", nc);
+      if (e->edges)
+        memcpy (nb, e->edges, (gsize) e->n_edges * sizeof (EdgeBlock));
+      free (e->edges);
+      e->edges = nb;
+      e->cap_edges = nc;
+    }
+  return e->n_edges++;
+}
+
 void
 engine_depend (Engine *e, EngineTask before, EngineTask after)
 {
@@ -347,16 +372,17 @@ engine_depend (Engine *e, EngineTask before, EngineTask after)
       b->succ[b->n_succ++] = (Succ) { (guint) (after & 0xffffffffu), (guint) (after >> 32) };
       return;
     }
-  guint ei;
-  if (!free_ids_take (&e->free_edges, &ei))
+  Succ sc = { (guint) (after & 0xffffffffu), (guint) (after >> 32) };
+  if (b->succ_head != NIL && e->edges[b->succ_head].n < EDGE_BLOCK)
     {
-      GROW (e->edges, e->cap_edges, e->n_edges + 1);
-      ei = e->n_edges++;
+      EdgeBlock *blk = &e->edges[b->succ_head];
+      blk->succ[blk->n++] = sc;
+      return;
     }
-  e->edges[ei].task = (guint) (after & 0xffffffffu);
-  e->edges[ei].gen = (guint) (after >> 32);
-  e->edges[ei].next = b->succ_head;
-  b->succ_head = ei;
+  guint bi = edge_block_alloc (e);
+  b = task_from_handle (e, before);
+  e->edges[bi] = (EdgeBlock) { 1, b->succ_head, { sc } };
+  b->succ_head = bi;
 }
 
 void
@@ -455,16 +481,19 @@ task_finish (Engine *e, guint id)
     e->hooks.task_done (e->user, t->tag, t->start, now);
   t = &e->tasks[id]; /* hooks may create tasks and move the array */
   /* successors become ready in the reverse of the order they were added:
-   * the list (newest first), then the inline ones */
-  for (guint ei = t->succ_head; ei != NIL;)
+   * the blocks (newest first, each from its last), then the inline ones */
+  for (guint bi = t->succ_head; bi != NIL;)
     {
-      const Edge *ed = &e->edges[ei];
-      guint next = ed->next;
+      const EdgeBlock *blk = &e->edges[bi];
+      guint next = blk->next;
       if (next != NIL)
-        __builtin_prefetch (&e->tasks[e->edges[next].task]);
-      succ_release (e, ed->task, ed->gen);
-      free_ids_put (&e->free_edges, ei);
-      ei = next;
+        __builtin_prefetch (&e->edges[next]);
+      for (guint k = 0; k < blk->n; k++)
+        __builtin_prefetch (&e->tasks[blk->succ[k].task]);
+      for (guint k = blk->n; k-- > 0;)
+        succ_release (e, blk->succ[k].task, blk->succ[k].gen);
+      free_ids_put (&e->free_edges, bi);
+      bi = next;
     }
   for (guint i = t->n_succ; i-- > 0;)
     succ_release (e, t->succ[i].task, t->succ[i].gen);
