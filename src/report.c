@@ -487,6 +487,20 @@ report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
   g_free (im.fanout);
 }
 
+typedef struct {
+  const Scenario *sc;
+  const RunResult *r;
+  char *out;
+} TraceJob;
+
+static gpointer
+trace_job (gpointer data)
+{
+  TraceJob *job = data;
+  job->out = report_trace_json (job->sc, job->r);
+  return NULL;
+}
+
 gboolean
 report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **error)
 {
@@ -497,6 +511,10 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **
                    "cannot create output folder %s: %s", dir, g_strerror (e));
       return FALSE;
     }
+  /* trace.json, the largest, is made on a second thread meanwhile (both
+   * only read the results) */
+  TraceJob job = { sc, r, NULL };
+  GThread *th = g_thread_new ("trace.json", trace_job, &job);
   /* g_file_set_contents writes a temporary file and renames it over path */
   g_autofree char *json = report_summary_json (sc, r);
   g_autofree char *path = g_build_filename (dir, "summary.json", NULL);
@@ -504,9 +522,10 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **
   g_autofree char *lpath = g_build_filename (dir, "layers.csv", NULL);
   g_autofree char *gpus = report_gpus_csv (r);
   g_autofree char *gpath = g_build_filename (dir, "gpus.csv", NULL);
-  g_autofree char *trace = report_trace_json (sc, r);
   g_autofree char *tpath = g_build_filename (dir, "trace.json", NULL);
   g_autofree char *html = report_html (sc, r);
+  g_thread_join (th);
+  g_autofree char *trace = job.out;
   g_autofree char *hpath = g_build_filename (dir, "report.html", NULL);
   return g_file_set_contents (path, json, -1, error) && g_file_set_contents (lpath, layers, -1, error)
          && g_file_set_contents (gpath, gpus, -1, error) && g_file_set_contents (tpath, trace, -1, error)
