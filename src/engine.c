@@ -27,37 +27,56 @@ enum { EV_FLOW_BATCH, EV_SOLVE, EV_TASK_DONE, EV_N };
 /* a task's first SUCC_INLINE successors live in the task itself (most
  * tasks have one or two: a flow its receiver, a chunk the next chunk), the
  * rest in a list of blocks of up to EDGE_BLOCK (a block a cache line: a
- * fan-out is read a line per seven successors, all of them fetched ahead) */
+ * fan-out is read a line per fourteen successors, all fetched ahead) */
 #define SUCC_INLINE 2
-#define EDGE_BLOCK 7
+#define EDGE_BLOCK 14
 
-typedef struct {
-  guint task;
-  guint gen;
-} Succ;
+/* A successor is a task id: it cannot be done, nor its slot reused, while
+ * it waits for the task that lists it, so no generation is needed. */
+typedef guint Succ;
 
+/* Where a flow goes: its path, its latency and its rate cap. Flows that go
+ * the same way (a pair of GPUs, step after step) share one. */
 typedef struct {
-  guint8 kind, state, n_hops, n_succ; /* n_succ: inline successors used */
+  guint path[FLOWNET_MAX_HOPS];
+  guint n_hops;
+  SimTime latency;
+  double cap;
+} Route;
+
+/* One cache line: a run keeps hundreds of thousands of tasks, touched at
+ * random as they are released and finish. */
+typedef struct {
+  guint8 kind, state, n_succ; /* n_succ: inline successors used */
   /* flow: follows another (its pending count holds one for that flow's
    * last byte); handed to the network as that flow's continuation */
-  guint8 follows, handed;
+  guint8 follows : 1, handed : 1;
   guint gen;
   guint pending;
-  /* flow: the flow it follows and the one that follows it (NIL when none),
-   * and its flow in the network while it runs */
-  guint prev, prev_gen, next, next_gen;
-  guint net;
   guint succ_head;
   Succ succ[SUCC_INLINE];
-  guint gpu;
-  guint prio; /* compute: lower runs first among ready tasks of its GPU */
   guint64 tag;
   SimTime start;
-  SimTime duration; /* compute: duration at full SMs; flow: latency */
-  double bytes;
-  double cap;
-  guint path[FLOWNET_MAX_HOPS];
+  union
+  {
+    struct
+    {
+      SimTime duration; /* at full SMs */
+      guint gpu;
+      guint prio; /* lower runs first among ready tasks of its GPU */
+    };
+    struct
+    {
+      double bytes;
+      guint route;
+      guint net; /* its flow in the network while it runs */
+      /* the flow it follows and the one that follows it (NIL when none;
+       * neither can be done while the other waits on it) */
+      guint prev, next;
+    };
+  };
 } Task;
+G_STATIC_ASSERT (sizeof (Task) == 64);
 
 typedef struct {
   guint n;    /* successors held */
@@ -131,6 +150,10 @@ struct Engine {
 
   Task *tasks;
   guint n_tasks, cap_tasks;
+  Route *routes;
+  guint n_routes, cap_routes;
+  guint *route_slot; /* open addressing: route id + 1, 0 empty */
+  guint route_mask;
   FreeIds free_tasks; /* lowest first: a step's tasks sit together */
   guint live;
 
@@ -192,6 +215,8 @@ engine_free (Engine *e)
   g_free (e->tasks);
   free_ids_clear (&e->free_tasks);
   free (e->edges);
+  g_free (e->routes);
+  g_free (e->route_slot);
   free_ids_clear (&e->free_edges);
   g_free (e->uncommitted);
   id_fifo_clear (&e->ready);
@@ -242,7 +267,6 @@ task_alloc (Engine *e, guint8 kind, guint64 tag)
   t->kind = kind;
   t->state = ST_NEW;
   t->succ_head = NIL;
-  t->prev = t->next = NIL;
   t->tag = tag;
   GROW (e->uncommitted, e->cap_uncommitted, e->n_uncommitted + 1);
   e->uncommitted[e->n_uncommitted++] = id;
@@ -275,6 +299,58 @@ engine_compute_prio (Engine *e, guint gpu, SimTime duration, guint prio, guint64
   return handle_of (id, e->tasks[id].gen);
 }
 
+static guint
+route_hash (const guint *path, guint n_hops, SimTime latency, double cap)
+{
+  guint64 h = 0x9e3779b97f4a7c15ull ^ n_hops;
+  for (guint i = 0; i < n_hops; i++)
+    h = (h ^ path[i]) * 0x100000001b3ull;
+  guint64 c;
+  memcpy (&c, &cap, sizeof c);
+  h = (h ^ (guint64) latency) * 0x9e3779b97f4a7c15ull;
+  h = (h ^ c) * 0x9e3779b97f4a7c15ull;
+  return (guint) (h >> 32);
+}
+
+/* The id of the route (path, latency, cap), added when new. */
+static guint
+route_intern (Engine *e, const guint *path, guint n_hops, SimTime latency, double cap)
+{
+  if (2 * (e->n_routes + 1) > e->route_mask + 1)
+    {
+      guint size = e->route_mask ? 2 * (e->route_mask + 1) : 1024;
+      g_free (e->route_slot);
+      e->route_slot = g_new0 (guint, size);
+      e->route_mask = size - 1;
+      for (guint r = 0; r < e->n_routes; r++)
+        {
+          const Route *rt = &e->routes[r];
+          guint i = route_hash (rt->path, rt->n_hops, rt->latency, rt->cap) & e->route_mask;
+          while (e->route_slot[i] != 0)
+            i = (i + 1) & e->route_mask;
+          e->route_slot[i] = r + 1;
+        }
+    }
+  guint i = route_hash (path, n_hops, latency, cap) & e->route_mask;
+  for (; e->route_slot[i] != 0; i = (i + 1) & e->route_mask)
+    {
+      const Route *rt = &e->routes[e->route_slot[i] - 1];
+      if (rt->n_hops == n_hops && rt->latency == latency && rt->cap == cap
+          && memcmp (rt->path, path, n_hops * sizeof (guint)) == 0)
+        return e->route_slot[i] - 1;
+    }
+  GROW (e->routes, e->cap_routes, e->n_routes + 1);
+  Route *rt = &e->routes[e->n_routes];
+  memset (rt, 0, sizeof *rt);
+  if (n_hops > 0)
+    memcpy (rt->path, path, n_hops * sizeof (guint));
+  rt->n_hops = n_hops;
+  rt->latency = latency;
+  rt->cap = cap;
+  e->route_slot[i] = ++e->n_routes;
+  return e->n_routes - 1;
+}
+
 EngineTask
 engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime latency,
              double rate_cap, guint64 tag)
@@ -283,14 +359,12 @@ engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime l
   g_return_val_if_fail (n_hops <= FLOWNET_MAX_HOPS, ENGINE_TASK_NONE);
   g_return_val_if_fail (bytes == 0.0 || n_hops >= 1, ENGINE_TASK_NONE);
   g_return_val_if_fail (latency >= 0, ENGINE_TASK_NONE);
+  guint route = route_intern (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0);
   guint id = task_alloc (e, TASK_FLOW, tag);
   Task *t = &e->tasks[id];
   t->bytes = bytes;
-  t->cap = rate_cap;
-  t->duration = latency;
-  t->n_hops = (guint8) n_hops;
-  if (n_hops > 0)
-    memcpy (t->path, path, n_hops * sizeof (guint));
+  t->route = route;
+  t->prev = t->next = NIL;
   return handle_of (id, t->gen);
 }
 
@@ -305,22 +379,20 @@ engine_flow_after (Engine *e, EngineTask prev, double bytes, SimTime latency, gu
   Task *p = task_from_handle (e, prev);
   g_return_val_if_fail (p != NULL && p->kind == TASK_FLOW && p->state == ST_NEW && p->next == NIL,
                         ENGINE_TASK_NONE);
-  g_return_val_if_fail (bytes == 0.0 || p->n_hops >= 1, ENGINE_TASK_NONE);
+  g_return_val_if_fail (bytes == 0.0 || e->routes[p->route].n_hops >= 1, ENGINE_TASK_NONE);
   guint pi = (guint) (prev & 0xffffffffu);
+  const Route *pr = &e->routes[p->route];
+  guint route = pr->latency == latency ? p->route : route_intern (e, pr->path, pr->n_hops, latency, pr->cap);
   guint id = task_alloc (e, TASK_FLOW, tag);
   Task *t = &e->tasks[id];
   p = &e->tasks[pi];
   t->bytes = bytes;
-  t->cap = p->cap;
-  t->duration = latency;
-  t->n_hops = p->n_hops;
-  memcpy (t->path, p->path, sizeof t->path);
+  t->route = route;
   t->follows = 1;
   t->pending = 1;
   t->prev = pi;
-  t->prev_gen = p->gen;
+  t->next = NIL;
   p->next = id;
-  p->next_gen = t->gen;
   return handle_of (id, t->gen);
 }
 
@@ -369,10 +441,10 @@ engine_depend (Engine *e, EngineTask before, EngineTask after)
   a->pending++;
   if (b->n_succ < SUCC_INLINE)
     {
-      b->succ[b->n_succ++] = (Succ) { (guint) (after & 0xffffffffu), (guint) (after >> 32) };
+      b->succ[b->n_succ++] = (guint) (after & 0xffffffffu);
       return;
     }
-  Succ sc = { (guint) (after & 0xffffffffu), (guint) (after >> 32) };
+  Succ sc = (guint) (after & 0xffffffffu);
   if (b->succ_head != NIL && e->edges[b->succ_head].n < EDGE_BLOCK)
     {
       EdgeBlock *blk = &e->edges[b->succ_head];
@@ -403,7 +475,7 @@ static void
 follower_took_over (Engine *e, Task *t, guint net, SimTime end)
 {
   Task *f = &e->tasks[t->next];
-  g_assert (f->gen == t->next_gen && f->handed && f->pending == 1 && f->state == ST_WAIT);
+  g_assert (f->handed && f->pending == 1 && f->state == ST_WAIT);
   guint id = t->next;
   f->follows = 0;
   f->pending = 0;
@@ -437,25 +509,22 @@ try_hand_over (Engine *e, Task *t)
   if (!t->follows || t->handed || t->pending != 1 || t->state != ST_WAIT || t->bytes == 0.0)
     return;
   const Task *p = &e->tasks[t->prev];
-  if (p->gen != t->prev_gen || p->state != ST_RUN || p->bytes == 0.0)
+  if (p->state != ST_RUN || p->bytes == 0.0)
     return;
   flownet_flow_set_next (e->net, p->net, t->bytes, p->next);
   t->handed = 1;
 }
 
-/* One predecessor of task `id` (of generation `gen`) finished. */
+/* One predecessor of task `id` finished. */
 static inline void
-succ_release (Engine *e, guint id, guint gen)
+succ_release (Engine *e, guint id)
 {
   Task *s = &e->tasks[id];
-  if (s->gen == gen && s->state != ST_FREE)
-    {
-      g_assert (s->pending > 0);
-      if (--s->pending == 0 && s->state == ST_WAIT)
-        id_fifo_push (&e->ready, id);
-      else if (s->pending == 1 && s->follows)
-        try_hand_over (e, s);
-    }
+  g_assert (s->state != ST_FREE && s->pending > 0);
+  if (--s->pending == 0 && s->state == ST_WAIT)
+    id_fifo_push (&e->ready, id);
+  else if (s->pending == 1 && s->follows)
+    try_hand_over (e, s);
 }
 
 /* The last byte of flow `t` left: its follower, if any, may start. */
@@ -465,10 +534,8 @@ release_follower (Engine *e, Task *t)
   if (t->next == NIL)
     return;
   Task *f = &e->tasks[t->next];
-  if (f->gen != t->next_gen || f->state == ST_FREE)
-    return;
   f->follows = 0; /* its pending count now holds only its other predecessors */
-  succ_release (e, t->next, t->next_gen);
+  succ_release (e, t->next);
 }
 
 static void
@@ -489,16 +556,16 @@ task_finish (Engine *e, guint id)
       if (next != NIL)
         __builtin_prefetch (&e->edges[next]);
       for (guint k = 0; k < blk->n; k++)
-        __builtin_prefetch (&e->tasks[blk->succ[k].task]);
+        __builtin_prefetch (&e->tasks[blk->succ[k]]);
       for (guint k = blk->n; k-- > 0;)
-        succ_release (e, blk->succ[k].task, blk->succ[k].gen);
+        succ_release (e, blk->succ[k]);
       free_ids_put (&e->free_edges, bi);
       bi = next;
     }
   for (guint i = t->n_succ; i-- > 0;)
-    succ_release (e, t->succ[i].task, t->succ[i].gen);
+    succ_release (e, t->succ[i]);
   guint8 kind = t->kind;
-  guint gpu = t->gpu;
+  guint gpu = kind == TASK_COMPUTE ? t->gpu : 0;
   t->state = ST_FREE;
   t->gen++;
   free_ids_put (&e->free_tasks, id);
@@ -556,13 +623,14 @@ task_start (Engine *e, guint id)
       t = &e->tasks[id];
       if (t->bytes > 0.0)
         {
-          t->net = flownet_flow_add (e->net, now, t->bytes, t->path, t->n_hops, t->cap, id);
+          const Route *rt = &e->routes[t->route];
+          t->net = flownet_flow_add (e->net, now, t->bytes, rt->path, rt->n_hops, rt->cap, id);
           if (t->next != NIL)
             try_hand_over (e, &e->tasks[t->next]);
         }
       else
         {
-          sim_queue_push (e->q, now + t->duration, EV_TASK_DONE, t->gen, id);
+          sim_queue_push (e->q, now + e->routes[t->route].latency, EV_TASK_DONE, t->gen, id);
           release_follower (e, t); /* nothing to send */
         }
       break;
@@ -618,7 +686,7 @@ on_flow_batch (Engine *e, const SimEvent *ev)
         __builtin_prefetch (&e->tasks[(guint) done[i + 8].tag]);
       guint id = (guint) done[i].tag;
       Task *t = &e->tasks[id];
-      sim_queue_push (e->q, done[i].end + t->duration, EV_TASK_DONE, t->gen, id);
+      sim_queue_push (e->q, done[i].end + e->routes[t->route].latency, EV_TASK_DONE, t->gen, id);
       if (done[i].continued)
         {
           follower_took_over (e, t, t->net, done[i].end);
