@@ -351,6 +351,14 @@ route_intern (Engine *e, const guint *path, guint n_hops, SimTime latency, doubl
   return e->n_routes - 1;
 }
 
+guint
+engine_route (Engine *e, const guint *path, guint n_hops, SimTime latency, double rate_cap)
+{
+  g_return_val_if_fail (n_hops >= 1 && n_hops <= FLOWNET_MAX_HOPS, G_MAXUINT);
+  g_return_val_if_fail (latency >= 0, G_MAXUINT);
+  return route_intern (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0);
+}
+
 EngineTask
 engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime latency,
              double rate_cap, guint64 tag)
@@ -359,7 +367,16 @@ engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime l
   g_return_val_if_fail (n_hops <= FLOWNET_MAX_HOPS, ENGINE_TASK_NONE);
   g_return_val_if_fail (bytes == 0.0 || n_hops >= 1, ENGINE_TASK_NONE);
   g_return_val_if_fail (latency >= 0, ENGINE_TASK_NONE);
-  guint route = route_intern (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0);
+  return engine_flow_on (e, route_intern (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0),
+                         bytes, tag);
+}
+
+EngineTask
+engine_flow_on (Engine *e, guint route, double bytes, guint64 tag)
+{
+  g_return_val_if_fail (route < e->n_routes, ENGINE_TASK_NONE);
+  g_return_val_if_fail (bytes >= 0.0 && isfinite (bytes), ENGINE_TASK_NONE);
+  g_return_val_if_fail (bytes == 0.0 || e->routes[route].n_hops >= 1, ENGINE_TASK_NONE);
   guint id = task_alloc (e, TASK_FLOW, tag);
   Task *t = &e->tasks[id];
   t->bytes = bytes;

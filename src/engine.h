@@ -56,6 +56,11 @@ EngineTask engine_compute (Engine *e, guint gpu, SimTime duration, guint64 tag);
 EngineTask engine_compute_prio (Engine *e, guint gpu, SimTime duration, guint prio, guint64 tag);
 EngineTask engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime latency,
                         double rate_cap, guint64 tag);
+/* The same in two steps, for owners that send many flows the same way: a
+ * route (path of 1..MAX_HOPS links, latency, rate cap; the same arguments
+ * give the same id), then flows on it. */
+guint engine_route (Engine *e, const guint *path, guint n_hops, SimTime latency, double rate_cap);
+EngineTask engine_flow_on (Engine *e, guint route, double bytes, guint64 tag);
 /* A flow that follows flow `prev` (created and not yet committed) over the
  * same path, with prev's rate cap: a pipeline's next chunk. It starts once
  * prev's last byte is sent (not once it arrives) and every task it depends

@@ -38,10 +38,19 @@ typedef struct {
   gboolean backward;
 } StepInfo;
 
+/* The engine route from one GPU to another, and the link classes it uses
+ * (bits: NVLink, IB, fabric); route G_MAXUINT until a flow goes that way. */
+typedef struct {
+  guint route;
+  guint8 uses;
+  SimTime latency;
+} PairRoute;
+
 typedef struct {
   const ScenarioSpec *s;
   const TopoSpec *t;
   Cluster *cluster;
+  PairRoute *pair_route; /* [a * ep + b]; NULL at very large EP */
   Engine *engine;
   RoutingStream *routing;
   guint ep, n_steps, built;
@@ -98,18 +107,28 @@ static EngineTask
 add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, gboolean dispatch,
           EngineTask after)
 {
-  ClusterPath p;
-  cluster_route (m->cluster, a, b, m->rdma, &p);
+  /* the engine route from a to b (and the link classes it uses), made the
+   * first time a flow goes that way */
+  PairRoute local = { G_MAXUINT, 0, 0 };
+  PairRoute *pr = m->pair_route ? &m->pair_route[(gsize) a * m->ep + b] : &local;
+  if (pr->route == G_MAXUINT)
+    {
+      ClusterPath p;
+      cluster_route (m->cluster, a, b, m->rdma, &p);
+      guint links[FLOWNET_MAX_HOPS], n = 0;
+      if (m->comm_links)
+        links[n++] = m->comm_link0 + 2 * a; /* the sender's communication SMs */
+      for (guint h = 0; h < p.n_hops; h++)
+        links[n++] = p.links[h];
+      if (m->comm_links)
+        links[n++] = m->comm_link0 + 2 * b + 1; /* the receiver's */
+      pr->route = engine_route (m->engine, links, n, p.latency, 0.0);
+      pr->latency = p.latency;
+      pr->uses = (guint8) ((p.uses_nvlink ? 1 : 0) | (p.uses_ib ? 2 : 0) | (p.uses_fabric ? 4 : 0));
+    }
   guint64 tag = dispatch && m->fed_by ? DTAG (step, a, b) : TAG (TAG_FLOW, step, a);
-  guint links[FLOWNET_MAX_HOPS], n = 0;
-  if (m->comm_links)
-    links[n++] = m->comm_link0 + 2 * a; /* the sender's communication SMs */
-  for (guint h = 0; h < p.n_hops; h++)
-    links[n++] = p.links[h];
-  if (m->comm_links)
-    links[n++] = m->comm_link0 + 2 * b + 1; /* the receiver's */
-  EngineTask f = after != ENGINE_TASK_NONE ? engine_flow_after (m->engine, after, bytes, p.latency, tag)
-                                           : engine_flow (m->engine, bytes, links, n, p.latency, 0.0, tag);
+  EngineTask f = after != ENGINE_TASK_NONE ? engine_flow_after (m->engine, after, bytes, pr->latency, tag)
+                                           : engine_flow_on (m->engine, pr->route, bytes, tag);
   if (m->gate[0])
     {
       engine_depend (m->engine, m->gate[dispatch ? 0 : 1][a], f);
@@ -122,11 +141,11 @@ add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, g
   else
     lr->combine_bytes += bytes;
   double *pb = lr->phase_bytes[dispatch ? 0 : 1];
-  if (p.uses_nvlink)
+  if (pr->uses & 1)
     lr->bytes[LCLASS_NVLINK] += bytes, pb[LCLASS_NVLINK] += bytes;
-  if (p.uses_ib)
+  if (pr->uses & 2)
     lr->bytes[LCLASS_NIC] += bytes, pb[LCLASS_NIC] += bytes;
-  if (p.uses_fabric)
+  if (pr->uses & 4)
     lr->bytes[LCLASS_FABRIC] += bytes, pb[LCLASS_FABRIC] += bytes;
   m->res->gpus[a].bytes_out += bytes;
   m->res->gpus[b].bytes_in += bytes;
@@ -728,6 +747,12 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
       m.routing = routing_stream_new (s, scenario_trace (sc), placement, L * M, stream_layer, m.tokens_per_mb, threads,
                                       2 * threads + 1, (guint) t->node.gpus);
     }
+  if (m.ep <= 4096) /* at most 256 MB; beyond, routes are looked up each time */
+    {
+      m.pair_route = g_new (PairRoute, (gsize) m.ep * m.ep);
+      for (gsize i = 0; i < (gsize) m.ep * m.ep; i++)
+        m.pair_route[i].route = G_MAXUINT;
+    }
   m.prev_done = g_new (EngineTask, (gsize) m.chains * m.ep);
   for (guint g = 0; g < m.chains * m.ep; g++)
     m.prev_done[g] = ENGINE_TASK_NONE;
@@ -858,6 +883,7 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
   res->n_util_samples = m.util_time->len;
   res->util_time_us = (double *) (void *) g_array_free (m.util_time, FALSE);
   res->util = (float *) (void *) g_array_free (m.util, FALSE);
+  g_free (m.pair_route);
   g_free (m.link_group);
   g_free (m.group_load);
   g_free (m.times);

@@ -171,6 +171,44 @@ test_flow_latency_and_rate (void)
   CU_ASSERT_EQUAL (log.end[1], 5 * SIM_PS_PER_US);
 }
 
+/* Routes: the same path, latency and cap give the same id, anything else
+ * another; a flow on a route is the flow engine_flow would make. */
+static void
+test_routes_are_shared (void)
+{
+  Log log = { 0 };
+  g_autoptr (Engine) e = engine_new (&log_hooks, &log, 0.0);
+  guint l[3];
+  for (guint i = 0; i < 3; i++)
+    l[i] = engine_add_link (e, 1e9);
+  guint ab[] = { l[0], l[1] }, ba[] = { l[1], l[0] }, a[] = { l[0] };
+  guint r1 = engine_route (e, ab, 2, 2 * SIM_PS_PER_US, 0.0);
+  CU_ASSERT_EQUAL (engine_route (e, ab, 2, 2 * SIM_PS_PER_US, 0.0), r1);
+  CU_ASSERT_EQUAL (engine_route (e, ab, 2, 2 * SIM_PS_PER_US, -1.0), r1); /* <= 0: no cap */
+  guint others[] = { engine_route (e, ba, 2, 2 * SIM_PS_PER_US, 0.0), engine_route (e, a, 1, 2 * SIM_PS_PER_US, 0.0),
+                     engine_route (e, ab, 2, 3 * SIM_PS_PER_US, 0.0), engine_route (e, ab, 2, 2 * SIM_PS_PER_US, 5e8) };
+  for (guint i = 0; i < G_N_ELEMENTS (others); i++)
+    {
+      CU_ASSERT_NOT_EQUAL (others[i], r1);
+      for (guint j = 0; j < i; j++)
+        CU_ASSERT_NOT_EQUAL (others[i], others[j]);
+    }
+  /* 1 MB on the route and 1 MB by path over link 2 alone: both 1 ms + 2 us;
+   * the capped route: 2 ms + 2 us */
+  engine_flow_on (e, r1, 1e6, 0);
+  engine_flow (e, 1e6, &l[2], 1, 2 * SIM_PS_PER_US, 0.0, 1);
+  engine_commit (e);
+  engine_run (e);
+  CU_ASSERT_EQUAL (log.end[0], 1000 * SIM_PS_PER_US + 2 * SIM_PS_PER_US);
+  CU_ASSERT_EQUAL (log.end[1], log.end[0]);
+  g_autoptr (Engine) e2 = engine_new (&log_hooks, &log, 0.0);
+  guint m = engine_add_link (e2, 1e9);
+  engine_flow_on (e2, engine_route (e2, &m, 1, 2 * SIM_PS_PER_US, 5e8), 1e6, 2);
+  engine_commit (e2);
+  engine_run (e2);
+  CU_ASSERT_EQUAL (log.end[2], 2000 * SIM_PS_PER_US + 2 * SIM_PS_PER_US);
+}
+
 /* Uniform all-to-all of N GPUs, one egress and one ingress port each into a
  * non-blocking switch: every flow gets bw / (N-1), so all end at
  * (N-1) * bytes / bw = (N-1)/N * (total bytes out) / bw, plus latency. */
@@ -506,6 +544,7 @@ main (void)
     TEST (test_equal_time_tasks_finish_in_schedule_order),
     TEST (test_fan_out_releases_all_newest_first),
     TEST (test_flow_latency_and_rate),
+    TEST (test_routes_are_shared),
     TEST (test_uniform_all_to_all_closed_form),
     TEST (test_matches_brute_force_reference),
     TEST (test_chains_match_brute_force_reference),
