@@ -174,6 +174,8 @@ struct Engine {
   guint n_gpus, cap_gpus;
 
   guint batch_gen;
+  SimEvent *batch; /* a batch's completions, queued together */
+  guint cap_batch;
   SimTime solve_event_time; /* pending EV_SOLVE, SIM_TIME_MAX when none */
   SimTime hold_until;       /* no re-solve before this (see maybe_solve) */
   gboolean batch_consumed;
@@ -219,6 +221,7 @@ engine_free (Engine *e)
   g_free (e->route_slot);
   free_ids_clear (&e->free_edges);
   g_free (e->uncommitted);
+  g_free (e->batch);
   id_fifo_clear (&e->ready);
   g_free (e->touched);
   sim_queue_free (e->q);
@@ -697,13 +700,14 @@ on_flow_batch (Engine *e, const SimEvent *ev)
   if (left && e->hooks.rates_changed)
     e->hooks.rates_changed (e->user, ev->time);
   double wsum = 0.0, w = 0.0;
+  GROW (e->batch, e->cap_batch, n);
   for (guint i = 0; i < n; i++)
     {
       if (i + 8 < n)
         __builtin_prefetch (&e->tasks[(guint) done[i + 8].tag]);
       guint id = (guint) done[i].tag;
       Task *t = &e->tasks[id];
-      sim_queue_push (e->q, done[i].end + e->routes[t->route].latency, EV_TASK_DONE, t->gen, id);
+      e->batch[i] = (SimEvent) { done[i].end + e->routes[t->route].latency, 0, EV_TASK_DONE, t->gen, id };
       if (done[i].continued)
         {
           follower_took_over (e, t, t->net, done[i].end);
@@ -713,6 +717,7 @@ on_flow_batch (Engine *e, const SimEvent *ev)
       wsum += done[i].rate * (double) (done[i].end - ev->time);
       w += done[i].rate;
     }
+  sim_queue_push_batch (e->q, e->batch, n);
   if (w > 0.0)
     {
       SimTime mid = ev->time + (SimTime) (wsum / w);

@@ -1,19 +1,41 @@
 /* Binary heap keyed by (time, seq). The heap array grows by doubling and is
- * never shrunk, so steady-state scheduling does not allocate. */
+ * never shrunk, so steady-state scheduling does not allocate.
+ *
+ * A batch (sim_queue_push_batch) is kept as a run: its events sorted by
+ * (time, seq) in an array of their own, with one heap entry (kind RUN, id
+ * the run) keyed by the run's next event. Pops come out in the same order
+ * as if the events had been pushed one by one, while the heap holds one
+ * entry per batch rather than thousands. */
 #include "evq.h"
 
+#include <stdlib.h>
+
+#define RUN G_MAXUINT32
+
+typedef struct {
+  SimEvent *ev;
+  gsize len, pos, cap;
+  guint next_free;
+} Run;
+
 struct SimQueue {
+  guint64 *keys, *keys2; /* scratch for sorting a batch */
+  gsize cap_keys;
   SimEvent *heap;
   gsize len;
   gsize cap;
+  gsize count; /* events queued, runs' included */
   uint64_t next_seq;
   SimTime now;
+  Run *runs;
+  guint n_runs, cap_runs, free_run; /* free runs: a list through next_free */
 };
 
 SimQueue *
 sim_queue_new (void)
 {
   SimQueue *q = g_new0 (SimQueue, 1);
+  q->free_run = G_MAXUINT;
   q->cap = 256;
   q->heap = g_new (SimEvent, q->cap);
   return q;
@@ -25,6 +47,11 @@ sim_queue_free (SimQueue *q)
   if (q == NULL)
     return;
   g_free (q->heap);
+  for (guint i = 0; i < q->n_runs; i++)
+    g_free (q->runs[i].ev);
+  g_free (q->runs);
+  g_free (q->keys);
+  g_free (q->keys2);
   g_free (q);
 }
 
@@ -34,16 +61,14 @@ ev_before (const SimEvent *a, const SimEvent *b)
   return a->time < b->time || (a->time == b->time && a->seq < b->seq);
 }
 
-void
-sim_queue_push (SimQueue *q, SimTime time, uint32_t kind, uint32_t gen, uint64_t id)
+static void
+heap_insert (SimQueue *q, SimEvent ev)
 {
-  g_assert (time >= q->now);
   if (q->len == q->cap)
     {
       q->cap *= 2;
       q->heap = g_renew (SimEvent, q->heap, q->cap);
     }
-  SimEvent ev = { time, q->next_seq++, kind, gen, id };
   gsize i = q->len++;
   while (i > 0)
     {
@@ -56,14 +81,136 @@ sim_queue_push (SimQueue *q, SimTime time, uint32_t kind, uint32_t gen, uint64_t
   q->heap[i] = ev;
 }
 
-gboolean
-sim_queue_pop (SimQueue *q, SimEvent *out)
+void
+sim_queue_push (SimQueue *q, SimTime time, uint32_t kind, uint32_t gen, uint64_t id)
 {
-  if (q->len == 0)
-    return FALSE;
-  *out = q->heap[0];
-  q->now = out->time;
-  SimEvent last = q->heap[--q->len];
+  g_assert (time >= q->now);
+  g_assert (kind != RUN);
+  heap_insert (q, (SimEvent) { time, q->next_seq++, kind, gen, id });
+  q->count++;
+}
+
+static int
+cmp_event (const void *a, const void *b)
+{
+  const SimEvent *x = a, *y = b;
+  if (x->time != y->time)
+    return x->time < y->time ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+void
+sim_queue_push_batch (SimQueue *q, const SimEvent *evs, gsize n)
+{
+  if (n == 0)
+    return;
+  guint ri;
+  if (q->free_run != G_MAXUINT)
+    {
+      ri = q->free_run;
+      q->free_run = q->runs[ri].next_free;
+    }
+  else
+    {
+      if (q->n_runs == q->cap_runs)
+        {
+          q->cap_runs = q->cap_runs ? 2 * q->cap_runs : 16;
+          q->runs = g_renew (Run, q->runs, q->cap_runs);
+        }
+      ri = q->n_runs++;
+      q->runs[ri] = (Run) { NULL, 0, 0, 0, G_MAXUINT };
+    }
+  Run *r = &q->runs[ri];
+  if (n > r->cap)
+    {
+      r->cap = MAX (n, 2 * r->cap);
+      r->ev = g_renew (SimEvent, r->ev, r->cap);
+    }
+  gboolean sorted = TRUE;
+  SimTime lo = evs[0].time, hi = evs[0].time;
+  for (gsize i = 0; i < n; i++)
+    {
+      g_assert (evs[i].time >= q->now);
+      g_assert (evs[i].kind != RUN);
+      sorted = sorted && (i == 0 || evs[i].time >= evs[i - 1].time);
+      lo = MIN (lo, evs[i].time);
+      hi = MAX (hi, evs[i].time);
+    }
+  /* each event's seq holds its index in evs until the end */
+  if (sorted)
+    {
+      memcpy (r->ev, evs, n * sizeof *evs);
+      for (gsize i = 0; i < n; i++)
+        r->ev[i].seq = i;
+    }
+  else if (hi - lo < ((SimTime) 1 << 32) && n < ((gsize) 1 << 32))
+    {
+      /* by (time, array order): a radix sort of (time - lo) << 32 | i on
+       * its high half, stable, three passes of 11 bits */
+      if (n > q->cap_keys)
+        {
+          q->cap_keys = MAX (n, 2 * q->cap_keys);
+          q->keys = g_renew (guint64, q->keys, q->cap_keys);
+          q->keys2 = g_renew (guint64, q->keys2, q->cap_keys);
+        }
+      guint64 *a = q->keys, *b = q->keys2;
+      for (gsize i = 0; i < n; i++)
+        a[i] = ((guint64) (evs[i].time - lo) << 32) | i;
+      if (n <= 64) /* few: insertion sort on the whole key */
+        for (gsize i = 1; i < n; i++)
+          {
+            guint64 k = a[i];
+            gsize j = i;
+            for (; j > 0 && a[j - 1] > k; j--)
+              a[j] = a[j - 1];
+            a[j] = k;
+          }
+      for (guint shift = 32; shift < 64 && n > 64; shift += 11)
+        {
+          gsize count[2048] = { 0 };
+          for (gsize i = 0; i < n; i++)
+            count[(a[i] >> shift) & 2047]++;
+          gsize sum = 0;
+          for (guint d = 0; d < 2048; d++)
+            {
+              gsize c = count[d];
+              count[d] = sum;
+              sum += c;
+            }
+          for (gsize i = 0; i < n; i++)
+            b[count[(a[i] >> shift) & 2047]++] = a[i];
+          guint64 *t = a;
+          a = b;
+          b = t;
+        }
+      for (gsize i = 0; i < n; i++)
+        {
+          gsize k = a[i] & 0xffffffffu;
+          r->ev[i] = evs[k];
+          r->ev[i].seq = k;
+        }
+    }
+  else
+    {
+      memcpy (r->ev, evs, n * sizeof *evs);
+      for (gsize i = 0; i < n; i++)
+        r->ev[i].seq = i; /* array order, for the sort */
+      qsort (r->ev, n, sizeof *r->ev, cmp_event);
+    }
+  /* as if pushed one by one in array order */
+  for (gsize i = 0; i < n; i++)
+    r->ev[i].seq += q->next_seq;
+  q->next_seq += n;
+  r->len = n;
+  r->pos = 0;
+  heap_insert (q, (SimEvent) { r->ev[0].time, r->ev[0].seq, RUN, 0, ri });
+  q->count += n;
+}
+
+/* Restores the heap below the top after heap[0] grew (or was replaced). */
+static void
+sift_down_top (SimQueue *q, SimEvent last)
+{
   gsize i = 0;
   for (;;)
     {
@@ -78,6 +225,40 @@ sim_queue_pop (SimQueue *q, SimEvent *out)
     }
   if (q->len > 0)
     q->heap[i] = last;
+}
+
+gboolean
+sim_queue_pop (SimQueue *q, SimEvent *out)
+{
+  if (q->len == 0)
+    return FALSE;
+  SimEvent top = q->heap[0];
+  if (top.kind == RUN)
+    {
+      Run *r = &q->runs[top.id];
+      *out = r->ev[r->pos++];
+      if (r->pos < r->len)
+        {
+          /* the run's next event takes its place: sift it down */
+          top.time = r->ev[r->pos].time;
+          top.seq = r->ev[r->pos].seq;
+          q->heap[0] = top;
+          sift_down_top (q, top);
+        }
+      else
+        {
+          r->next_free = q->free_run;
+          q->free_run = (guint) top.id;
+          sift_down_top (q, q->heap[--q->len]);
+        }
+    }
+  else
+    {
+      *out = top;
+      sift_down_top (q, q->heap[--q->len]);
+    }
+  q->now = out->time;
+  q->count--;
   return TRUE;
 }
 
@@ -91,13 +272,14 @@ uint64_t
 sim_queue_peek_id (const SimQueue *q)
 {
   g_assert (q->len > 0);
-  return q->heap[0].id;
+  const SimEvent *top = &q->heap[0];
+  return top->kind == RUN ? q->runs[top->id].ev[q->runs[top->id].pos].id : top->id;
 }
 
 gsize
 sim_queue_length (const SimQueue *q)
 {
-  return q->len;
+  return q->count;
 }
 
 SimTime

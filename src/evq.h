@@ -26,6 +26,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SimQueue, sim_queue_free)
 
 /* Schedules an event at `time` (>= the time of the last popped event). */
 void sim_queue_push (SimQueue *q, SimTime time, uint32_t kind, uint32_t gen, uint64_t id);
+/* Schedules n events at once (times >= now; seq is assigned, kind not
+ * G_MAXUINT32): they pop exactly as if pushed one by one in array order,
+ * but hold one heap entry between them (for batches of completions). */
+void sim_queue_push_batch (SimQueue *q, const SimEvent *evs, gsize n);
 /* Pops the earliest event into *ev; FALSE when empty. */
 gboolean sim_queue_pop (SimQueue *q, SimEvent *ev);
 /* Time of the earliest event, SIM_TIME_MAX when empty. */

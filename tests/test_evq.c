@@ -49,6 +49,64 @@ test_equal_time_in_schedule_order (void)
     }
 }
 
+/* Batches pop exactly as the same events pushed one by one would: random
+ * batches (sorted, unsorted, small, large, with equal times and a spread
+ * beyond 2^32 ps) interleaved with single events and pops. */
+static void
+test_batches_pop_as_singles (void)
+{
+  g_autoptr (SimQueue) a = sim_queue_new ();
+  g_autoptr (SimQueue) b = sim_queue_new ();
+  GRand *r = g_rand_new_with_seed (9);
+  SimEvent batch[3000];
+  guint64 id = 0;
+  guint popped = 0, bad = 0;
+  for (guint round = 0; round < 300; round++)
+    {
+      SimTime now = sim_queue_now (a);
+      guint n = (guint) g_rand_int_range (r, 0, round % 10 == 0 ? 3000 : 80);
+      gint64 spread = round % 7 == 0 ? ((gint64) 1 << 34) : g_rand_int_range (r, 1, 1000000);
+      for (guint i = 0; i < n; i++)
+        {
+          SimTime t = now + (round % 5 == 0 ? (SimTime) i * 3 : (SimTime) g_rand_double_range (r, 0, (double) spread));
+          if (g_rand_int_range (r, 0, 4) == 0 && i > 0)
+            t = batch[i - 1].time; /* equal times keep their order */
+          batch[i] = (SimEvent) { t, 0, 1, 0, id };
+          sim_queue_push (a, t, 1, 0, id++);
+        }
+      sim_queue_push_batch (b, batch, n);
+      for (guint k = 0; k < 5; k++) /* a single event between batches */
+        {
+          SimTime t = now + g_rand_int_range (r, 0, 500000);
+          sim_queue_push (a, t, 2, 0, id);
+          sim_queue_push (b, t, 2, 0, id++);
+        }
+      CU_ASSERT_EQUAL (sim_queue_length (a), sim_queue_length (b));
+      guint pops = (guint) g_rand_int_range (r, 0, 200);
+      for (guint k = 0; k < pops && sim_queue_length (a) > 0; k++)
+        {
+          SimEvent x, y;
+          CU_ASSERT_EQUAL (sim_queue_peek_time (a), sim_queue_peek_time (b));
+          CU_ASSERT_EQUAL (sim_queue_peek_id (a), sim_queue_peek_id (b));
+          sim_queue_pop (a, &x);
+          sim_queue_pop (b, &y);
+          bad += x.time != y.time || x.id != y.id || x.kind != y.kind || x.seq != y.seq;
+          popped++;
+        }
+    }
+  SimEvent x, y;
+  while (sim_queue_pop (a, &x))
+    {
+      CU_ASSERT_FATAL (sim_queue_pop (b, &y));
+      bad += x.time != y.time || x.id != y.id || x.seq != y.seq;
+      popped++;
+    }
+  CU_ASSERT_FALSE (sim_queue_pop (b, &y));
+  CU_ASSERT_EQUAL (bad, 0);
+  CU_ASSERT (popped > 50000);
+  g_rand_free (r);
+}
+
 static void
 test_scheduling_into_past_asserts (void)
 {
@@ -164,6 +222,7 @@ main (void)
   static const TestCase tests[] = {
     TEST (test_orders_by_time),
     TEST (test_equal_time_in_schedule_order),
+    TEST (test_batches_pop_as_singles),
     TEST (test_scheduling_into_past_asserts),
     TEST (test_time_conversion_rounds_up),
     TEST (test_free_ids_lowest_first),
