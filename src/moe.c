@@ -744,8 +744,12 @@ simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress prog
   else
     {
       guint threads = MAX (1u, g_get_num_processors () - 1); /* the engine keeps a core */
+      /* steps generated ahead: enough that the run seldom waits for its
+       * (lower priority) routing threads, within 64 MB of pair counts */
+      gsize slot_bytes = (gsize) m.ep * m.ep * 2 * sizeof (guint32) + 1;
+      guint window = (guint) CLAMP ((gsize) 64 * 1024 * 1024 / slot_bytes, 2 * threads + 1, 16);
       m.routing = routing_stream_new (s, scenario_trace (sc), placement, L * M, stream_layer, m.tokens_per_mb, threads,
-                                      2 * threads + 1, (guint) t->node.gpus);
+                                      window, (guint) t->node.gpus);
     }
   if (m.ep <= 4096) /* at most 256 MB; beyond, routes are looked up each time */
     {
