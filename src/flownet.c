@@ -473,12 +473,25 @@ static void
 tree_build (FlowNet *fn, guint nl)
 {
   LoserTree *t = &fn->tree;
-  loser_tree_reset (t, nl);
+  /* only links with a flow left to fix can be taken (after a restart,
+   * those taken before it have none): the others stay out of the tree */
+  guint n = 0;
+  for (guint i = 0; i < nl; i++)
+    n += fn->n_free[fn->comp_links[i]] > 0;
+  loser_tree_reset (t, MAX (n, 1u));
+  n = 0;
   for (guint i = 0; i < nl; i++)
     {
       guint li = fn->comp_links[i];
-      t->id[i] = li;
-      t->key[i] = fn->n_free[li] > 0 ? fn->rem[li] / fn->n_free[li] : INFINITY;
+      if (fn->n_free[li] == 0)
+        continue;
+      t->id[n] = li;
+      t->key[n++] = fn->rem[li] / fn->n_free[li];
+    }
+  if (n == 0)
+    {
+      t->id[0] = G_MAXUINT;
+      t->key[0] = INFINITY;
     }
   loser_tree_build (t);
 }
