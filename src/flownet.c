@@ -252,6 +252,12 @@ flownet_link_load (const FlowNet *fn, guint link)
   return MAX (fn->load[link], 0.0);
 }
 
+const double *
+flownet_link_loads (const FlowNet *fn)
+{
+  return fn->load;
+}
+
 static void
 mark_dirty (FlowNet *fn, guint link)
 {

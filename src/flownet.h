@@ -35,6 +35,10 @@ double flownet_link_bytes (const FlowNet *fn, guint link);
 /* Bytes/s the link carries at the current rates (sum of its flows' rates;
  * kept up to date as rates change and flows leave). */
 double flownet_link_load (const FlowNet *fn, guint link);
+/* All links' loads at once, indexed by link id, for callers that sum them
+ * after every change; rounding can leave a load a hair below zero (which
+ * flownet_link_load clamps). Valid until the next link is added. */
+const double *flownet_link_loads (const FlowNet *fn);
 
 /* Starts a flow of `bytes` (> 0) at time `now` over `path` (1..MAX_HOPS
  * distinct links). `rate_cap` <= 0 means uncapped. The flow has rate 0 until

@@ -631,8 +631,10 @@ on_rates_changed (void *user, SimTime now)
   const FlowNet *net = engine_flownet (m->engine);
   guint ng = res->n_util_groups;
   memset (m->group_load, 0, ng * sizeof (double));
-  for (guint l = 0; l < cluster_n_links (m->cluster); l++)
-    m->group_load[m->link_group[l]] += flownet_link_load (net, l);
+  const double *load = flownet_link_loads (net);
+  const guint *group = m->link_group;
+  for (guint l = 0, nl = cluster_n_links (m->cluster); l < nl; l++)
+    m->group_load[group[l]] += MAX (load[l], 0.0);
   float *v = g_newa (float, ng);
   for (guint g = 0; g < ng; g++)
     v[g] = res->util_group_capacity[g] > 0 ? (float) (m->group_load[g] / res->util_group_capacity[g]) : 0.0f;
