@@ -39,7 +39,10 @@ typedef guint Succ;
  * the same way (a pair of GPUs, step after step) share one. */
 typedef struct {
   guint path[FLOWNET_MAX_HOPS];
-  guint n_hops;
+  guint8 n_hops;
+  guint8 anon; /* made by engine_flow for its flow (and followers): not
+                * shared by lookup, freed with its last flow */
+  guint refs;  /* anon: flows on it not done */
   SimTime latency;
   double cap;
 } Route;
@@ -152,8 +155,9 @@ struct Engine {
   guint n_tasks, cap_tasks;
   Route *routes;
   guint n_routes, cap_routes;
-  guint *route_slot; /* open addressing: route id + 1, 0 empty */
-  guint route_mask;
+  guint *route_slot; /* open addressing: route id + 1, 0 empty (named routes) */
+  guint route_mask, n_named;
+  FreeIds free_routes; /* anonymous routes' slots, lowest first */
   FreeIds free_tasks; /* lowest first: a step's tasks sit together */
   guint live;
 
@@ -218,6 +222,7 @@ engine_free (Engine *e)
   free_ids_clear (&e->free_tasks);
   free (e->edges);
   g_free (e->routes);
+  free_ids_clear (&e->free_routes);
   g_free (e->route_slot);
   free_ids_clear (&e->free_edges);
   g_free (e->uncommitted);
@@ -315,11 +320,32 @@ route_hash (const guint *path, guint n_hops, SimTime latency, double cap)
   return (guint) (h >> 32);
 }
 
-/* The id of the route (path, latency, cap), added when new. */
+static guint
+route_new (Engine *e, const guint *path, guint n_hops, SimTime latency, double cap, gboolean anon)
+{
+  guint r;
+  if (!anon || !free_ids_take (&e->free_routes, &r))
+    {
+      GROW (e->routes, e->cap_routes, e->n_routes + 1);
+      r = e->n_routes++;
+    }
+  Route *rt = &e->routes[r];
+  memset (rt, 0, sizeof *rt);
+  if (n_hops > 0)
+    memcpy (rt->path, path, n_hops * sizeof (guint));
+  rt->n_hops = (guint8) n_hops;
+  rt->anon = (guint8) anon;
+  rt->refs = anon ? 1 : 0;
+  rt->latency = latency;
+  rt->cap = cap;
+  return r;
+}
+
+/* The id of the named route (path, latency, cap), added when new. */
 static guint
 route_intern (Engine *e, const guint *path, guint n_hops, SimTime latency, double cap)
 {
-  if (2 * (e->n_routes + 1) > e->route_mask + 1)
+  if (2 * (e->n_named + 1) > e->route_mask + 1)
     {
       guint size = e->route_mask ? 2 * (e->route_mask + 1) : 1024;
       g_free (e->route_slot);
@@ -328,6 +354,8 @@ route_intern (Engine *e, const guint *path, guint n_hops, SimTime latency, doubl
       for (guint r = 0; r < e->n_routes; r++)
         {
           const Route *rt = &e->routes[r];
+          if (rt->anon)
+            continue;
           guint i = route_hash (rt->path, rt->n_hops, rt->latency, rt->cap) & e->route_mask;
           while (e->route_slot[i] != 0)
             i = (i + 1) & e->route_mask;
@@ -342,16 +370,27 @@ route_intern (Engine *e, const guint *path, guint n_hops, SimTime latency, doubl
           && memcmp (rt->path, path, n_hops * sizeof (guint)) == 0)
         return e->route_slot[i] - 1;
     }
-  GROW (e->routes, e->cap_routes, e->n_routes + 1);
-  Route *rt = &e->routes[e->n_routes];
-  memset (rt, 0, sizeof *rt);
-  if (n_hops > 0)
-    memcpy (rt->path, path, n_hops * sizeof (guint));
-  rt->n_hops = n_hops;
-  rt->latency = latency;
-  rt->cap = cap;
-  e->route_slot[i] = ++e->n_routes;
-  return e->n_routes - 1;
+  guint r = route_new (e, path, n_hops, latency, cap, FALSE);
+  e->route_slot[i] = r + 1;
+  e->n_named++;
+  return r;
+}
+
+/* A route for one flow (and the chunks that follow it), without a lookup:
+ * engine_flow's callers rarely send twice the same way. */
+static guint
+route_anon (Engine *e, const guint *path, guint n_hops, SimTime latency, double cap)
+{
+  return route_new (e, path, n_hops, latency, cap, TRUE);
+}
+
+/* One more flow is done with route r. */
+static void
+route_release (Engine *e, guint r)
+{
+  Route *rt = &e->routes[r];
+  if (rt->anon && --rt->refs == 0)
+    free_ids_put (&e->free_routes, r);
 }
 
 guint
@@ -370,8 +409,10 @@ engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime l
   g_return_val_if_fail (n_hops <= FLOWNET_MAX_HOPS, ENGINE_TASK_NONE);
   g_return_val_if_fail (bytes == 0.0 || n_hops >= 1, ENGINE_TASK_NONE);
   g_return_val_if_fail (latency >= 0, ENGINE_TASK_NONE);
-  return engine_flow_on (e, route_intern (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0),
-                         bytes, tag);
+  guint route = route_anon (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0);
+  EngineTask t = engine_flow_on (e, route, bytes, tag);
+  e->routes[route].refs--; /* engine_flow_on counted the flow */
+  return t;
 }
 
 EngineTask
@@ -385,6 +426,8 @@ engine_flow_on (Engine *e, guint route, double bytes, guint64 tag)
   t->bytes = bytes;
   t->route = route;
   t->prev = t->next = NIL;
+  if (e->routes[route].anon)
+    e->routes[route].refs++;
   return handle_of (id, t->gen);
 }
 
@@ -401,8 +444,20 @@ engine_flow_after (Engine *e, EngineTask prev, double bytes, SimTime latency, gu
                         ENGINE_TASK_NONE);
   g_return_val_if_fail (bytes == 0.0 || e->routes[p->route].n_hops >= 1, ENGINE_TASK_NONE);
   guint pi = (guint) (prev & 0xffffffffu);
-  const Route *pr = &e->routes[p->route];
-  guint route = pr->latency == latency ? p->route : route_intern (e, pr->path, pr->n_hops, latency, pr->cap);
+  Route *pr = &e->routes[p->route];
+  guint route;
+  if (pr->latency == latency)
+    {
+      route = p->route;
+      if (pr->anon)
+        pr->refs++;
+    }
+  else
+    {
+      Route copy = *pr; /* the routes may move as one is added */
+      route = copy.anon ? route_anon (e, copy.path, copy.n_hops, latency, copy.cap)
+                        : route_intern (e, copy.path, copy.n_hops, latency, copy.cap);
+    }
   guint id = task_alloc (e, TASK_FLOW, tag);
   Task *t = &e->tasks[id];
   p = &e->tasks[pi];
@@ -586,6 +641,8 @@ task_finish (Engine *e, guint id)
     succ_release (e, t->succ[i]);
   guint8 kind = t->kind;
   guint gpu = kind == TASK_COMPUTE ? t->gpu : 0;
+  if (kind == TASK_FLOW)
+    route_release (e, t->route);
   t->state = ST_FREE;
   t->gen++;
   free_ids_put (&e->free_tasks, id);

@@ -209,6 +209,49 @@ test_routes_are_shared (void)
   CU_ASSERT_EQUAL (log.end[2], 2000 * SIM_PS_PER_US + 2 * SIM_PS_PER_US);
 }
 
+/* Flows started from the done hook, one after another over alternating
+ * paths (their route slots are recycled as each ends): 1000 of 1 MB at
+ * 1 GB/s plus 1 us latency each end at k x 1.001 ms. */
+typedef struct {
+  Engine *e;
+  guint links[2];
+  guint started;
+  SimTime last;
+} Relay;
+
+static void
+relay_done (void *user, guint64 tag, SimTime start, SimTime end)
+{
+  Relay *r = user;
+  (void) tag;
+  (void) start;
+  r->last = end;
+  if (r->started < 1000)
+    {
+      engine_flow (r->e, 1e6, &r->links[r->started % 2], 1, SIM_PS_PER_US, 0.0, r->started);
+      r->started++;
+      engine_commit (r->e);
+    }
+}
+
+static void
+test_flows_started_by_hooks (void)
+{
+  Relay r = { 0 };
+  const EngineHooks hooks = { NULL, relay_done, NULL };
+  g_autoptr (Engine) e = engine_new (&hooks, &r, 0.0);
+  r.e = e;
+  r.links[0] = engine_add_link (e, 1e9);
+  r.links[1] = engine_add_link (e, 1e9);
+  engine_flow (e, 1e6, &r.links[0], 1, SIM_PS_PER_US, 0.0, 0);
+  r.started = 1;
+  engine_commit (e);
+  engine_run (e);
+  CU_ASSERT_EQUAL (r.started, 1000);
+  CU_ASSERT_EQUAL (r.last, 1000 * 1001 * SIM_PS_PER_US);
+  CU_ASSERT_EQUAL (engine_tasks_pending (e), 0);
+}
+
 /* Uniform all-to-all of N GPUs, one egress and one ingress port each into a
  * non-blocking switch: every flow gets bw / (N-1), so all end at
  * (N-1) * bytes / bw = (N-1)/N * (total bytes out) / bw, plus latency. */
@@ -545,6 +588,7 @@ main (void)
     TEST (test_fan_out_releases_all_newest_first),
     TEST (test_flow_latency_and_rate),
     TEST (test_routes_are_shared),
+    TEST (test_flows_started_by_hooks),
     TEST (test_uniform_all_to_all_closed_form),
     TEST (test_matches_brute_force_reference),
     TEST (test_chains_match_brute_force_reference),
