@@ -29,130 +29,10 @@
  * dense arrays. Flow slots are recycled lowest first (FreeIds), and every
  * scratch array lives in the FlowNet, so a steady run does not allocate.
  */
-#include "flownet.h"
-
-#include "losertree.h"
-#include "util.h"
+#include "flownet_private.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-  double remaining; /* bytes left as of t_update */
-  SimTime t_update; /* when remaining was last brought up to date */
-  double rate;      /* bytes/s */
-  guint path[FLOWNET_MAX_HOPS];
-  guint8 n_hops;
-} FlowHot;
-G_STATIC_ASSERT (sizeof (FlowHot) <= 64);
-
-/* A flow's marks in a solve: fixed in the solve of this epoch, at this
- * level (kept together: a visit reads the one, a fix writes both) */
-typedef struct {
-  guint epoch;
-  guint level;
-} Stamp;
-
-typedef struct {
-  double cap; /* rate cap, 0 when none */
-  guint64 tag;
-  guint pos[FLOWNET_MAX_HOPS]; /* index of this flow in each link's list */
-  double next_bytes; /* its continuation, 0 when none (flownet_flow_set_next) */
-  guint64 next_tag;
-} FlowCold;
-
-typedef struct {
-  double capacity;
-  double bytes;
-  guint *flows; /* ids of the flows on the link (a solve reads their paths
-                 * from the hot records it touches anyway) */
-  guint8 *hop;  /* [i]: which hop of flows[i]'s path this link is (read by
-                 * removals only, so the solve's lists stay 4 bytes a flow) */
-  guint n_flows;
-  guint cap_flows;
-  guint epoch; /* == fn->epoch: in the component being solved */
-  guint8 dirty;
-} Link;
-
-struct FlowNet {
-  Link *links;
-  guint n_links, cap_links;
-  /* hot per-link solve state */
-  double *rem;   /* capacity left during a solve */
-  guint *n_free; /* unfixed flows during a solve */
-  double *load;  /* bytes/s the link carries now: sum of its flows' rates */
-
-  FlowHot *hot;
-  FlowCold *cold;
-  /* dense per-slot arrays, scanned in slot order (sequential memory) */
-  SimTime *end;   /* projected end at the current rate; SIM_TIME_MAX at rate 0 or free */
-  SimTime *start; /* when the flow started */
-  guint *seen;    /* == fn->epoch: in the component being searched */
-  Stamp *fixed;   /* .epoch == fn->epoch: rate fixed in this solve (8 bytes
-                   * a flow: a link's later visits of a flow read only this) */
-  guint n_slots, cap_slots;
-  /* per block of BLOCK slots: the earliest end in it (exact but for the
-   * blocks listed in `loose`, where it may be lower), and a lower bound of
-   * the starts of its active flows: the end scans skip blocks by these */
-  SimTime *blk_end;
-  SimTime *blk_start;
-  guint8 *blk_loose;
-  guint *loose;
-  guint n_loose, cap_loose;
-  /* taken lowest first: flows started together get neighbouring slots, so
-   * a link's flow list walks memory mostly forward */
-  FreeIds free_slots;
-  guint n_active;
-  guint *capped; /* active flows with a rate cap */
-  guint n_capped, cap_capped;
-
-  guint epoch;
-  guint level;   /* bottlenecks fixed so far in this solve */
-  guint unfixed; /* flows of the component not fixed yet in this solve */
-  gboolean needs_solve;
-  gboolean removed;     /* flows ended since the last solve */
-  gboolean wide;        /* the last searched component held most flows */
-  SimTime added_first;  /* first start since the last solve, SIM_TIME_MAX if none */
-  double added_min_est; /* shortest rough duration of those, s */
-  guint *dirty_links;
-  guint n_dirty, cap_dirty;
-
-  /* the record of the last whole solve, for restarts (see flownet_solve):
-   * each flow's level (the how-many-th bottleneck fixed it), and every
-   * ck_every levels a checkpoint of the links' solve state */
-  gboolean rec_valid;
-  guint rec_nl;      /* links of the record: comp_links[0 .. rec_nl) */
-  guint ck_stride;   /* checkpoint k of link position i: [k * ck_stride + i] (room
-                      * for every link, so links can join the record) */
-  guint rec_levels;  /* levels the record holds */
-  guint ck_every;
-  double *ck_rem;    /* [checkpoint][link position] */
-  guint *ck_free;
-  guint *ck_unfixed; /* [checkpoint] */
-  double *lvl_share; /* [level]: the share it fixed its flows at */
-  guint cap_lvl_share;
-  gsize cap_ck;
-  guint cap_ck_unfixed;
-  guint *rec_pos;    /* per link: its position in comp_links */
-  /* flows that ended since the record: their lowest level and how many;
-   * flows started since; per link, started less ended */
-  guint rm_min, rm_n, add_n;
-  gint *d_cnt;
-  guint64 restarts;
-
-  /* scratch, reused */
-  guint *comp_links, *comp_capped;
-  guint cap_comp_links, cap_comp_capped;
-  LoserTree tree; /* the component's link shares, ids = link ids */
-  FlowEnd *done;
-  guint cap_done;
-
-  guint64 solves;
-  guint64 work;
-};
-
-#define GROW UTIL_GROW
-#define BLOCK 64
 
 FlowNet *
 flownet_new (void)
@@ -307,24 +187,6 @@ slot_alloc (FlowNet *fn)
   return fn->n_slots++;
 }
 
-/* A link that carried no flow when the record was made joins it: it had its
- * whole capacity and no flow to fix at every level of it. */
-static void
-record_add_link (FlowNet *fn, guint li)
-{
-  guint pos = fn->rec_nl++;
-  g_assert (pos < fn->ck_stride);
-  GROW (fn->comp_links, fn->cap_comp_links, fn->rec_nl);
-  fn->comp_links[pos] = li;
-  fn->rec_pos[li] = pos;
-  guint n_ck = (fn->rec_levels + fn->ck_every - 1) / fn->ck_every;
-  for (guint k = 0; k < n_ck; k++)
-    {
-      fn->ck_rem[(gsize) k * fn->ck_stride + pos] = fn->links[li].capacity;
-      fn->ck_free[(gsize) k * fn->ck_stride + pos] = 0;
-    }
-}
-
 guint
 flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, guint n_hops,
                   double rate_cap, guint64 tag)
@@ -374,7 +236,7 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
           /* a restart needs every link in the record */
           guint p = fn->rec_pos[path[h]];
           if (!(p < fn->rec_nl && fn->comp_links[p] == path[h]))
-            record_add_link (fn, path[h]);
+            flownet_record_add_link (fn, path[h]);
           fn->d_cnt[path[h]]++;
         }
     }
@@ -655,99 +517,6 @@ gather_all (FlowNet *fn, guint *n_links)
   return fn->n_active;
 }
 
-/* Saves the solve state of the record's links as checkpoint q. */
-static void
-checkpoint_save (FlowNet *fn, guint q, guint nl)
-{
-  gsize need = (gsize) (q + 1) * fn->ck_stride;
-  if (need > fn->cap_ck)
-    {
-      gsize nc = MAX (need, 2 * fn->cap_ck);
-      fn->ck_rem = g_realloc_n (fn->ck_rem, nc, sizeof (double));
-      fn->ck_free = g_realloc_n (fn->ck_free, nc, sizeof (guint));
-      fn->cap_ck = nc;
-    }
-  GROW (fn->ck_unfixed, fn->cap_ck_unfixed, q + 1);
-  double *rem = fn->ck_rem + (gsize) q * fn->ck_stride;
-  guint *nfree = fn->ck_free + (gsize) q * fn->ck_stride;
-  for (guint i = 0; i < nl; i++)
-    {
-      guint li = fn->comp_links[i];
-      rem[i] = fn->rem[li];
-      nfree[i] = fn->n_free[li];
-    }
-  fn->ck_unfixed[q] = fn->unfixed;
-}
-
-/* The checkpoint a restart starts from: the last one at or before the
- * lowest level an ended flow was fixed at, and before the first level a
- * link with more flows than in the record could become a bottleneck. Such
- * a link's share, with its started flows added, only grows until the first
- * level that differs; so when at a checkpoint it is above the share of every
- * level up to the next checkpoint, nothing differs in between. */
-static guint
-restart_checkpoint (FlowNet *fn)
-{
-  guint ck = fn->ck_every, n_ck = (fn->rec_levels + ck - 1) / ck;
-  guint q = fn->rm_n > 0 ? fn->rm_min / ck : n_ck - 1;
-  for (guint i = 0; i < fn->n_dirty && q > 0; i++)
-    {
-      guint li = fn->dirty_links[i];
-      gint d = fn->d_cnt[li];
-      if (d <= 0)
-        continue;
-      guint pos = fn->rec_pos[li];
-      for (guint k = 0; k < q; k++)
-        {
-          double rem = fn->ck_rem[(gsize) k * fn->ck_stride + pos];
-          guint nfree = fn->ck_free[(gsize) k * fn->ck_stride + pos] + (guint) d;
-          double last = fn->lvl_share[MIN ((k + 1) * ck, fn->rec_levels) - 1];
-          if (!(last < rem / nfree))
-            {
-              q = k;
-              break;
-            }
-        }
-    }
-  return q;
-}
-
-/* Restart: the state before checkpoint q of the record, with the flows
- * started since and without those ended (all of them unfixed there).
- * Earlier checkpoints are brought up to date too, so the record stays the
- * record of the flows now active. Flows fixed below the checkpoint's level
- * are marked fixed. Returns the level. */
-static guint
-restart_from_record (FlowNet *fn, guint nl)
-{
-  guint q = restart_checkpoint (fn), ep = fn->epoch;
-  for (guint k = 0; k <= q; k++)
-    {
-      guint *nfree = fn->ck_free + (gsize) k * fn->ck_stride;
-      for (guint i = 0; i < fn->n_dirty; i++)
-        {
-          guint li = fn->dirty_links[i];
-          nfree[fn->rec_pos[li]] += (guint) fn->d_cnt[li];
-        }
-      fn->ck_unfixed[k] += fn->add_n - fn->rm_n;
-    }
-  const double *rem = fn->ck_rem + (gsize) q * fn->ck_stride;
-  const guint *nfree = fn->ck_free + (gsize) q * fn->ck_stride;
-  for (guint i = 0; i < nl; i++)
-    {
-      guint li = fn->comp_links[i];
-      fn->rem[li] = rem[i];
-      fn->n_free[li] = nfree[i];
-    }
-  fn->unfixed = fn->ck_unfixed[q];
-  guint level = q * fn->ck_every;
-  if (level > 0)
-    for (guint id = 0; id < fn->n_slots; id++)
-      if (fn->fixed[id].level < level)
-        fn->fixed[id].epoch = ep; /* free slots too: no link lists them */
-  return level;
-}
-
 /* Solves the max-min allocation by progressive filling.
  *
  * Restarts. When the last solve covered every flow (no component search),
@@ -799,7 +568,7 @@ flownet_solve (FlowNet *fn, SimTime now)
   if (restart)
     {
       nl = fn->rec_nl;
-      level = restart_from_record (fn, nl);
+      level = flownet_restart_from_record (fn, nl);
       fn->restarts++;
       record = TRUE;
     }
@@ -899,7 +668,7 @@ flownet_solve (FlowNet *fn, SimTime now)
       if (record)
         {
           if (level % fn->ck_every == 0)
-            checkpoint_save (fn, level / fn->ck_every, nl);
+            flownet_checkpoint_save (fn, level / fn->ck_every, nl);
           GROW (fn->lvl_share, fn->cap_lvl_share, level + 1);
           fn->lvl_share[level] = share;
         }

@@ -1,0 +1,116 @@
+/* The record of the last whole solve, and restarts from it (see
+ * flownet_solve in flownet.c for why a restart gives the rates a solve from
+ * scratch gives): each flow's level, and every ck_every levels a checkpoint
+ * of the remaining capacity and unfixed count of every link of the record. */
+#include "flownet_private.h"
+
+/* A link that carried no flow when the record was made joins it: it had its
+ * whole capacity and no flow to fix at every level of it. */
+void
+flownet_record_add_link (FlowNet *fn, guint li)
+{
+  guint pos = fn->rec_nl++;
+  g_assert (pos < fn->ck_stride);
+  GROW (fn->comp_links, fn->cap_comp_links, fn->rec_nl);
+  fn->comp_links[pos] = li;
+  fn->rec_pos[li] = pos;
+  guint n_ck = (fn->rec_levels + fn->ck_every - 1) / fn->ck_every;
+  for (guint k = 0; k < n_ck; k++)
+    {
+      fn->ck_rem[(gsize) k * fn->ck_stride + pos] = fn->links[li].capacity;
+      fn->ck_free[(gsize) k * fn->ck_stride + pos] = 0;
+    }
+}
+
+/* Saves the solve state of the record's links as checkpoint q. */
+void
+flownet_checkpoint_save (FlowNet *fn, guint q, guint nl)
+{
+  gsize need = (gsize) (q + 1) * fn->ck_stride;
+  if (need > fn->cap_ck)
+    {
+      gsize nc = MAX (need, 2 * fn->cap_ck);
+      fn->ck_rem = g_realloc_n (fn->ck_rem, nc, sizeof (double));
+      fn->ck_free = g_realloc_n (fn->ck_free, nc, sizeof (guint));
+      fn->cap_ck = nc;
+    }
+  GROW (fn->ck_unfixed, fn->cap_ck_unfixed, q + 1);
+  double *rem = fn->ck_rem + (gsize) q * fn->ck_stride;
+  guint *nfree = fn->ck_free + (gsize) q * fn->ck_stride;
+  for (guint i = 0; i < nl; i++)
+    {
+      guint li = fn->comp_links[i];
+      rem[i] = fn->rem[li];
+      nfree[i] = fn->n_free[li];
+    }
+  fn->ck_unfixed[q] = fn->unfixed;
+}
+
+/* The checkpoint a restart starts from: the last one at or before the
+ * lowest level an ended flow was fixed at, and before the first level a
+ * link with more flows than in the record could become a bottleneck. Such
+ * a link's share, with its started flows added, only grows until the first
+ * level that differs; so when at a checkpoint it is above the share of every
+ * level up to the next checkpoint, nothing differs in between. */
+static guint
+restart_checkpoint (FlowNet *fn)
+{
+  guint ck = fn->ck_every, n_ck = (fn->rec_levels + ck - 1) / ck;
+  guint q = fn->rm_n > 0 ? fn->rm_min / ck : n_ck - 1;
+  for (guint i = 0; i < fn->n_dirty && q > 0; i++)
+    {
+      guint li = fn->dirty_links[i];
+      gint d = fn->d_cnt[li];
+      if (d <= 0)
+        continue;
+      guint pos = fn->rec_pos[li];
+      for (guint k = 0; k < q; k++)
+        {
+          double rem = fn->ck_rem[(gsize) k * fn->ck_stride + pos];
+          guint nfree = fn->ck_free[(gsize) k * fn->ck_stride + pos] + (guint) d;
+          double last = fn->lvl_share[MIN ((k + 1) * ck, fn->rec_levels) - 1];
+          if (!(last < rem / nfree))
+            {
+              q = k;
+              break;
+            }
+        }
+    }
+  return q;
+}
+
+/* Restart: the state before checkpoint q of the record, with the flows
+ * started since and without those ended (all of them unfixed there).
+ * Earlier checkpoints are brought up to date too, so the record stays the
+ * record of the flows now active. Flows fixed below the checkpoint's level
+ * are marked fixed. Returns the level. */
+guint
+flownet_restart_from_record (FlowNet *fn, guint nl)
+{
+  guint q = restart_checkpoint (fn), ep = fn->epoch;
+  for (guint k = 0; k <= q; k++)
+    {
+      guint *nfree = fn->ck_free + (gsize) k * fn->ck_stride;
+      for (guint i = 0; i < fn->n_dirty; i++)
+        {
+          guint li = fn->dirty_links[i];
+          nfree[fn->rec_pos[li]] += (guint) fn->d_cnt[li];
+        }
+      fn->ck_unfixed[k] += fn->add_n - fn->rm_n;
+    }
+  const double *rem = fn->ck_rem + (gsize) q * fn->ck_stride;
+  const guint *nfree = fn->ck_free + (gsize) q * fn->ck_stride;
+  for (guint i = 0; i < nl; i++)
+    {
+      guint li = fn->comp_links[i];
+      fn->rem[li] = rem[i];
+      fn->n_free[li] = nfree[i];
+    }
+  fn->unfixed = fn->ck_unfixed[q];
+  guint level = q * fn->ck_every;
+  if (level > 0)
+    for (guint id = 0; id < fn->n_slots; id++)
+      if (fn->fixed[id].level < level)
+        fn->fixed[id].epoch = ep; /* free slots too: no link lists them */
+  return level;
+}

@@ -1,0 +1,10 @@
+/* Shared by moe.c (one simulation of a pass) and moe_run.c (a scenario's
+ * run: placement, the actual simulation and the counterfactual). Private to
+ * them. */
+#pragma once
+
+#include "balance.h"
+#include "moe.h"
+
+RunResult *moe_simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress progress, void *user,
+                         BalanceFeed *feed, gboolean balanced, GError **error);
