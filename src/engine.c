@@ -335,7 +335,7 @@ route_new (Engine *e, const guint *path, guint n_hops, SimTime latency, double c
     memcpy (rt->path, path, n_hops * sizeof (guint));
   rt->n_hops = (guint8) n_hops;
   rt->anon = (guint8) anon;
-  rt->refs = anon ? 1 : 0;
+  rt->refs = 0; /* anon: its flows count themselves in */
   rt->latency = latency;
   rt->cap = cap;
   return r;
@@ -409,10 +409,7 @@ engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime l
   g_return_val_if_fail (n_hops <= FLOWNET_MAX_HOPS, ENGINE_TASK_NONE);
   g_return_val_if_fail (bytes == 0.0 || n_hops >= 1, ENGINE_TASK_NONE);
   g_return_val_if_fail (latency >= 0, ENGINE_TASK_NONE);
-  guint route = route_anon (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0);
-  EngineTask t = engine_flow_on (e, route, bytes, tag);
-  e->routes[route].refs--; /* engine_flow_on counted the flow */
-  return t;
+  return engine_flow_on (e, route_anon (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0), bytes, tag);
 }
 
 EngineTask
@@ -444,20 +441,15 @@ engine_flow_after (Engine *e, EngineTask prev, double bytes, SimTime latency, gu
                         ENGINE_TASK_NONE);
   g_return_val_if_fail (bytes == 0.0 || e->routes[p->route].n_hops >= 1, ENGINE_TASK_NONE);
   guint pi = (guint) (prev & 0xffffffffu);
-  Route *pr = &e->routes[p->route];
-  guint route;
-  if (pr->latency == latency)
+  guint route = p->route;
+  if (e->routes[route].latency != latency)
     {
-      route = p->route;
-      if (pr->anon)
-        pr->refs++;
-    }
-  else
-    {
-      Route copy = *pr; /* the routes may move as one is added */
+      Route copy = e->routes[route]; /* the routes may move as one is added */
       route = copy.anon ? route_anon (e, copy.path, copy.n_hops, latency, copy.cap)
                         : route_intern (e, copy.path, copy.n_hops, latency, copy.cap);
     }
+  if (e->routes[route].anon)
+    e->routes[route].refs++;
   guint id = task_alloc (e, TASK_FLOW, tag);
   Task *t = &e->tasks[id];
   p = &e->tasks[pi];
@@ -527,7 +519,6 @@ engine_depend (Engine *e, EngineTask before, EngineTask after)
       return;
     }
   guint bi = edge_block_alloc (e);
-  b = task_from_handle (e, before);
   e->edges[bi] = (EdgeBlock) { 1, b->succ_head, { sc } };
   b->succ_head = bi;
 }

@@ -7,7 +7,10 @@
  *     tasks one at a time in the order they became ready, stretched by the
  *     share of SMs the resource has (duration / sm_share);
  *   - flow: bytes over a path of directed links in the max-min fair network
- *     (flownet.h), done when drained plus its path latency.
+ *     (flownet.h), done when drained plus its path latency; a flow can
+ *     follow another on the same path, as the next chunk of a pipeline
+ *     (engine_flow_after), and flows sent the same way many times can share
+ *     a route (engine_route).
  * A task becomes ready when it is committed and all its predecessors are
  * done. Owners tag tasks with an opaque 64-bit value and learn of starts and
  * ends through hooks; task handles carry a generation, so a handle to a task
