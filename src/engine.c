@@ -483,17 +483,7 @@ edge_block_alloc (Engine *e)
   if (free_ids_take (&e->free_edges, &bi))
     return bi;
   if (e->n_edges == e->cap_edges)
-    {
-      guint nc = e->cap_edges ? 2 * e->cap_edges : 64;
-      EdgeBlock *nb = NULL;
-      if (posix_memalign ((void **) &nb, 64, (gsize) nc * sizeof (EdgeBlock)) != 0)
-        g_error ("out of memory for %u dependency blocks", nc);
-      if (e->edges)
-        memcpy (nb, e->edges, (gsize) e->n_edges * sizeof (EdgeBlock));
-      free (e->edges);
-      e->edges = nb;
-      e->cap_edges = nc;
-    }
+    e->edges = util_grow_aligned (e->edges, &e->cap_edges, e->n_edges, sizeof (EdgeBlock), 64);
   return e->n_edges++;
 }
 

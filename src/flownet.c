@@ -158,14 +158,9 @@ slot_alloc (FlowNet *fn)
     return id;
   if (fn->n_slots == fn->cap_slots)
     {
-      guint nc = fn->cap_slots ? 2 * fn->cap_slots : 256;
-      FlowHot *hot = NULL;
-      if (posix_memalign ((void **) &hot, 64, (gsize) nc * sizeof (FlowHot)) != 0)
-        g_error ("out of memory for %u flows", nc);
-      if (fn->hot)
-        memcpy (hot, fn->hot, (gsize) fn->n_slots * sizeof (FlowHot));
-      free (fn->hot);
-      fn->hot = hot;
+      guint old = fn->cap_slots;
+      fn->hot = util_grow_aligned (fn->hot, &fn->cap_slots, fn->n_slots, sizeof (FlowHot), 256);
+      guint nc = fn->cap_slots;
       fn->cold = g_realloc_n (fn->cold, nc, sizeof (FlowCold));
       fn->seen = g_realloc_n (fn->seen, nc, sizeof (guint));
       fn->fixed = g_realloc_n (fn->fixed, nc, sizeof (Stamp));
@@ -174,13 +169,12 @@ slot_alloc (FlowNet *fn)
       fn->blk_end = g_realloc_n (fn->blk_end, nb, sizeof (SimTime));
       fn->blk_start = g_realloc_n (fn->blk_start, nb, sizeof (SimTime));
       fn->blk_loose = g_realloc_n (fn->blk_loose, nb, 1);
-      for (guint b = fn->cap_slots / BLOCK; b < nb; b++)
+      for (guint b = old / BLOCK; b < nb; b++)
         {
           fn->blk_end[b] = fn->blk_start[b] = SIM_TIME_MAX;
           fn->blk_loose[b] = 0;
         }
       fn->start = g_realloc_n (fn->start, nc, sizeof (SimTime));
-      fn->cap_slots = nc;
     }
   fn->fixed[fn->n_slots] = (Stamp) { 0, 0 };
   fn->seen[fn->n_slots] = 0;

@@ -1,14 +1,33 @@
 /* Small containers shared by the engine and the solver: amortised array
- * growth, a FIFO of ids (a ring that doubles when full) and a set of free
- * slot ids taken lowest first. All grow to a run's peak and are then reused
- * without allocating. */
+ * growth (also of 64-byte aligned arrays), a FIFO of ids (a ring that
+ * doubles when full) and a set of free slot ids taken lowest first. All
+ * grow to a run's peak and are then reused without allocating. And the
+ * lower CPU priority of helper threads. */
 #pragma once
 
 #include <glib.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+/* Doubles a 64-byte aligned array (an empty one gets `first` elements),
+ * keeping its first `used` elements; for arrays of cache-line records.
+ * Returns the new array (free it with free()). */
+static inline void *
+util_grow_aligned (void *arr, guint *cap, guint used, gsize elem, guint first)
+{
+  guint nc = *cap ? 2 * *cap : first;
+  void *n = NULL;
+  if (posix_memalign (&n, 64, (gsize) nc * elem) != 0)
+    g_error ("out of memory for %u records of %" G_GSIZE_FORMAT " bytes", nc, elem);
+  if (arr)
+    memcpy (n, arr, (gsize) used * elem);
+  free (arr);
+  *cap = nc;
+  return n;
+}
 
 /* Lowers the calling thread's CPU priority (Linux: a nice value per
  * thread): for helpers whose work runs ahead of, or behind, a run's main
