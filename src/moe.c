@@ -111,24 +111,27 @@ add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, g
    * first time a flow goes that way */
   PairRoute local = { G_MAXUINT, 0, 0 };
   PairRoute *pr = m->pair_route ? &m->pair_route[(gsize) a * m->ep + b] : &local;
+  guint links[FLOWNET_MAX_HOPS], n = 0;
   if (pr->route == G_MAXUINT)
     {
       ClusterPath p;
       cluster_route (m->cluster, a, b, m->rdma, &p);
-      guint links[FLOWNET_MAX_HOPS], n = 0;
       if (m->comm_links)
         links[n++] = m->comm_link0 + 2 * a; /* the sender's communication SMs */
       for (guint h = 0; h < p.n_hops; h++)
         links[n++] = p.links[h];
       if (m->comm_links)
         links[n++] = m->comm_link0 + 2 * b + 1; /* the receiver's */
-      pr->route = engine_route (m->engine, links, n, p.latency, 0.0);
+      /* without the table (very large EP) each flow gets a route of its own */
+      if (m->pair_route)
+        pr->route = engine_route (m->engine, links, n, p.latency, 0.0);
       pr->latency = p.latency;
       pr->uses = (guint8) ((p.uses_nvlink ? 1 : 0) | (p.uses_ib ? 2 : 0) | (p.uses_fabric ? 4 : 0));
     }
   guint64 tag = dispatch && m->fed_by ? DTAG (step, a, b) : TAG (TAG_FLOW, step, a);
   EngineTask f = after != ENGINE_TASK_NONE ? engine_flow_after (m->engine, after, bytes, pr->latency, tag)
-                                           : engine_flow_on (m->engine, pr->route, bytes, tag);
+                 : m->pair_route           ? engine_flow_on (m->engine, pr->route, bytes, tag)
+                                           : engine_flow (m->engine, bytes, links, n, pr->latency, 0.0, tag);
   if (m->gate[0])
     {
       engine_depend (m->engine, m->gate[dispatch ? 0 : 1][a], f);
@@ -747,7 +750,7 @@ moe_simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress 
       m.routing = routing_stream_new (s, scenario_trace (sc), placement, L * M, stream_layer, m.tokens_per_mb, threads,
                                       window, (guint) t->node.gpus);
     }
-  if (m.ep <= 4096) /* at most 256 MB; beyond, routes are looked up each time */
+  if (m.ep <= 4096) /* at most 256 MB; beyond, each flow gets a route of its own */
     {
       m.pair_route = g_new (PairRoute, (gsize) m.ep * m.ep);
       for (gsize i = 0; i < (gsize) m.ep * m.ep; i++)
