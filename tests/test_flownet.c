@@ -16,6 +16,41 @@ test_two_flows_share_a_link (void)
   CU_ASSERT_EQUAL (flownet_next_end (fn), 20 * SIM_PS_PER_S);
 }
 
+/* A continuation: flow a (1000 B) and b (3000 B) share a link of 100 B/s
+ * at 50 each; a gets 500 B more. At 20 s a is reported ended (continued)
+ * and stays: same rate, no solve needed, its end 10 s later; the link's
+ * bytes count all 4500. */
+static void
+test_continuation_keeps_the_flow (void)
+{
+  g_autoptr (FlowNet) fn = flownet_new ();
+  guint l = flownet_add_link (fn, 100.0);
+  guint a = flownet_flow_add (fn, 0, 1000.0, &l, 1, 0.0, 1);
+  flownet_flow_add (fn, 0, 3000.0, &l, 1, 0.0, 2);
+  flownet_solve (fn, 0);
+  flownet_flow_set_next (fn, a, 500.0, 7);
+  CU_ASSERT_EQUAL (flownet_next_end (fn), 20 * SIM_PS_PER_S);
+  guint n;
+  const FlowEnd *done = flownet_take_batch (fn, 20 * SIM_PS_PER_S, 0.0, &n);
+  CU_ASSERT_EQUAL_FATAL (n, 1);
+  CU_ASSERT_EQUAL (done[0].tag, 1);
+  CU_ASSERT (done[0].continued);
+  CU_ASSERT_EQUAL (done[0].end, 20 * SIM_PS_PER_S);
+  CU_ASSERT_FALSE (flownet_needs_solve (fn));
+  CU_ASSERT_EQUAL (flownet_n_active (fn), 2);
+  ASSERT_REL (flownet_flow_rate (fn, a), 50.0, 1e-12);
+  ASSERT_REL (flownet_flow_remaining (fn, a, 24 * SIM_PS_PER_S), 300.0, 1e-9);
+  CU_ASSERT_EQUAL (flownet_next_end (fn), 30 * SIM_PS_PER_S);
+  ASSERT_REL (flownet_link_bytes (fn, l), 4500.0, 1e-12);
+  /* the continuation ends for good, under its own tag */
+  done = flownet_take_batch (fn, 30 * SIM_PS_PER_S, 0.0, &n);
+  CU_ASSERT_EQUAL_FATAL (n, 1);
+  CU_ASSERT_EQUAL (done[0].tag, 7);
+  CU_ASSERT_FALSE (done[0].continued);
+  CU_ASSERT (flownet_needs_solve (fn));
+  CU_ASSERT_EQUAL (flownet_n_active (fn), 1);
+}
+
 static void
 test_classic_max_min (void)
 {
@@ -293,6 +328,7 @@ main (void)
   static const TestCase tests[] = {
     TEST (test_two_flows_share_a_link),
     TEST (test_classic_max_min),
+    TEST (test_continuation_keeps_the_flow),
     TEST (test_rate_cap_leaves_bandwidth_to_others),
     TEST (test_only_touched_component_is_resolved),
     TEST (test_finish_frees_bandwidth_at_exact_tick),
