@@ -8,8 +8,12 @@
  * flow completions is ever scheduled; a re-solve bumps the batch generation so
  * the superseded completion event is dropped when it pops.
  *
- * Task slots, dependency edges and the ready FIFO are recycled arrays: a run
- * allocates while it grows to its peak working set, then not at all.
+ * Task slots (one cache line each), blocks of dependency edges, the private
+ * routes of engine_flow and the ready FIFO are recycled arrays: a run
+ * allocates while it grows to its peak working set, then not at all (named
+ * routes, engine_route's, stay for the run). A flow that follows another
+ * (engine_flow_after) takes its place in the network when it is handed
+ * over before that one's last byte, without a re-solve.
  */
 #include "engine.h"
 

@@ -25,7 +25,9 @@
  * (FlowHot); whether it is fixed in this solve, which is all that the visits
  * from the flow's other links read, is an 8-byte stamp (with the level that
  * fixed it) in a dense array; a link's flow list holds only flow ids (4 bytes
- * an entry, streamed); the rest lives in FlowCold. Per-link solve state is in
+ * an entry, streamed; which hop of each flow the link is sits in a byte
+ * array beside it, read by removals only); the rest lives in FlowCold. The
+ * restart record is in flownet_restart.c. Per-link solve state is in
  * dense arrays. Flow slots are recycled lowest first (FreeIds), and every
  * scratch array lives in the FlowNet, so a steady run does not allocate.
  */
