@@ -164,14 +164,22 @@ select_prepare (const GateConfig *g, const float *logits, const float *bias, flo
       sel[e] = (g->use_bias && bias) ? scores[e] + bias[e] : scores[e];
       allowed[e] = 1;
     }
+  /* (not MIN (margin, limit_blocks (...)): the macro would run the limit
+   * twice, the second time on the mask the first left, and return its
+   * INFINITY) */
   float margin = INFINITY;
   if (g->n_group > 1 && g->topk_group < g->n_group)
-    margin = MIN (margin, limit_blocks (sel, allowed, g->n_group, E / g->n_group, g->topk_group,
-                                        g->group_score == GATE_GROUP_MAX, 2));
+    {
+      float m = limit_blocks (sel, allowed, g->n_group, E / g->n_group, g->topk_group,
+                              g->group_score == GATE_GROUP_MAX, 2);
+      margin = MIN (margin, m);
+    }
   if (g->node_limit > 0 && g->experts_per_node > 0 && E / g->experts_per_node > g->node_limit)
-    margin = MIN (margin, limit_blocks (sel, allowed, E / g->experts_per_node, g->experts_per_node,
-                                        g->node_limit, FALSE,
-                                        (g->top_k + g->node_limit - 1) / g->node_limit));
+    {
+      float m = limit_blocks (sel, allowed, E / g->experts_per_node, g->experts_per_node,
+                              g->node_limit, FALSE, (g->top_k + g->node_limit - 1) / g->node_limit);
+      margin = MIN (margin, m);
+    }
   return margin;
 }
 

@@ -67,6 +67,13 @@ test_group_limited (void)
   gate_select (&g, logits, NULL, ids, w);
   CU_ASSERT_EQUAL (ids[0], 2); /* tie between 2 and 3 goes to the lower id */
   CU_ASSERT_EQUAL (ids[1], 3);
+  /* the margin of that choice: weakest kept group (g2, 2 s(0.5)) minus the
+   * best dropped (g0, s(3) + s(-3) = 1) */
+  float sel[8];
+  guint8 allowed[8];
+  double s05 = 1 / (1 + exp (-0.5));
+  ASSERT_REL (gate_select_mask (&g, logits, NULL, sel, allowed), 2 * s05 - 1.0, 1e-5);
+  CU_ASSERT (allowed[2] && allowed[5] && !allowed[0] && !allowed[7]);
   /* DeepEP's rule (group max) keeps groups 0 and 3 instead */
   g.group_score = GATE_GROUP_MAX;
   gate_select (&g, logits, NULL, ids, w);
@@ -91,6 +98,13 @@ test_node_limited (void)
   CU_ASSERT_EQUAL (ids[1], 3);
   CU_ASSERT_EQUAL (ids[2], 4);
   CU_ASSERT_EQUAL (ids[3], 5);
+  /* margin: n2 (2 s(0.9)) minus n0 (1.0) */
+  float sel[8];
+  guint8 allowed[8];
+  ASSERT_REL (gate_select_mask (&g, logits, NULL, sel, allowed), 2 / (1 + exp (-0.9)) - 1.0, 1e-5);
+  /* with no block dropped there is no margin */
+  g.node_limit = 4;
+  CU_ASSERT (isinf (gate_select_mask (&g, logits, NULL, sel, allowed)));
 }
 
 static void
