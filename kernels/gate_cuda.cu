@@ -4,31 +4,35 @@
 //    model's gate runs on bf16 activations; feed bf16-representable inputs
 //    and the products are exact, leaving only the accumulation order to
 //    differ from the CPU).
-// 2. Logits GEMM on tensor cores (WMMA bf16 16x16x16, f32 accumulate): a
-//    block of 4 warps computes a 64-token x 64-expert tile, staging 64 x 32
-//    slices of both operands in shared memory; each warp owns 32 x 32.
-// 3. Selection epilogue, one warp per token: scores (softmax or sigmoid),
-//    bias, group- and node-limited masks, top-k by warp-wide argmax with
-//    ties to the lower expert id, weights normalised and scaled - the CPU's
-//    rules step for step.
-//
-// Sizes are padded on the device (tokens and experts to 64, hidden to 32)
-// with zeros, which add nothing to any dot product; padded experts are never
-// selectable.
+// 2. Logits GEMM on tensor cores through cuBLAS (bf16 inputs, f32
+//    accumulation and output): logits[T][E] = X[T][H] . W[E][H]^T, asked
+//    for as the column-major E x T product W^T X ("TN"). cuBLAS is opened
+//    at first use (dlopen), not linked: linked, its libraries cost every
+//    moesim process about 0.1 s and 200 MB at start; without it the CUDA
+//    backend says it is unavailable and `auto` falls back to the CPU. (A
+//    hand-written WMMA kernel, 64 x 64 tiles, did this before: 123 TFLOP/s
+//    on an H200 at T = 65536 against cuBLAS's 755.)
+// 3. Selection, one warp per token with everything in registers (lane j
+//    holds experts j, j + 32, ...): scores (softmax or sigmoid), bias,
+//    group- and node-limited masks (block scores staged in shared memory,
+//    one lane per block), top-k by warp-wide max/min reductions with ties to
+//    the lower expert id, weights normalised and scaled - the CPU's rules
+//    step for step.
 #include "gate_backend.h"
 
 #include <cuda_bf16.h>
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
-#include <mma.h>
 
 #include <cstring>
-
-using namespace nvcuda;
+#include <dlfcn.h>
 
 namespace
 {
 
-constexpr int BM = 64, BN = 64, BK = 32, LDS = BK + 8; // +8: keep WMMA's ld a multiple of 8, break bank conflicts
+// Padding: hidden rows to 32 elements (64-byte aligned bf16 rows for
+// cuBLAS), logits rows to 64 floats; tokens to 64 in the buffers.
+constexpr int PAD_H = 32, PAD_E = 64, PAD_T = 64;
 constexpr int MAX_E = 1024, MAX_BLOCKS = 32;
 
 __global__ void
@@ -43,221 +47,228 @@ to_bf16 (const float *src, __nv_bfloat16 *dst, long rows, int cols, int ld_dst)
     }
 }
 
-// logits[Tp][Ep] = X[Tp][Hp] . W[Ep][Hp]^T, all padded.
-__global__ void
-logits_wmma (const __nv_bfloat16 *X, const __nv_bfloat16 *W, float *out, int Hp, int Ep)
-{
-  __shared__ __align__ (32) __nv_bfloat16 As[BM][LDS];
-  __shared__ __align__ (32) __nv_bfloat16 Bs[BN][LDS];
-  const int t0 = blockIdx.y * BM, e0 = blockIdx.x * BN;
-  const int warp = threadIdx.x / 32, wm = warp / 2, wn = warp % 2; // 2 x 2 warps of 32 x 32
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
-  for (int i = 0; i < 2; i++)
-    for (int j = 0; j < 2; j++)
-      wmma::fill_fragment (acc[i][j], 0.0f);
-  for (int k0 = 0; k0 < Hp; k0 += BK)
-    {
-      // 128 threads load 64 x 32 bf16 of each operand: 8 elements (16 B) each, twice
-      for (int v = threadIdx.x; v < BM * BK / 8; v += blockDim.x)
-        {
-          int r = v / (BK / 8), c = (v % (BK / 8)) * 8;
-          *reinterpret_cast<uint4 *> (&As[r][c])
-              = *reinterpret_cast<const uint4 *> (&X[(long) (t0 + r) * Hp + k0 + c]);
-          *reinterpret_cast<uint4 *> (&Bs[r][c])
-              = *reinterpret_cast<const uint4 *> (&W[(long) (e0 + r) * Hp + k0 + c]);
-        }
-      __syncthreads ();
-      for (int kk = 0; kk < BK; kk += 16)
-        {
-          wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a[2];
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b[2];
-          for (int i = 0; i < 2; i++)
-            wmma::load_matrix_sync (a[i], &As[wm * 32 + i * 16][kk], LDS);
-          for (int j = 0; j < 2; j++)
-            wmma::load_matrix_sync (b[j], &Bs[wn * 32 + j * 16][kk], LDS); // W row-major = W^T col-major
-          for (int i = 0; i < 2; i++)
-            for (int j = 0; j < 2; j++)
-              wmma::mma_sync (acc[i][j], a[i], b[j], acc[i][j]);
-        }
-      __syncthreads ();
-    }
-  for (int i = 0; i < 2; i++)
-    for (int j = 0; j < 2; j++)
-      wmma::store_matrix_sync (&out[(long) (t0 + wm * 32 + i * 16) * Ep + e0 + wn * 32 + j * 16],
-                               acc[i][j], Ep, wmma::mem_row_major);
-}
-
 struct DevGate
 {
   int E, K, scoring, use_bias, n_group, topk_group, group_max, node_limit, per_node, normalize;
   float scaling;
 };
 
-// Warp-wide argmax over (value, index), ties to the lower index; -1 if none.
+// A float as an unsigned that orders like it; every float is above 0, which
+// stands for "no candidate". -0 is made +0 first, so the two tie as on the CPU.
+__device__ __forceinline__ unsigned
+ordered (float v)
+{
+  unsigned u = __float_as_uint (v + 0.0f);
+  return (u & 0x80000000u) ? ~u : u | 0x80000000u;
+}
+
+// The warp's best candidate: the largest key, ties to the lowest idx; -1
+// when no lane has one (all keys 0).
+__device__ __forceinline__ int
+warp_best (unsigned key, int idx)
+{
+  unsigned top = __reduce_max_sync (0xffffffffu, key);
+  if (top == 0)
+    return -1;
+  return (int) __reduce_min_sync (0xffffffffu, key == top ? (unsigned) idx : 0xffffffffu);
+}
+
+// Keeps the `keep` best of n blocks of `size` experts (n <= 32: one lane per
+// block), clearing the others' bits in `allowed`. A block's score is its
+// best allowed value (by_max) or the sum of its m <= SLOTS best, added from
+// the largest down as the CPU does; a block with nothing allowed cannot be
+// kept. Lane j's experts are lane + 32 i, staged in the warp's `ws` [E].
+template <int PER, int SLOTS>
 __device__ void
-warp_argmax (float &v, int &i)
+limit_blocks (const float (&sel)[PER], unsigned &allowed, float *ws, int E, int n, int size, int keep,
+              bool by_max, int m)
 {
-  for (int off = 16; off > 0; off /= 2)
-    {
-      float ov = __shfl_xor_sync (0xffffffffu, v, off);
-      int oi = __shfl_xor_sync (0xffffffffu, i, off);
-      if (oi >= 0 && (i < 0 || ov > v || (ov == v && oi < i)))
-        {
-          v = ov;
-          i = oi;
-        }
-    }
-}
-
-// Sum of the m largest allowed values of block b (of `size`), added from the
-// largest down, as the CPU does. Run by one lane.
-__device__ float
-block_top_sum (const float *sel, const unsigned char *allowed, int b, int size, int m)
-{
-  float taken[64];
-  int n = 0;
-  for (int r = 0; r < m && r < 64; r++)
-    {
-      int best = -1;
-      for (int i = b * size; i < (b + 1) * size; i++)
-        {
-          if (!allowed[i])
-            continue;
-          bool used = false;
-          for (int q = 0; q < n; q++)
-            used |= (int) taken[q] == i; // indices stored as floats: exact below 2^24
-          if (!used && (best < 0 || sel[i] > sel[best]))
-            best = i;
-        }
-      if (best < 0)
-        break;
-      taken[n++] = (float) best;
-    }
-  float s = 0.0f;
-  for (int q = 0; q < n; q++)
-    s += sel[(int) taken[q]];
-  return s;
-}
-
-__device__ float
-block_max (const float *sel, const unsigned char *allowed, int b, int size, bool *any)
-{
-  int best = -1;
-  for (int i = b * size; i < (b + 1) * size; i++)
-    if (allowed[i] && (best < 0 || sel[i] > sel[best]))
-      best = i;
-  *any = best >= 0;
-  return best >= 0 ? sel[best] : 0.0f;
-}
-
-// Keeps the `keep` best of n blocks (n <= 32: one lane per block).
-__device__ void
-limit_blocks (float *sel, unsigned char *allowed, int n, int size, int keep, bool by_max, int top)
-{
-  int lane = threadIdx.x % 32;
-  float score = -INFINITY;
-  int idx = -1;
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int j = 0; j < PER; j++)
+    if (lane + 32 * j < E)
+      ws[lane + 32 * j] = ((allowed >> j) & 1u) ? sel[j] : -INFINITY;
+  __syncwarp ();
+  unsigned key = 0;
   if (lane < n)
     {
-      bool any = false;
-      if (by_max)
-        score = block_max (sel, allowed, lane, size, &any);
-      else
+      float best[SLOTS]; // descending
+#pragma unroll
+      for (int q = 0; q < SLOTS; q++)
+        best[q] = -INFINITY;
+      for (int i = lane * size; i < (lane + 1) * size; i++)
         {
-          block_max (sel, allowed, lane, size, &any);
-          score = block_top_sum (sel, allowed, lane, size, top);
+          float x = ws[i];
+#pragma unroll
+          for (int q = 0; q < SLOTS; q++)
+            if (x > best[q])
+              {
+                float t = best[q];
+                best[q] = x;
+                x = t;
+              }
         }
-      idx = any ? lane : -1;
+      if (best[0] > -INFINITY)
+        {
+          float s = 0.0f;
+          if (by_max)
+            s = best[0];
+          else
+#pragma unroll
+            for (int q = 0; q < SLOTS; q++)
+              if (q < m && best[q] > -INFINITY)
+                s += best[q];
+          key = ordered (s);
+        }
     }
+  __syncwarp (); // all reads of ws done before it is written again
   unsigned chosen = 0;
   for (int k = 0; k < keep; k++)
     {
-      float v = score;
-      int i = ((chosen >> lane) & 1u) ? -1 : idx;
-      warp_argmax (v, i);
-      if (i < 0)
+      int b = warp_best (((chosen >> lane) & 1u) ? 0u : key, lane);
+      if (b < 0)
         break;
-      chosen |= 1u << i;
+      chosen |= 1u << b;
     }
-  __syncwarp ();
-  for (int e = lane; e < n * size; e += 32)
-    if (!((chosen >> (e / size)) & 1u))
-      allowed[e] = 0;
-  __syncwarp ();
+  // e / size as a multiply-high: exact for e < 1024 and 2 <= size <= 1024
+  // (checked for all of them)
+  const unsigned magic = size > 1 ? 0xffffffffu / (unsigned) size + 1u : 0u;
+#pragma unroll
+  for (int j = 0; j < PER; j++)
+    {
+      const unsigned e = lane + 32 * j;
+      int b = size > 1 ? (int) __umulhi (e, magic) : (int) e;
+      if (b < n && !((chosen >> b) & 1u))
+        allowed &= ~(1u << j);
+    }
 }
 
-__global__ void
+// One warp per token, everything in registers: lane j holds experts
+// j, j + 32, ... (PER of them, PER * 32 >= E).
+template <int PER>
+__global__ void __launch_bounds__ (128)
 select_topk (const float *logits, int Ep, long T, DevGate g, const float *bias, int *ids, float *wts)
 {
-  extern __shared__ unsigned char smem[];
-  const int warps = blockDim.x / 32, w = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float *scores = reinterpret_cast<float *> (smem) + (long) w * 2 * g.E;
-  float *sel = scores + g.E;
-  unsigned char *allowed = smem + (long) warps * 2 * g.E * sizeof (float) + (long) w * g.E;
-  long tok = (long) blockIdx.x * warps + w;
+  extern __shared__ float ws_all[];
+  const int lane = threadIdx.x % 32;
+  const long tok = (long) blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   if (tok >= T)
     return;
+  float *ws = ws_all + (long) (threadIdx.x / 32) * Ep;
   const float *lg = logits + tok * Ep;
+  float score[PER], sel[PER];
+  unsigned allowed = 0;
   float mx = -INFINITY;
-  for (int e = lane; e < g.E; e += 32)
-    mx = fmaxf (mx, lg[e]);
-  for (int off = 16; off > 0; off /= 2)
-    mx = fmaxf (mx, __shfl_xor_sync (0xffffffffu, mx, off));
-  float sum = 0.0f;
-  for (int e = lane; e < g.E; e += 32)
+#pragma unroll
+  for (int j = 0; j < PER; j++)
     {
-      float s = g.scoring ? 1.0f / (1.0f + expf (-lg[e])) : expf (lg[e] - mx);
-      scores[e] = s;
-      sum += s;
+      const int e = lane + 32 * j;
+      score[j] = e < g.E ? lg[e] : -INFINITY;
+      mx = fmaxf (mx, score[j]);
+      allowed |= e < g.E ? 1u << j : 0u;
     }
-  for (int off = 16; off > 0; off /= 2)
-    sum += __shfl_xor_sync (0xffffffffu, sum, off);
-  for (int e = lane; e < g.E; e += 32)
+  if (g.scoring)
     {
-      if (!g.scoring)
-        scores[e] /= sum;
-      sel[e] = (g.use_bias && bias) ? scores[e] + bias[e] : scores[e];
-      allowed[e] = 1;
+#pragma unroll
+      for (int j = 0; j < PER; j++)
+        score[j] = 1.0f / (1.0f + expf (-score[j]));
     }
-  __syncwarp ();
+  else
+    {
+      for (int off = 16; off > 0; off /= 2)
+        mx = fmaxf (mx, __shfl_xor_sync (0xffffffffu, mx, off));
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < PER; j++)
+        {
+          score[j] = (allowed >> j) & 1u ? expf (score[j] - mx) : 0.0f;
+          sum += score[j];
+        }
+      for (int off = 16; off > 0; off /= 2)
+        sum += __shfl_xor_sync (0xffffffffu, sum, off);
+#pragma unroll
+      for (int j = 0; j < PER; j++)
+        score[j] /= sum;
+    }
+#pragma unroll
+  for (int j = 0; j < PER; j++)
+    sel[j] = (g.use_bias && bias && ((allowed >> j) & 1u)) ? score[j] + bias[lane + 32 * j] : score[j];
   if (g.n_group > 1 && g.topk_group < g.n_group)
-    limit_blocks (sel, allowed, g.n_group, g.E / g.n_group, g.topk_group, g.group_max, 2);
+    {
+      if (g.group_max)
+        limit_blocks<PER, 1> (sel, allowed, ws, g.E, g.n_group, g.E / g.n_group, g.topk_group, true, 1);
+      else
+        limit_blocks<PER, 2> (sel, allowed, ws, g.E, g.n_group, g.E / g.n_group, g.topk_group, false, 2);
+    }
   if (g.node_limit > 0 && g.per_node > 0 && g.E / g.per_node > g.node_limit)
-    limit_blocks (sel, allowed, g.E / g.per_node, g.per_node, g.node_limit, false,
-                  (g.K + g.node_limit - 1) / g.node_limit);
-  float wsum = 0.0f;
-  float picked[64];
-  int picked_id[64];
+    limit_blocks<PER, 8> (sel, allowed, ws, g.E, g.E / g.per_node, g.per_node, g.node_limit, false,
+                          (g.K + g.node_limit - 1) / g.node_limit);
+  // top-k: lane k keeps the k-th choice; the sum of the chosen scores is
+  // added in choice order, as on the CPU
+  float wsum = 0.0f, my_w = 0.0f;
+  int my_id = -1;
   for (int k = 0; k < g.K; k++)
     {
-      float v = -INFINITY;
-      int i = -1;
-      for (int e = lane; e < g.E; e += 32)
-        if (allowed[e] && (i < 0 || sel[e] > v))
+      float bv = 0.0f;
+      int bj = -1;
+#pragma unroll
+      for (int j = 0; j < PER; j++)
+        if (((allowed >> j) & 1u) && (bj < 0 || sel[j] > bv)) // ascending j: ties to the lower id
           {
-            v = sel[e];
-            i = e;
+            bv = sel[j];
+            bj = j;
           }
-      warp_argmax (v, i);
-      picked_id[k] = i;
-      picked[k] = i >= 0 ? scores[i] : 0.0f;
-      if (i >= 0)
+      const int e = warp_best (bj >= 0 ? ordered (bv) : 0u, lane + 32 * bj);
+      float s = 0.0f;
+      if (e >= 0)
         {
-          wsum += scores[i];
-          if (lane == 0)
-            allowed[i] = 0;
+          const int owner = e % 32, j = e / 32;
+          float mine = 0.0f;
+#pragma unroll
+          for (int q = 0; q < PER; q++) // (no dynamic index: keeps score[] in registers)
+            mine = q == j ? score[q] : mine;
+          s = __shfl_sync (0xffffffffu, mine, owner);
+          if (lane == owner)
+            allowed &= ~(1u << j);
+          wsum += s;
         }
-      __syncwarp ();
+      if (lane == k)
+        {
+          my_id = e;
+          my_w = s;
+        }
     }
-  if (lane == 0)
-    for (int k = 0; k < g.K; k++)
-      {
-        float wk = picked[k];
-        if (g.normalize && wsum > 0.0f)
-          wk /= wsum;
-        ids[tok * g.K + k] = picked_id[k];
-        wts[tok * g.K + k] = wk * g.scaling;
-      }
+  if (lane < g.K)
+    {
+      if (g.normalize && wsum > 0.0f)
+        my_w /= wsum;
+      ids[tok * g.K + lane] = my_id;
+      wts[tok * g.K + lane] = my_w * g.scaling;
+    }
+}
+
+// Launches the selection for T tokens with the register width E needs.
+cudaError_t
+launch_select (const DevGate &g, const float *logits, int Ep, long T, const float *bias, int *ids, float *wts)
+{
+  const int warps = 4;
+  const bool staged = (g.n_group > 1 && g.topk_group < g.n_group) || g.node_limit > 0;
+  const size_t smem = staged ? (size_t) warps * Ep * sizeof (float) : 0;
+  const unsigned blocks = (unsigned) ((T + warps - 1) / warps);
+  const int per = (g.E + 31) / 32;
+  if (per <= 1)
+    select_topk<1><<<blocks, warps * 32, smem>>> (logits, Ep, T, g, bias, ids, wts);
+  else if (per <= 2)
+    select_topk<2><<<blocks, warps * 32, smem>>> (logits, Ep, T, g, bias, ids, wts);
+  else if (per <= 4)
+    select_topk<4><<<blocks, warps * 32, smem>>> (logits, Ep, T, g, bias, ids, wts);
+  else if (per <= 8)
+    select_topk<8><<<blocks, warps * 32, smem>>> (logits, Ep, T, g, bias, ids, wts);
+  else if (per <= 16)
+    select_topk<16><<<blocks, warps * 32, smem>>> (logits, Ep, T, g, bias, ids, wts);
+  else
+    select_topk<32><<<blocks, warps * 32, smem>>> (logits, Ep, T, g, bias, ids, wts);
+  return cudaGetLastError ();
 }
 
 int
@@ -276,6 +287,86 @@ check (cudaError_t e, char **why, const char *what)
   return false;
 }
 
+// The cuBLAS entry points the gate uses, looked up once in the library of
+// the toolkit moesim was built with.
+#define CUBLAS_SONAME "libcublas.so." G_STRINGIFY (CUBLAS_VER_MAJOR)
+struct Blas
+{
+  decltype (&cublasCreate_v2) create;
+  decltype (&cublasDestroy_v2) destroy;
+  cublasStatus_t (*gemm) (cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                          const void *, const void *, cudaDataType, int, const void *, cudaDataType,
+                          int, const void *, void *, cudaDataType, int, cublasComputeType_t,
+                          cublasGemmAlgo_t); // cublasGemmEx (C++ overloads it)
+  decltype (&cublasGetStatusString) status_string;
+  char *error; // NULL when all were found
+};
+
+Blas
+blas_load ()
+{
+  Blas b = {};
+  void *lib = dlopen (CUBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr)
+    {
+      b.error = g_strdup_printf ("cannot load cuBLAS (%s): %s", CUBLAS_SONAME, dlerror ());
+      return b;
+    }
+  b.create = reinterpret_cast<decltype (b.create)> (dlsym (lib, "cublasCreate_v2"));
+  b.destroy = reinterpret_cast<decltype (b.destroy)> (dlsym (lib, "cublasDestroy_v2"));
+  b.gemm = reinterpret_cast<decltype (b.gemm)> (dlsym (lib, "cublasGemmEx"));
+  b.status_string = reinterpret_cast<decltype (b.status_string)> (dlsym (lib, "cublasGetStatusString"));
+  if (!b.create || !b.destroy || !b.gemm || !b.status_string)
+    b.error = g_strdup_printf ("%s lacks cublasCreate_v2, cublasDestroy_v2, cublasGemmEx or "
+                               "cublasGetStatusString", CUBLAS_SONAME);
+  return b;
+}
+
+// Loaded on first use and kept for the process (thread-safe initialisation).
+const Blas &
+blas ()
+{
+  static const Blas b = blas_load ();
+  return b;
+}
+
+bool
+check_blas (cublasStatus_t st, char **why, const char *what)
+{
+  if (st == CUBLAS_STATUS_SUCCESS)
+    return true;
+  if (why)
+    *why = g_strdup_printf ("cuBLAS %s: %s", what, blas ().status_string (st));
+  return false;
+}
+
+// A cuBLAS handle, or NULL with *why.
+cublasHandle_t
+blas_handle (char **why)
+{
+  if (blas ().error)
+    {
+      if (why)
+        *why = g_strdup (blas ().error);
+      return nullptr;
+    }
+  cublasHandle_t h = nullptr;
+  return check_blas (blas ().create (&h), why, "init") ? h : nullptr;
+}
+
+// logits [T][ld_l] (f32) = X [T][ld_x] . W [E][ld_x]^T over the first H
+// columns, both bf16: the column-major E x T product W^T X.
+bool
+logits_gemm (cublasHandle_t h, const __nv_bfloat16 *X, const __nv_bfloat16 *W, float *L, long T, int H,
+             int ld_x, int E, int ld_l, char **why)
+{
+  const float one = 1.0f, zero = 0.0f;
+  return check_blas (blas ().gemm (h, CUBLAS_OP_T, CUBLAS_OP_N, E, (int) T, H, &one, W, CUDA_R_16BF, ld_x,
+                                   X, CUDA_R_16BF, ld_x, &zero, L, CUDA_R_32F, ld_l, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT),
+                     why, "logits GEMM");
+}
+
 gboolean
 cuda_available (char **why)
 {
@@ -287,18 +378,26 @@ cuda_available (char **why)
         *why = g_strdup_printf ("no CUDA device (%s)", e != cudaSuccess ? cudaGetErrorString (e) : "none found");
       return FALSE;
     }
+  if (blas ().error)
+    {
+      if (why)
+        *why = g_strdup (blas ().error);
+      return FALSE;
+    }
   return TRUE;
 }
 
 gboolean
 cuda_supports (const GateConfig *g, char **why)
 {
-  if (g->experts > MAX_E || g->top_k > 64 || g->n_group > MAX_BLOCKS
+  const guint node_top = g->node_limit ? (g->top_k + g->node_limit - 1) / g->node_limit : 0;
+  if (g->experts > MAX_E || g->top_k > 32 || g->n_group > MAX_BLOCKS || node_top > 8
       || (g->node_limit && (g->experts_per_node == 0 || g->experts / g->experts_per_node > MAX_BLOCKS)))
     {
       if (why)
-        *why = g_strdup_printf ("the CUDA gate takes at most %d experts, top-64 and %d groups or "
-                                "nodes", MAX_E, MAX_BLOCKS);
+        *why = g_strdup_printf ("the CUDA gate takes at most %d experts, top-32, %d groups or nodes and "
+                                "a node score of at most the 8 best experts (top_k / node_limit)",
+                                MAX_E, MAX_BLOCKS);
       return FALSE;
     }
   return TRUE;
@@ -312,13 +411,15 @@ cuda_route (const GateConfig *g, const float *hidden, guint64 tokens, const floa
     return FALSE;
   const long T = (long) tokens;
   const int H = (int) g->hidden, E = (int) g->experts;
-  const int Hp = round_up (H, BK), Ep = round_up (E, BN);
+  const int Hp = round_up (H, PAD_H), Ep = round_up (E, PAD_E);
   const long chunk = 65536; // tokens per pass: bounds device memory
-  const int Tc = round_up (MIN (T, chunk), BM);
+  const int Tc = round_up (MIN (T, chunk), PAD_T);
   __nv_bfloat16 *dX = nullptr, *dW = nullptr;
   float *dXf = nullptr, *dWf = nullptr, *dL = nullptr, *dB = nullptr, *dWts = nullptr;
   int *dIds = nullptr;
-  bool ok = check (cudaMalloc (&dX, sizeof (__nv_bfloat16) * (long) Tc * Hp), why, "malloc")
+  cublasHandle_t handle = blas_handle (why);
+  bool ok = handle != nullptr
+            && check (cudaMalloc (&dX, sizeof (__nv_bfloat16) * (long) Tc * Hp), why, "malloc")
             && check (cudaMalloc (&dW, sizeof (__nv_bfloat16) * (long) Ep * Hp), why, "malloc")
             && check (cudaMalloc (&dXf, sizeof (float) * (long) MIN (T, chunk) * H), why, "malloc")
             && check (cudaMalloc (&dWf, sizeof (float) * (long) E * H), why, "malloc")
@@ -338,21 +439,19 @@ cuda_route (const GateConfig *g, const float *hidden, guint64 tokens, const floa
   DevGate dg = { E, (int) g->top_k, g->scoring == GATE_SIGMOID, g->use_bias, (int) g->n_group,
                  (int) g->topk_group, g->group_score == GATE_GROUP_MAX, (int) g->node_limit,
                  (int) g->experts_per_node, g->normalize, (float) g->scaling };
-  const int warps = 4;
-  size_t smem = (size_t) warps * (2 * E * sizeof (float) + E);
   for (long t0 = 0; ok && t0 < T; t0 += chunk)
     {
       long n = MIN (chunk, T - t0);
-      int np = round_up (n, BM);
+      int np = round_up (n, PAD_T);
       ok = check (cudaMemset (dX, 0, sizeof (__nv_bfloat16) * (long) np * Hp), why, "memset")
            && check (cudaMemcpy (dXf, hidden + t0 * H, sizeof (float) * n * H, cudaMemcpyHostToDevice), why, "copy");
       if (!ok)
         break;
       to_bf16<<<4096, 256>>> (dXf, dX, n, H, Hp);
-      dim3 grid (Ep / BN, np / BM);
-      logits_wmma<<<grid, 128>>> (dX, dW, dL, Hp, Ep);
-      select_topk<<<(unsigned) ((n + warps - 1) / warps), warps * 32, smem>>> (dL, Ep, n, dg, dB, dIds, dWts);
-      ok = check (cudaGetLastError (), why, "launch")
+      ok = check (cudaGetLastError (), why, "convert") && logits_gemm (handle, dX, dW, dL, n, H, Hp, E, Ep, why);
+      if (!ok)
+        break;
+      ok = check (launch_select (dg, dL, Ep, n, dB, dIds, dWts), why, "selection")
            && check (cudaMemcpy (ids + t0 * g->top_k, dIds, sizeof (int) * n * g->top_k, cudaMemcpyDeviceToHost), why, "copy")
            && check (cudaMemcpy (weights + t0 * g->top_k, dWts, sizeof (float) * n * g->top_k, cudaMemcpyDeviceToHost), why, "copy");
     }
@@ -364,6 +463,8 @@ cuda_route (const GateConfig *g, const float *hidden, guint64 tokens, const floa
   cudaFree (dIds);
   cudaFree (dWts);
   cudaFree (dB);
+  if (handle)
+    blas ().destroy (handle);
   return ok;
 }
 
@@ -385,50 +486,66 @@ fill_bf16 (__nv_bfloat16 *p, long n, unsigned seed)
 
 } // namespace
 
-// Times the device part of the gate (logits GEMM + selection) on T tokens of
-// device-resident bf16 inputs: microseconds per call, averaged over `reps`.
+// Times the device part of the gate on T tokens of device-resident bf16
+// inputs, averaged over `reps` calls after one warm-up: the whole gate
+// (GEMM + selection), the cuBLAS GEMM alone and the selection alone.
 extern "C" gboolean
-gate_cuda_bench (const GateConfig *g, long T, int reps, double *us_per_call, char **why)
+gate_cuda_bench (const GateConfig *g, long T, int reps, GateCudaTimes *out, char **why)
 {
   const int H = (int) g->hidden, E = (int) g->experts;
-  const int Hp = round_up (H, BK), Ep = round_up (E, BN), Tp = round_up (T, BM);
+  const int Hp = round_up (H, PAD_H), Ep = round_up (E, PAD_E), Tp = round_up (T, PAD_T);
   __nv_bfloat16 *dX = nullptr, *dW = nullptr;
   float *dL = nullptr, *dWts = nullptr;
   int *dIds = nullptr;
-  cudaEvent_t a = nullptr, b = nullptr;
-  bool ok = check (cudaMalloc (&dX, sizeof (__nv_bfloat16) * (long) Tp * Hp), why, "malloc")
+  cudaEvent_t ev[4] = {};
+  cublasHandle_t handle = blas_handle (why);
+  bool ok = handle != nullptr
+            && check (cudaMalloc (&dX, sizeof (__nv_bfloat16) * (long) Tp * Hp), why, "malloc")
             && check (cudaMalloc (&dW, sizeof (__nv_bfloat16) * (long) Ep * Hp), why, "malloc")
             && check (cudaMalloc (&dL, sizeof (float) * (long) Tp * Ep), why, "malloc")
             && check (cudaMalloc (&dIds, sizeof (int) * T * g->top_k), why, "malloc")
-            && check (cudaMalloc (&dWts, sizeof (float) * T * g->top_k), why, "malloc")
-            && check (cudaEventCreate (&a), why, "event") && check (cudaEventCreate (&b), why, "event");
+            && check (cudaMalloc (&dWts, sizeof (float) * T * g->top_k), why, "malloc");
+  for (int i = 0; ok && i < 4; i++)
+    ok = check (cudaEventCreate (&ev[i]), why, "event");
   DevGate dg = { E, (int) g->top_k, g->scoring == GATE_SIGMOID, 0, (int) g->n_group,
                  (int) g->topk_group, g->group_score == GATE_GROUP_MAX, 0, 0, g->normalize,
                  (float) g->scaling };
-  const int warps = 4;
-  size_t smem = (size_t) warps * (2 * E * sizeof (float) + E);
   if (ok)
     {
       fill_bf16<<<4096, 256>>> (dX, (long) Tp * Hp, 1u);
       fill_bf16<<<1024, 256>>> (dW, (long) Ep * Hp, 2u);
-      dim3 grid (Ep / BN, Tp / BM);
-      for (int r = -1; r < reps; r++) // one warm-up call
-        {
-          if (r == 0)
-            cudaEventRecord (a);
-          logits_wmma<<<grid, 128>>> (dX, dW, dL, Hp, Ep);
-          select_topk<<<(unsigned) ((T + warps - 1) / warps), warps * 32, smem>>> (dL, Ep, T, dg, nullptr, dIds, dWts);
-        }
-      cudaEventRecord (b);
-      ok = check (cudaEventSynchronize (b), why, "run") && check (cudaGetLastError (), why, "launch");
-      float ms = 0;
-      cudaEventElapsedTime (&ms, a, b);
-      *us_per_call = ms * 1e3 / reps;
+      ok = check (cudaGetLastError (), why, "fill");
     }
-  if (a)
-    cudaEventDestroy (a);
-  if (b)
-    cudaEventDestroy (b);
+  for (int r = -1; ok && r < reps; r++) // the whole gate, one warm-up call
+    {
+      if (r == 0)
+        cudaEventRecord (ev[0]);
+      ok = logits_gemm (handle, dX, dW, dL, T, H, Hp, E, Ep, why);
+      ok = ok && check (launch_select (dg, dL, Ep, T, nullptr, dIds, dWts), why, "selection");
+    }
+  cudaEventRecord (ev[1]);
+  for (int r = 0; ok && r < reps; r++)
+    ok = logits_gemm (handle, dX, dW, dL, T, H, Hp, E, Ep, why);
+  cudaEventRecord (ev[2]);
+  for (int r = 0; ok && r < reps; r++)
+    ok = check (launch_select (dg, dL, Ep, T, nullptr, dIds, dWts), why, "selection");
+  cudaEventRecord (ev[3]);
+  ok = ok && check (cudaEventSynchronize (ev[3]), why, "run") && check (cudaGetLastError (), why, "launch");
+  if (ok)
+    {
+      double *dst[3] = { &out->total_us, &out->gemm_us, &out->select_us };
+      for (int i = 0; i < 3; i++)
+        {
+          float ms = 0;
+          cudaEventElapsedTime (&ms, ev[i], ev[i + 1]);
+          *dst[i] = ms * 1e3 / reps;
+        }
+    }
+  for (int i = 0; i < 4; i++)
+    if (ev[i])
+      cudaEventDestroy (ev[i]);
+  if (handle)
+    blas ().destroy (handle);
   cudaFree (dX);
   cudaFree (dW);
   cudaFree (dL);

@@ -33,7 +33,10 @@ const GateBackend *gate_backend_choose (const char *name, const GateConfig *g, c
 #if HAVE_CUDA
 /* Built with CUDA only (kernels/gate_cuda.cu): device-side timing of the
  * gate on T tokens of bf16 inputs, and the device name. */
-gboolean gate_cuda_bench (const GateConfig *g, long tokens, int reps, double *us_per_call, char **why);
+typedef struct {
+  double total_us, gemm_us, select_us; /* per call */
+} GateCudaTimes;
+gboolean gate_cuda_bench (const GateConfig *g, long tokens, int reps, GateCudaTimes *times, char **why);
 char *gate_cuda_device_name (void);
 #endif
 
