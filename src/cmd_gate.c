@@ -185,7 +185,7 @@ run_gate (const GateArgs *a, GError **error)
   else
     {
       hidden = g_new (float, T * g.hidden);
-      gate_synth_hidden (&syn, g.hidden, T, hidden);
+      gate_synth_hidden (&syn, g.hidden, T, hidden, (guint) a->threads);
     }
   gboolean per_layer_w = FALSE, per_layer_b = FALSE;
   g_autoptr (SafeTensors) st = NULL;

@@ -479,8 +479,48 @@ normal (Rng *r)
   return sqrt (-2.0 * log (u1)) * cos (2.0 * G_PI * u2);
 }
 
+typedef struct {
+  const GateSynth *s;
+  const float *centre;
+  const double *cdf;
+  double tot;
+  guint H;
+  guint64 a, b; /* tokens [a, b) */
+  float *out;
+} SynthJob;
+
+/* Tokens [a, b): each token, and each document's topic, has a random stream
+ * of its own, so the values do not depend on how tokens are split. */
+static gpointer
+synth_rows (gpointer data)
+{
+  const SynthJob *j = data;
+  const GateSynth *s = j->s;
+  guint doc_len = MAX (1u, s->doc_tokens);
+  guint topic = 0;
+  for (guint64 t = j->a; t < j->b; t++)
+    {
+      if (t % doc_len == 0 || t == j->a)
+        {
+          Rng r;
+          rng_seed (&r, s->seed, 0xd0c, t / doc_len);
+          double u = rng_bits (&r, 32) / 4294967296.0 * j->tot;
+          topic = 0;
+          while (topic + 1 < s->topics && j->cdf[topic] <= u)
+            topic++;
+        }
+      Rng r;
+      rng_seed (&r, s->seed, 0x70c, t);
+      float *x = j->out + t * j->H;
+      const float *c = j->centre + (gsize) topic * j->H;
+      for (guint h = 0; h < j->H; h++)
+        x[h] = (float) (s->strength * c[h] + normal (&r));
+    }
+  return NULL;
+}
+
 void
-gate_synth_hidden (const GateSynth *s, guint H, guint64 tokens, float *out)
+gate_synth_hidden (const GateSynth *s, guint H, guint64 tokens, float *out, guint threads)
 {
   /* topic centres */
   g_autofree float *centre = g_new (float, (gsize) s->topics * H);
@@ -496,26 +536,20 @@ gate_synth_hidden (const GateSynth *s, guint H, guint64 tokens, float *out)
   double tot = 0;
   for (guint c = 0; c < s->topics; c++)
     cdf[c] = (tot += 1.0 / pow (c + 1.0, s->zipf));
-  guint doc_len = MAX (1u, s->doc_tokens);
-  guint topic = 0;
-  for (guint64 t = 0; t < tokens; t++)
+  if (threads == 0)
+    threads = g_get_num_processors ();
+  threads = (guint) MAX (1, MIN ((guint64) MIN (threads, 64u), tokens / 256));
+  SynthJob jobs[64];
+  GThread *th[64] = { NULL };
+  for (guint i = 0; i < threads; i++)
     {
-      if (t % doc_len == 0)
-        {
-          Rng r;
-          rng_seed (&r, s->seed, 0xd0c, t / doc_len);
-          double u = rng_bits (&r, 32) / 4294967296.0 * tot;
-          topic = 0;
-          while (topic + 1 < s->topics && cdf[topic] <= u)
-            topic++;
-        }
-      Rng r;
-      rng_seed (&r, s->seed, 0x70c, t);
-      float *x = out + t * H;
-      const float *c = centre + (gsize) topic * H;
-      for (guint h = 0; h < H; h++)
-        x[h] = (float) (s->strength * c[h] + normal (&r));
+      jobs[i] = (SynthJob){ s, centre, cdf, tot, H, tokens * i / threads, tokens * (i + 1) / threads, out };
+      if (i > 0)
+        th[i] = g_thread_new ("synth", synth_rows, &jobs[i]);
     }
+  synth_rows (&jobs[0]);
+  for (guint i = 1; i < threads; i++)
+    g_thread_join (th[i]);
 }
 
 void

@@ -81,8 +81,9 @@ extern const GateSynth gate_synth_default;
 
 /* Hidden states [tokens, H]: token t belongs to document t / doc_tokens,
  * whose topic is drawn from a Zipf(zipf) law over `topics`; x = strength *
- * centre(topic) + noise, centres and noise N(0, 1) per channel. */
-void gate_synth_hidden (const GateSynth *s, guint hidden_size, guint64 tokens, float *out);
+ * centre(topic) + noise, centres and noise N(0, 1) per channel. Made on up
+ * to `threads` threads (0 = all cores); the values do not depend on it. */
+void gate_synth_hidden (const GateSynth *s, guint hidden_size, guint64 tokens, float *out, guint threads);
 /* Gate weights [E, H] of layer `layer`, N(0, 1 / H) per entry, and per-expert
  * bias (zero). */
 void gate_synth_weight (const GateSynth *s, guint layer, guint experts, guint hidden_size,

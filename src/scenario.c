@@ -332,7 +332,7 @@ run_gate (Scenario *sc, GError **error)
   g_autofree float *weight = g_new (float, (gsize) g.experts * g.hidden);
   g_autofree gint32 *ids = g_new (gint32, T * g.top_k);
   g_autofree float *wts = g_new (float, T * g.top_k);
-  gate_synth_hidden (&syn, g.hidden, T, hidden);
+  gate_synth_hidden (&syn, g.hidden, T, hidden, 0);
   g_autofree char *path = g_build_filename (g_get_tmp_dir (), "moesim-gate-XXXXXX.mrt", NULL);
   int fd = g_mkstemp (path);
   if (fd < 0)

@@ -22,7 +22,7 @@ main (void)
   float *x = g_new (float, T * g->hidden);
   float *w = g_new (float, (gsize) g->experts * g->hidden);
   GateSynth syn = gate_synth_default;
-  gate_synth_hidden (&syn, g->hidden, T, x);
+  gate_synth_hidden (&syn, g->hidden, T, x, 0);
   gate_synth_weight (&syn, 0, g->experts, g->hidden, w);
   float *logits = g_new (float, T * g->experts);
   gint32 *ids = g_new (gint32, T * g->top_k);

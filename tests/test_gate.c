@@ -167,7 +167,7 @@ test_synthetic_routing_looks_like_a_real_capture (void)
       float *x = g_new (float, T * g.hidden), *w = g_new (float, g.experts * g.hidden);
       gint32 *ids = g_new (gint32, T * g.top_k);
       float *wt = g_new (float, T * g.top_k);
-      gate_synth_hidden (&gate_synth_default, g.hidden, T, x);
+      gate_synth_hidden (&gate_synth_default, g.hidden, T, x, 1);
       double sum = 0;
       const guint layers = 8;
       for (guint l = 0; l < layers; l++)
@@ -193,10 +193,28 @@ test_synthetic_routing_looks_like_a_real_capture (void)
     }
 }
 
+static void
+test_synthetic_hidden_independent_of_threads (void)
+{
+  /* 4000 tokens in documents of 64: with 3 and 7 threads the splits fall
+   * inside documents; every value must equal the one-thread value */
+  const guint H = 40, T = 4000;
+  float *one = g_new (float, T * H), *many = g_new (float, T * H);
+  gate_synth_hidden (&gate_synth_default, H, T, one, 1);
+  for (guint threads = 3; threads <= 7; threads += 4)
+    {
+      gate_synth_hidden (&gate_synth_default, H, T, many, threads);
+      CU_ASSERT (memcmp (one, many, sizeof (float) * T * H) == 0);
+    }
+  g_free (one);
+  g_free (many);
+}
+
 int
 main (void)
 {
   static const TestCase tests[] = {
+    TEST (test_synthetic_hidden_independent_of_threads),
     TEST (test_softmax_top2_renormalised),
     TEST (test_sigmoid_bias_selects_but_does_not_weigh),
     TEST (test_group_limited),
