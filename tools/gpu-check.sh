@@ -50,7 +50,7 @@ for b in ${BACKENDS:-cuda cpu}; do
     --layers 4 --backend $b -o "$tmp/$b.mrt" 2>&1 | grep -v "^$"
   "$BIN/moesim" trace export "$tmp/$b.mrt" --experts "$tmp/$b.npy" --weights "$tmp/$b-w.npy" || exit 1
 done
-python3 - "$tmp" <<'PY' || echo "  (numpy not importable: no comparison)"
+python3 - "$tmp" <<'PY' || echo "  (no comparison: numpy is missing or a backend failed above)"
 import sys, numpy as np
 d = sys.argv[1]
 c, g = np.load(d + "/cpu.npy"), np.load(d + "/cuda.npy")
