@@ -72,7 +72,7 @@ static gpointer
 counterfactual_thread (gpointer data)
 {
   CounterfactualJob *job = data;
-  util_thread_background (); /* it follows the actual run's feed */
+  util_thread_background (UTIL_NICE_BEHIND); /* it follows the actual run's feed */
   job->res = moe_simulate (job->sc, job->placement, NULL, NULL, job->feed, TRUE, &job->error);
   return NULL;
 }

@@ -439,7 +439,7 @@ static void
 generate (gpointer data, gpointer user)
 {
   RoutingStream *rs = user;
-  util_thread_background (); /* generated ahead of the run that reads it */
+  util_thread_background (UTIL_NICE_AHEAD); /* generated ahead of the run that reads it */
   Slot *slot = &rs->slots[GPOINTER_TO_UINT (data) - 1];
   guint step = slot->step;
   guint layer = rs->step_layer[step / rs->mbs];
