@@ -39,7 +39,7 @@ if ! ldconfig -p | grep -q "libcublas\.so\.[0-9]"; then
   echo "cuBLAS: ${lib:-not found}"
 fi
 echo "== GPU parity tests"
-"$BIN/test_gate_cuda" 2>&1 | tail -25
+"$BIN/test_gate_cuda" 2>&1 | grep -v "^ *$"
 echo "exit status ${PIPESTATUS[0]}"
 echo "== kernel timing"
 "$BIN/bench_gate_cuda"
