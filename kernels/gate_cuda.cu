@@ -24,7 +24,6 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include <cstring>
 #include <dlfcn.h>
 
 namespace
