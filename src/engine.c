@@ -813,7 +813,10 @@ maybe_solve (Engine *e, SimTime now)
     {
       SimTime due = e->hold_until;
       if (e->tolerance > 0.0)
-        due = MAX (due, flownet_added_due (e->net, e->tolerance));
+        {
+          SimTime added = flownet_added_due (e->net, e->tolerance); /* (once: MAX repeats its arguments) */
+          due = MAX (due, added);
+        }
       if (due <= now)
         {
           flownet_solve (e->net, now);
