@@ -527,8 +527,8 @@ gather_all (FlowNet *fn, guint *n_links)
  * restart_checkpoint). The pops are canonical (least share, then least link
  * id), so a solve from a checkpoint before both (rem and free counts of
  * every link, with the started flows and without the ended ones) repeats
- * the rest exactly as a solve from scratch would, up to the order of
- * rounding. Flows fixed at high shares (fast ones, which end first) sit at
+ * the rest as a solve from scratch would, up to the order of rounding and
+ * the order of links whose shares tie (which gives the same rates). Flows fixed at high shares (fast ones, which end first) sit at
  * late levels: an all-to-all's intra-node flows ending cost the NVLink
  * levels only. Capped flows turn restarts off (the caps interleave with
  * levels). */
@@ -666,7 +666,9 @@ flownet_solve (FlowNet *fn, SimTime now)
           if (level % fn->ck_every == 0)
             flownet_checkpoint_save (fn, level / fn->ck_every, nl);
           GROW (fn->lvl_share, fn->cap_lvl_share, level + 1);
-          fn->lvl_share[level] = share;
+          /* shares come in order but for rounding: keep the greatest of
+           * the checkpoint's levels so far */
+          fn->lvl_share[level] = level % fn->ck_every != 0 ? MAX (share, fn->lvl_share[level - 1]) : share;
         }
       fn->level = level++;
       /* the taken link's own state is not updated flow by flow (a serial

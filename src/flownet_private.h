@@ -99,7 +99,7 @@ struct FlowNet {
   double *ck_rem;    /* [checkpoint][link position] */
   guint *ck_free;
   guint *ck_unfixed; /* [checkpoint] */
-  double *lvl_share; /* [level]: the share it fixed its flows at */
+  double *lvl_share; /* [level]: the greatest share fixed from its checkpoint up to it */
   guint cap_lvl_share;
   gsize cap_ck;
   guint cap_ck_unfixed;

@@ -50,8 +50,12 @@ flownet_checkpoint_save (FlowNet *fn, guint q, guint nl)
  * lowest level an ended flow was fixed at, and before the first level a
  * link with more flows than in the record could become a bottleneck. Such
  * a link's share, with its started flows added, only grows until the first
- * level that differs; so when at a checkpoint it is above the share of every
- * level up to the next checkpoint, nothing differs in between. */
+ * level that differs; so when at a checkpoint it is not below the share of
+ * any level up to the next checkpoint, nothing differs in between but the
+ * order in which links of equal shares are taken, which leaves the same
+ * allocation: links whose shares tie fix their flows at that same share
+ * whichever goes first (the flows a tied link loses to another were fixed
+ * at its share, which leaves its share as it was). */
 static guint
 restart_checkpoint (FlowNet *fn)
 {
@@ -69,7 +73,7 @@ restart_checkpoint (FlowNet *fn)
           double rem = fn->ck_rem[(gsize) k * fn->ck_stride + pos];
           guint nfree = fn->ck_free[(gsize) k * fn->ck_stride + pos] + (guint) d;
           double last = fn->lvl_share[MIN ((k + 1) * ck, fn->rec_levels) - 1];
-          if (!(last < rem / nfree))
+          if (rem / nfree < last)
             {
               q = k;
               break;
