@@ -4,6 +4,10 @@
  * of the remaining capacity and unfixed count of every link of the record. */
 #include "flownet_private.h"
 
+/* relative difference below which two shares are taken as equal: rounding
+ * alone separates them (a few units in the last place of a double) */
+#define TIE_REL 1e-12
+
 /* A link that carried no flow when the record was made joins it: it had its
  * whole capacity and no flow to fix at every level of it. */
 void
@@ -55,7 +59,8 @@ flownet_checkpoint_save (FlowNet *fn, guint q, guint nl)
  * order in which links of equal shares are taken, which leaves the same
  * allocation: links whose shares tie fix their flows at that same share
  * whichever goes first (the flows a tied link loses to another were fixed
- * at its share, which leaves its share as it was). */
+ * at its share, which leaves its share as it was). Shares summed in another
+ * order differ in the last bits: within TIE_REL of each other they tie. */
 static guint
 restart_checkpoint (FlowNet *fn)
 {
@@ -73,7 +78,7 @@ restart_checkpoint (FlowNet *fn)
           double rem = fn->ck_rem[(gsize) k * fn->ck_stride + pos];
           guint nfree = fn->ck_free[(gsize) k * fn->ck_stride + pos] + (guint) d;
           double last = fn->lvl_share[MIN ((k + 1) * ck, fn->rec_levels) - 1];
-          if (rem / nfree < last)
+          if (rem / nfree < last * (1.0 - TIE_REL))
             {
               q = k;
               break;
