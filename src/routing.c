@@ -106,16 +106,19 @@ group_subsets (guint ng, guint kg, guint *n_out)
   return tab;
 }
 
-/* A token's nodes: with at most 64 nodes a bit mask, counted when the
- * token is done (cheaper than a stamp per selection); with more, stamps
- * counted as they come. Uses the loop's nmask, span, nstamp, stamp, nrow
- * and nodes. */
+/* A token's nodes: with at most 64 nodes a bit mask, each node counted
+ * branch-free as its bit is first set (and the fan-out from the mask's
+ * popcount when the token is done); with more, stamps counted as they come.
+ * Uses the loop's nmask, span, nstamp, stamp, nrow and nodes. */
 #define NODE_SELECT(n)                                                                             \
   do                                                                                               \
     {                                                                                              \
       guint n_ = (n);                                                                              \
       if (nodes <= 64)                                                                             \
-        nmask |= (guint64) 1 << n_;                                                                \
+        {                                                                                          \
+          nrow[n_] += (guint32) (~nmask >> n_) & 1u;                                              \
+          nmask |= (guint64) 1 << n_;                                                              \
+        }                                                                                          \
       else                                                                                         \
         {                                                                                          \
           guint fresh_ = nstamp[n_] != stamp;                                                      \
@@ -127,16 +130,9 @@ group_subsets (guint ng, guint kg, guint *n_out)
   while (0)
 
 static inline void
-node_token_done (RoutingLayer *out, guint32 *nrow, guint64 mask, guint span, guint nodes)
+node_token_done (RoutingLayer *out, guint64 mask, guint span, guint nodes)
 {
-  if (nodes > 64)
-    {
-      out->fanout[span]++;
-      return;
-    }
-  for (span = 0; mask; mask &= mask - 1, span++)
-    nrow[__builtin_ctzll (mask)]++;
-  out->fanout[span]++;
+  out->fanout[nodes > 64 ? span : (guint) __builtin_popcountll (mask)]++;
 }
 
 /* Where the selections of a source GPU go: per slot its GPU and node; per
@@ -311,7 +307,7 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
               j++;
             }
           if (nrow)
-            node_token_done (out, nrow, nmask, span, nodes);
+            node_token_done (out, nmask, span, nodes);
         }
     }
   slotmap_clear (&sm);
@@ -345,7 +341,7 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
                 NODE_SELECT (sm.node_of[p]);                                                       \
             }                                                                                      \
           if (nrow)                                                                                \
-            node_token_done (out, nrow, nmask, span, nodes);                                       \
+            node_token_done (out, nmask, span, nodes);                                       \
         }                                                                                          \
     }                                                                                              \
   while (0)
