@@ -239,6 +239,9 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
   /* candidates map one to one onto a token's experts, so duplicates are
    * caught on the candidate: in a bit mask when there are at most 256 */
   gboolean small = cand <= 256;
+  /* one expert per GPU and no replicas: a token's experts are distinct, so
+   * are its GPUs, and every selection is a token copy of its own */
+  gboolean one_per_gpu = pl == NULL && E == ep;
   guint32 stamp = 0;
 
   for (guint src = 0; src < ep; src++)
@@ -299,8 +302,11 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
               guint p = slotmap_pick (&sm, e);
               out->expert_rows[p]++;
               guint d = sm.gpu_of[p];
-              row[d] += dstamp[d] != stamp; /* branch-free: unpredictable */
-              dstamp[d] = stamp;
+              if (!one_per_gpu)
+                {
+                  row[d] += dstamp[d] != stamp; /* branch-free: unpredictable */
+                  dstamp[d] = stamp;
+                }
               srow[d]++;
               if (nrow)
                 NODE_SELECT (sm.node_of[p]);
@@ -309,6 +315,8 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
           if (nrow)
             node_token_done (out, nmask, span, nodes);
         }
+      if (one_per_gpu)
+        memcpy (row, srow, ep * sizeof *row);
     }
   slotmap_clear (&sm);
 }
