@@ -4,9 +4,12 @@
 #include "estimate.h"
 #include "memory.h"
 #include "moe.h"
+#include "placement.h"
 #include "report.h"
 #include "routing.h"
 #include "test_sim.h"
+
+#include <string.h>
 
 /* shared/reference/deepseek-v3.md: EP256, one expert per GPU, 4096 tokens,
  * top-8, BF16: 32,640 copies, 467.9 MB per all-to-all, ~54 GB per pass. */
@@ -75,6 +78,37 @@ test_routing_counts_are_consistent (void)
         }
       CU_ASSERT (node_hits <= 4 * 1024);
     }
+}
+
+/* With one expert per GPU (EP256) the synthetic routing skips the per-GPU
+ * deduplication (a token's GPUs are distinct): everything it counts equals
+ * what the general path, taken through an explicit placement of the same
+ * experts, counts from the same draws. */
+static void
+test_routing_one_expert_per_gpu_matches_general_path (void)
+{
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep256.yaml", NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  const ScenarioSpec *s = scenario_spec (sc);
+  g_autoptr (RoutingLayer) fast = routing_layer_new (256, 256);
+  g_autoptr (RoutingLayer) general = routing_layer_new (256, 256);
+  routing_layer_count_nodes (fast, 8);
+  routing_layer_count_nodes (general, 8);
+  LayerPlacement *pl = placement_contiguous (256, 256, 8);
+  routing_synthetic (s, NULL, 5, 0, 512, fast);
+  routing_synthetic (s, pl, 5, 0, 512, general);
+  layer_placement_free (pl);
+  gsize pairs = 256 * 256 * sizeof (guint32);
+  CU_ASSERT (memcmp (fast->pair_tokens, general->pair_tokens, pairs) == 0);
+  CU_ASSERT (memcmp (fast->pair_selections, general->pair_selections, pairs) == 0);
+  CU_ASSERT (memcmp (fast->pair_tokens, fast->pair_selections, pairs) == 0);
+  CU_ASSERT (memcmp (fast->expert_rows, general->expert_rows, 256 * sizeof (guint32)) == 0);
+  CU_ASSERT (memcmp (fast->node_tokens, general->node_tokens, 256 * 32 * sizeof (guint32)) == 0);
+  CU_ASSERT (memcmp (fast->fanout, general->fanout, 33 * sizeof (guint32)) == 0);
+  guint64 copies = 0;
+  for (gsize i = 0; i < 256 * 256; i++)
+    copies += fast->pair_tokens[i];
+  CU_ASSERT_EQUAL (copies, 256ull * 512 * 8);
 }
 
 static void
@@ -595,6 +629,7 @@ main (void)
     TEST (test_fp8_token_payload),
     TEST (test_routing_counts_are_consistent),
     TEST (test_routing_is_uniform_on_average),
+    TEST (test_routing_one_expert_per_gpu_matches_general_path),
     TEST (test_run_agrees_with_estimate_on_single_switch),
     TEST (test_bytes_are_conserved),
     TEST (test_balanced_counterfactual),
