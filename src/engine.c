@@ -56,8 +56,10 @@ typedef struct {
 typedef struct {
   guint8 kind, state, n_succ; /* n_succ: inline successors used */
   /* flow: follows another (its pending count holds one for that flow's
-   * last byte); handed to the network as that flow's continuation */
-  guint8 follows : 1, handed : 1;
+   * last byte); handed to the network as that flow's continuation; on an
+   * anonymous route (kept here so that a flow on a shared route never
+   * touches the route again once started) */
+  guint8 follows : 1, handed : 1, anon_route : 1;
   guint gen;
   guint pending;
   guint succ_head;
@@ -388,12 +390,13 @@ route_anon (Engine *e, const guint *path, guint n_hops, SimTime latency, double 
   return route_new (e, path, n_hops, latency, cap, TRUE);
 }
 
-/* One more flow is done with route r. */
+/* One more flow is done with anonymous route r. */
 static void
 route_release (Engine *e, guint r)
 {
   Route *rt = &e->routes[r];
-  if (rt->anon && --rt->refs == 0)
+  g_assert (rt->anon);
+  if (--rt->refs == 0)
     free_ids_put (&e->free_routes, r);
 }
 
@@ -427,7 +430,8 @@ engine_flow_on (Engine *e, guint route, double bytes, guint64 tag)
   t->bytes = bytes;
   t->route = route;
   t->prev = t->next = NIL;
-  if (e->routes[route].anon)
+  t->anon_route = e->routes[route].anon;
+  if (t->anon_route)
     e->routes[route].refs++;
   return handle_of (id, t->gen);
 }
@@ -459,6 +463,7 @@ engine_flow_after (Engine *e, EngineTask prev, double bytes, SimTime latency, gu
   p = &e->tasks[pi];
   t->bytes = bytes;
   t->route = route;
+  t->anon_route = e->routes[route].anon;
   t->follows = 1;
   t->pending = 1;
   t->prev = pi;
@@ -626,7 +631,7 @@ task_finish (Engine *e, guint id)
     succ_release (e, t->succ[i]);
   guint8 kind = t->kind;
   guint gpu = kind == TASK_COMPUTE ? t->gpu : 0;
-  if (kind == TASK_FLOW)
+  if (kind == TASK_FLOW && t->anon_route)
     route_release (e, t->route);
   t->state = ST_FREE;
   t->gen++;
@@ -708,9 +713,16 @@ drain_ready (Engine *e)
     {
       while (e->ready.len > 0)
         {
-          /* a fan-out's tasks start one after another: fetch them ahead */
+          /* a fan-out's tasks start one after another: fetch them ahead,
+           * and the routes of flows whose tasks came in by now */
           if (e->ready.len > 8)
             __builtin_prefetch (&e->tasks[id_fifo_peek (&e->ready, 8)]);
+          if (e->ready.len > 4)
+            {
+              const Task *a = &e->tasks[id_fifo_peek (&e->ready, 4)];
+              if (a->kind == TASK_FLOW)
+                __builtin_prefetch (&e->routes[a->route]);
+            }
           task_start (e, id_fifo_pop (&e->ready));
         }
       /* in the order they were touched; starting runs hooks, which may add
