@@ -727,7 +727,10 @@ const FlowEnd *
 flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
 {
   g_assert (fn->n_loose == 0);
-  guint n = 0;
+  /* first the due flows, from the dense end and start arrays, in slot
+   * order; then their records, fetched ahead: ended flows sit at scattered
+   * slots and their records are mostly out of cache by now */
+  guint n = 0, nb = 0;
   for (guint b = 0; b < (fn->n_slots + BLOCK - 1) / BLOCK; b++)
     {
       /* no flow of the block can be due: its earliest end is past the
@@ -736,6 +739,8 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
       if (be == SIM_TIME_MAX
           || (be > now && be > now + (SimTime) (tolerance * (double) (now - fn->blk_start[b]))))
         continue;
+      GROW (fn->loose, fn->cap_loose, nb + 1);
+      fn->loose[nb++] = b; /* to tighten once its due flows are gone */
       guint hi = MIN ((b + 1) * BLOCK, fn->n_slots);
       for (guint id = b * BLOCK; id < hi; id++)
         {
@@ -745,16 +750,27 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
             continue;
           g_assert (end >= now);
           GROW (fn->done, fn->cap_done, n + 1);
-          FlowCold *c = &fn->cold[id];
-          fn->done[n] = (FlowEnd) { c->tag, end, fn->hot[id].rate, c->next_bytes > 0.0 };
-          n++;
-          if (c->next_bytes > 0.0)
-            flow_continue (fn, id, end);
-          else
-            flow_remove (fn, id);
+          fn->done[n++] = (FlowEnd) { id, end, 0.0, FALSE };
+          __builtin_prefetch (&fn->hot[id]);
+          __builtin_prefetch (&fn->cold[id]);
         }
-      block_tighten (fn, b);
     }
+  for (guint i = 0; i < n; i++)
+    {
+      FlowEnd *d = &fn->done[i];
+      guint id = (guint) d->tag;
+      FlowCold *c = &fn->cold[id];
+      d->tag = c->tag;
+      d->rate = fn->hot[id].rate;
+      d->continued = c->next_bytes > 0.0;
+      if (d->continued)
+        flow_continue (fn, id, d->end);
+      else
+        flow_remove (fn, id);
+    }
+  /* (the loose list is empty here: it lends its room) */
+  for (guint i = 0; i < nb; i++)
+    block_tighten (fn, fn->loose[i]);
   *n_done = n;
   return fn->done;
 }
