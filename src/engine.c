@@ -757,8 +757,12 @@ on_flow_batch (Engine *e, const SimEvent *ev)
   GROW (e->batch, e->cap_batch, n);
   for (guint i = 0; i < n; i++)
     {
+      /* the tasks ahead, and the routes (their latency) of those fetched
+       * four ends ago */
       if (i + 8 < n)
         __builtin_prefetch (&e->tasks[(guint) done[i + 8].tag]);
+      if (i + 4 < n)
+        __builtin_prefetch (&e->routes[e->tasks[(guint) done[i + 4].tag].route]);
       guint id = (guint) done[i].tag;
       Task *t = &e->tasks[id];
       e->batch[i] = (SimEvent) { done[i].end + e->routes[t->route].latency, 0, EV_TASK_DONE, t->gen, id };
