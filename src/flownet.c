@@ -72,6 +72,7 @@ flownet_free (FlowNet *fn)
   g_free (fn->rec_pos);
   g_free (fn->d_cnt);
   g_free (fn->lvl_share);
+  g_free (fn->lvl_link);
   g_free (fn->blk_end);
   g_free (fn->blk_start);
   g_free (fn->blk_loose);
@@ -207,7 +208,7 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
   memcpy (f->path, path, n_hops * sizeof (guint));
   fn->end[id] = SIM_TIME_MAX;
   fn->start[id] = now;
-  fn->fixed[id].level = G_MAXUINT; /* not fixed below any restart level */
+  fn->fixed[id] = (Stamp) { 0, G_MAXUINT }; /* not fixed, below no restart level */
   fn->blk_start[id / BLOCK] = MIN (fn->blk_start[id / BLOCK], now);
   c->cap = rate_cap > 0.0 ? rate_cap : 0.0;
   c->tag = tag;
@@ -404,6 +405,23 @@ tighten_loose (FlowNet *fn)
   fn->n_loose = 0;
 }
 
+/* A new epoch: no flow counts as fixed, no link or flow as seen. */
+void
+flownet_new_epoch (FlowNet *fn)
+{
+  if (++fn->epoch == 0) /* wrapped: clear stale stamps */
+    {
+      for (guint i = 0; i < fn->n_links; i++)
+        fn->links[i].epoch = 0;
+      for (guint i = 0; i < fn->n_slots; i++)
+        {
+          fn->fixed[i].epoch = 0;
+          fn->seen[i] = 0;
+        }
+      fn->epoch = 1;
+    }
+}
+
 /* Fixes a flow's rate for this solve at time `now`; when the rate changed,
  * brings its bytes up to date at the old rate and projects its new end. A
  * flow whose rate did not change keeps its bytes and end untouched. */
@@ -546,39 +564,31 @@ flownet_solve (FlowNet *fn, SimTime now)
   fn->removed = FALSE;
   fn->added_first = SIM_TIME_MAX;
   fn->added_min_est = G_MAXDOUBLE;
-  if (++fn->epoch == 0) /* wrapped: clear stale stamps */
-    {
-      for (guint i = 0; i < fn->n_links; i++)
-        fn->links[i].epoch = 0;
-      for (guint i = 0; i < fn->n_slots; i++)
-        {
-          fn->fixed[i].epoch = 0;
-          fn->seen[i] = 0;
-        }
-      fn->epoch = 1;
-    }
-  guint ep = fn->epoch;
-
   guint nl, nf = 0, level = 0;
   gboolean record;
   if (restart)
     {
+      /* it keeps the record's epoch, or starts a new one (see there) */
       nl = fn->rec_nl;
       level = flownet_restart_from_record (fn, nl);
       fn->restarts++;
       record = TRUE;
     }
-  else if (fn->wide && fn->solves % 64 != 0)
-    {
-      nf = gather_all (fn, &nl);
-      record = fn->n_capped == 0;
-    }
   else
     {
-      /* when changes keep touching most flows, skip the search for a while */
-      nf = gather_component (fn, &nl);
-      fn->wide = nf > fn->n_active / 2;
-      record = FALSE;
+      flownet_new_epoch (fn);
+      if (fn->wide && fn->solves % 64 != 0)
+        {
+          nf = gather_all (fn, &nl);
+          record = fn->n_capped == 0;
+        }
+      else
+        {
+          /* when changes keep touching most flows, skip the search for a while */
+          nf = gather_component (fn, &nl);
+          fn->wide = nf > fn->n_active / 2;
+          record = FALSE;
+        }
     }
   for (guint i = 0; i < fn->n_dirty; i++)
     {
@@ -586,6 +596,7 @@ flownet_solve (FlowNet *fn, SimTime now)
       fn->d_cnt[fn->dirty_links[i]] = 0;
     }
   fn->n_dirty = 0;
+  guint ep = fn->epoch;
   fn->rm_min = G_MAXUINT;
   fn->rm_n = fn->add_n = 0;
   fn->rec_valid = FALSE;
@@ -666,6 +677,8 @@ flownet_solve (FlowNet *fn, SimTime now)
           if (level % fn->ck_every == 0)
             flownet_checkpoint_save (fn, level / fn->ck_every, nl);
           GROW (fn->lvl_share, fn->cap_lvl_share, level + 1);
+          GROW (fn->lvl_link, fn->cap_lvl_link, level + 1);
+          fn->lvl_link[level] = li;
           /* shares come in order but for rounding: keep the greatest of
            * the checkpoint's levels so far */
           fn->lvl_share[level] = level % fn->ck_every != 0 ? MAX (share, fn->lvl_share[level - 1]) : share;

@@ -101,6 +101,8 @@ struct FlowNet {
   guint *ck_unfixed; /* [checkpoint] */
   double *lvl_share; /* [level]: the greatest share fixed from its checkpoint up to it */
   guint cap_lvl_share;
+  guint *lvl_link;   /* [level]: the link it took */
+  guint cap_lvl_link;
   gsize cap_ck;
   guint cap_ck_unfixed;
   guint *rec_pos;    /* per link: its position in comp_links */
@@ -123,6 +125,8 @@ struct FlowNet {
 
 #define GROW UTIL_GROW
 #define BLOCK 64
+
+void flownet_new_epoch (FlowNet *fn);
 
 /* flownet_restart.c */
 void flownet_record_add_link (FlowNet *fn, guint li);

@@ -92,11 +92,17 @@ restart_checkpoint (FlowNet *fn)
  * started since and without those ended (all of them unfixed there).
  * Earlier checkpoints are brought up to date too, so the record stays the
  * record of the flows now active. Flows fixed below the checkpoint's level
- * are marked fixed. Returns the level. */
+ * stay fixed, the others count as not fixed. Returns the level.
+ *
+ * Every flow of the record carries its epoch (restarts keep it; a started
+ * flow carries none). A restart from the first level starts a new epoch;
+ * one from level L unmarks the flows fixed at L or later: those on the
+ * links taken at those levels, or, when those lists are longer than the
+ * slots, by a scan of the slots. */
 guint
 flownet_restart_from_record (FlowNet *fn, guint nl)
 {
-  guint q = restart_checkpoint (fn), ep = fn->epoch;
+  guint q = restart_checkpoint (fn);
   for (guint k = 0; k <= q; k++)
     {
       guint *nfree = fn->ck_free + (gsize) k * fn->ck_stride;
@@ -117,9 +123,29 @@ flownet_restart_from_record (FlowNet *fn, guint nl)
     }
   fn->unfixed = fn->ck_unfixed[q];
   guint level = q * fn->ck_every;
-  if (level > 0)
+  if (level == 0)
+    {
+      flownet_new_epoch (fn);
+      return 0;
+    }
+  guint ep = fn->epoch;
+  gsize listed = 0;
+  for (guint j = level; j < fn->rec_levels; j++)
+    listed += fn->links[fn->lvl_link[j]].n_flows;
+  if (listed < fn->n_slots)
+    for (guint j = level; j < fn->rec_levels; j++)
+      {
+        const Link *l = &fn->links[fn->lvl_link[j]];
+        for (guint k = 0; k < l->n_flows; k++)
+          {
+            Stamp *st = &fn->fixed[l->flows[k]];
+            if (st->epoch == ep && st->level >= level)
+              st->epoch = 0;
+          }
+      }
+  else
     for (guint id = 0; id < fn->n_slots; id++)
-      if (fn->fixed[id].level < level)
-        fn->fixed[id].epoch = ep; /* free slots too: no link lists them */
+      if (fn->fixed[id].epoch == ep && fn->fixed[id].level >= level)
+        fn->fixed[id].epoch = 0; /* free slots too: no link lists them */
   return level;
 }
