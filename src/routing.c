@@ -107,16 +107,17 @@ group_subsets (guint ng, guint kg, guint *n_out)
 }
 
 /* A token's nodes: with at most 64 nodes a bit mask, each node counted
- * branch-free as its bit is first set (and the fan-out from the mask's
- * popcount when the token is done); with more, stamps counted as they come.
- * Uses the loop's nmask, span, nstamp, stamp, nrow and nodes. */
+ * branch-free as its bit is first set; with more, stamps counted as they
+ * come. Uses the loop's nmask, span, nstamp, stamp, nrow and nodes. */
 #define NODE_SELECT(n)                                                                             \
   do                                                                                               \
     {                                                                                              \
       guint n_ = (n);                                                                              \
       if (nodes <= 64)                                                                             \
         {                                                                                          \
-          nrow[n_] += (guint32) (~nmask >> n_) & 1u;                                              \
+          guint fresh_ = (guint) (~nmask >> n_) & 1u;                                              \
+          nrow[n_] += fresh_;                                                                      \
+          span += fresh_;                                                                          \
           nmask |= (guint64) 1 << n_;                                                              \
         }                                                                                          \
       else                                                                                         \
@@ -130,9 +131,9 @@ group_subsets (guint ng, guint kg, guint *n_out)
   while (0)
 
 static inline void
-node_token_done (RoutingLayer *out, guint64 mask, guint span, guint nodes)
+node_token_done (RoutingLayer *out, guint span)
 {
-  out->fanout[nodes > 64 ? span : (guint) __builtin_popcountll (mask)]++;
+  out->fanout[span]++;
 }
 
 /* Where the selections of a source GPU go: per slot its GPU and node; per
@@ -313,7 +314,7 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
               j++;
             }
           if (nrow)
-            node_token_done (out, nmask, span, nodes);
+            node_token_done (out, span);
         }
       if (one_per_gpu)
         memcpy (row, srow, ep * sizeof *row);
@@ -349,7 +350,7 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
                 NODE_SELECT (sm.node_of[p]);                                                       \
             }                                                                                      \
           if (nrow)                                                                                \
-            node_token_done (out, nmask, span, nodes);                                       \
+            node_token_done (out, span);                                       \
         }                                                                                          \
     }                                                                                              \
   while (0)
