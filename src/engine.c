@@ -35,6 +35,8 @@ enum { EV_FLOW_BATCH, EV_SOLVE, EV_TASK_DONE, EV_N };
 #define SUCC_INLINE 2
 #define EDGE_BLOCK 14
 
+enum { ROUTE_HOPS = 1, ROUTE_ANON = 2 };
+
 /* A successor is a task id: it cannot be done, nor its slot reused, while
  * it waits for the task that lists it, so no generation is needed. */
 typedef guint Succ;
@@ -161,6 +163,9 @@ struct Engine {
   guint n_tasks, cap_tasks;
   Route *routes;
   guint n_routes, cap_routes;
+  guint8 *route_bits; /* per route: ROUTE_HOPS | ROUTE_ANON, a byte each, so
+                       * that making a flow on a known route does not read
+                       * the route */
   guint *route_slot; /* open addressing: route id + 1, 0 empty (named routes) */
   guint route_mask, n_named;
   FreeIds free_routes; /* anonymous routes' slots, lowest first */
@@ -228,6 +233,7 @@ engine_free (Engine *e)
   free_ids_clear (&e->free_tasks);
   free (e->edges);
   g_free (e->routes);
+  g_free (e->route_bits);
   free_ids_clear (&e->free_routes);
   g_free (e->route_slot);
   free_ids_clear (&e->free_edges);
@@ -333,6 +339,7 @@ route_new (Engine *e, const guint *path, guint n_hops, SimTime latency, double c
   if (!anon || !free_ids_take (&e->free_routes, &r))
     {
       GROW (e->routes, e->cap_routes, e->n_routes + 1);
+      e->route_bits = g_realloc (e->route_bits, e->cap_routes);
       r = e->n_routes++;
     }
   Route *rt = &e->routes[r];
@@ -342,6 +349,7 @@ route_new (Engine *e, const guint *path, guint n_hops, SimTime latency, double c
   rt->n_hops = (guint8) n_hops;
   rt->anon = (guint8) anon;
   rt->refs = 0; /* anon: its flows count themselves in */
+  e->route_bits[r] = (guint8) ((n_hops > 0 ? ROUTE_HOPS : 0) | (anon ? ROUTE_ANON : 0));
   rt->latency = latency;
   rt->cap = cap;
   return r;
@@ -424,13 +432,13 @@ engine_flow_on (Engine *e, guint route, double bytes, guint64 tag)
 {
   g_return_val_if_fail (route < e->n_routes, ENGINE_TASK_NONE);
   g_return_val_if_fail (bytes >= 0.0 && isfinite (bytes), ENGINE_TASK_NONE);
-  g_return_val_if_fail (bytes == 0.0 || e->routes[route].n_hops >= 1, ENGINE_TASK_NONE);
+  g_return_val_if_fail (bytes == 0.0 || (e->route_bits[route] & ROUTE_HOPS), ENGINE_TASK_NONE);
   guint id = task_alloc (e, TASK_FLOW, tag);
   Task *t = &e->tasks[id];
   t->bytes = bytes;
   t->route = route;
   t->prev = t->next = NIL;
-  t->anon_route = e->routes[route].anon;
+  t->anon_route = (e->route_bits[route] & ROUTE_ANON) != 0;
   if (t->anon_route)
     e->routes[route].refs++;
   return handle_of (id, t->gen);
