@@ -869,6 +869,11 @@ prefetch_next (const Engine *e)
       guint64 id = sim_queue_peek_id (e->q);
       if (id < e->n_tasks)
         __builtin_prefetch (&e->tasks[id]);
+      /* and further on in a batch of ends, whose tasks a solve since has
+       * mostly pushed out of cache */
+      id = sim_queue_peek_id_ahead (e->q, 6);
+      if (id < e->n_tasks)
+        __builtin_prefetch (&e->tasks[id]);
     }
 }
 

@@ -276,6 +276,15 @@ sim_queue_peek_id (const SimQueue *q)
   return top->kind == RUN ? q->runs[top->id].ev[q->runs[top->id].pos].id : top->id;
 }
 
+uint64_t
+sim_queue_peek_id_ahead (const SimQueue *q, gsize k)
+{
+  if (q->len == 0 || q->heap[0].kind != RUN)
+    return G_MAXUINT64;
+  const Run *r = &q->runs[q->heap[0].id];
+  return r->pos + k < r->len ? r->ev[r->pos + k].id : G_MAXUINT64;
+}
+
 gsize
 sim_queue_length (const SimQueue *q)
 {

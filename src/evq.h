@@ -37,6 +37,10 @@ SimTime sim_queue_peek_time (const SimQueue *q);
 /* Owner's id of the earliest event (to fetch its object ahead); the queue
  * must not be empty. */
 uint64_t sim_queue_peek_id (const SimQueue *q);
+/* A hint for fetching ahead: when the earliest event is in a batch, the
+ * owner's id of the k-th event after it in that batch (which pops later,
+ * though other events may come between); G_MAXUINT64 otherwise. */
+uint64_t sim_queue_peek_id_ahead (const SimQueue *q, gsize k);
 gsize sim_queue_length (const SimQueue *q);
 /* Time of the last popped event (the queue's notion of now). */
 SimTime sim_queue_now (const SimQueue *q);

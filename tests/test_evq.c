@@ -52,6 +52,34 @@ test_equal_time_in_schedule_order (void)
 /* Batches pop exactly as the same events pushed one by one would: random
  * batches (sorted, unsorted, small, large, with equal times and a spread
  * beyond 2^32 ps) interleaved with single events and pops. */
+/* The look-ahead hint names the k-th event after the earliest within its
+ * batch: with nothing else queued, the one that pops k events later. */
+static void
+test_peek_ahead_names_later_batch_events (void)
+{
+  g_autoptr (SimQueue) q = sim_queue_new ();
+  CU_ASSERT_EQUAL (sim_queue_peek_id_ahead (q, 0), G_MAXUINT64);
+  sim_queue_push (q, 5, 1, 0, 77);
+  CU_ASSERT_EQUAL (sim_queue_peek_id_ahead (q, 0), G_MAXUINT64); /* not in a batch */
+  SimEvent x;
+  sim_queue_pop (q, &x);
+  SimEvent batch[10];
+  for (guint i = 0; i < 10; i++)
+    batch[i] = (SimEvent) { 100 + (SimTime) (i * 7 % 10), 0, 1, 0, 1000 + i };
+  sim_queue_push_batch (q, batch, 10);
+  guint64 ahead[10];
+  for (guint k = 0; k < 10; k++)
+    ahead[k] = sim_queue_peek_id_ahead (q, k);
+  CU_ASSERT_EQUAL (sim_queue_peek_id_ahead (q, 10), G_MAXUINT64);
+  CU_ASSERT_EQUAL (ahead[0], sim_queue_peek_id (q));
+  for (guint i = 0; i < 10; i++)
+    {
+      CU_ASSERT_EQUAL (sim_queue_peek_id_ahead (q, 10 - i), G_MAXUINT64);
+      CU_ASSERT_FATAL (sim_queue_pop (q, &x));
+      CU_ASSERT_EQUAL (x.id, ahead[i]);
+    }
+}
+
 static void
 test_batches_pop_as_singles (void)
 {
@@ -223,6 +251,7 @@ main (void)
     TEST (test_orders_by_time),
     TEST (test_equal_time_in_schedule_order),
     TEST (test_batches_pop_as_singles),
+    TEST (test_peek_ahead_names_later_batch_events),
     TEST (test_scheduling_into_past_asserts),
     TEST (test_time_conversion_rounds_up),
     TEST (test_free_ids_lowest_first),
