@@ -870,10 +870,22 @@ prefetch_next (const Engine *e)
       if (id < e->n_tasks)
         __builtin_prefetch (&e->tasks[id]);
       /* and further on in a batch of ends, whose tasks a solve since has
-       * mostly pushed out of cache */
+       * mostly pushed out of cache; then the successors of one fetched so
+       * three events ago */
       id = sim_queue_peek_id_ahead (e->q, 6);
       if (id < e->n_tasks)
         __builtin_prefetch (&e->tasks[id]);
+      id = sim_queue_peek_id_ahead (e->q, 3);
+      if (id < e->n_tasks)
+        {
+          const Task *t = &e->tasks[id];
+          if (t->succ_head != NIL)
+            __builtin_prefetch (&e->edges[t->succ_head]);
+          for (guint i = 0; i < t->n_succ; i++)
+            __builtin_prefetch (&e->tasks[t->succ[i]]);
+          if (t->kind == TASK_FLOW && t->next != NIL)
+            __builtin_prefetch (&e->tasks[t->next]);
+        }
     }
 }
 
