@@ -7,11 +7,13 @@
  * share, which is subtracted from every link on their paths. A rate cap acts
  * as a private link of one flow. Fixing flows at the smallest share never
  * lowers another link's share (if r <= C/n then (C - r)/(n - 1) >= C/n), so
- * the links' keys in the loser tree that finds the least share are lazy: a
- * winner whose share has grown is re-keyed before it is taken. Each
- * (flow, link) incidence is visited once, so a solve costs O(F h + L log L)
- * for F flows of h hops on L links; it stops once every flow is fixed, since
- * links not taken by then have no say.
+ * the least share is found by a radix heap (keys never fall below the last
+ * popped) whose keys are lazy: a link whose share has grown is pushed again
+ * with it before it is taken. Links whose shares tie fix their flows at that
+ * share in whichever order they come. Each (flow, link) incidence is visited
+ * once, so a solve costs O(F h + L) (the heap's moves are bounded by the
+ * bits of a key) for F flows of h hops on L links; it stops once every flow
+ * is fixed, since links not taken by then have no say.
  *
  * Only the connected component of links and flows reachable from a link whose
  * flow set changed is re-solved; rates elsewhere cannot change. When the
@@ -83,7 +85,7 @@ flownet_free (FlowNet *fn)
   g_free (fn->dirty_links);
   g_free (fn->comp_links);
   g_free (fn->comp_capped);
-  loser_tree_clear (&fn->tree);
+  radix_heap_clear (&fn->heap);
   g_free (fn->done);
   g_free (fn);
 }
@@ -330,35 +332,22 @@ flownet_needs_solve (const FlowNet *fn)
   return fn->needs_solve;
 }
 
-/* The least link share: a loser tree over the component's links, keyed by
- * share (+inf where no flow is free), ties to the least link id. Its keys
- * are lazy as a heap's would be: shares only grow, and a winner whose share
- * has grown is re-keyed before it is taken. */
+/* The least link share: a radix heap of the component's links with a flow
+ * left to fix (after a restart, those taken before it have none), keyed by
+ * share. Its keys are lazy: shares only grow, and a link whose share has
+ * grown since it was pushed is pushed again with it before it is taken;
+ * one left with no flow to fix is dropped when it comes up. */
 static void
-tree_build (FlowNet *fn, guint nl)
+heap_build (FlowNet *fn, guint nl)
 {
-  LoserTree *t = &fn->tree;
-  /* only links with a flow left to fix can be taken (after a restart,
-   * those taken before it have none): the others stay out of the tree */
-  guint n = 0;
-  for (guint i = 0; i < nl; i++)
-    n += fn->n_free[fn->comp_links[i]] > 0;
-  loser_tree_reset (t, MAX (n, 1u));
-  n = 0;
+  RadixHeap *h = &fn->heap;
+  radix_heap_reset (h, 0.0);
   for (guint i = 0; i < nl; i++)
     {
       guint li = fn->comp_links[i];
-      if (fn->n_free[li] == 0)
-        continue;
-      t->id[n] = li;
-      t->key[n++] = fn->rem[li] / fn->n_free[li];
+      if (fn->n_free[li] > 0)
+        radix_heap_push (h, fn->rem[li] / fn->n_free[li], li);
     }
-  if (n == 0)
-    {
-      t->id[0] = G_MAXUINT;
-      t->key[0] = INFINITY;
-    }
-  loser_tree_build (t);
 }
 
 /* Sets a flow's projected end, keeping its block's earliest end exact, or
@@ -628,33 +617,30 @@ flownet_solve (FlowNet *fn, SimTime now)
         }
       fn->unfixed = nf;
     }
-  LoserTree *tree = &fn->tree;
-  if (nl > 0)
-    tree_build (fn, nl);
+  RadixHeap *heap = &fn->heap;
+  heap_build (fn, nl);
 
-  /* once every flow of the component is fixed, the links left in the tree
+  /* once every flow of the component is fixed, the links left in the heap
    * have nothing to give */
   guint next_cap = 0;
-  while (nl > 0 && fn->unfixed > 0)
+  while (fn->unfixed > 0)
     {
-      guint w = tree->winner;
-      if (tree->key[w] == INFINITY)
+      double key;
+      guint li;
+      if (!radix_heap_pop (heap, &key, &li))
         break;
-      guint li = tree->id[w];
       if (fn->n_free[li] == 0)
-        {
-          loser_tree_replay (tree, INFINITY);
-          continue;
-        }
+        continue; /* its flows were all fixed at other links */
       double share = fn->rem[li] / fn->n_free[li];
-      if (share > tree->key[w])
+      if (share > key)
         {
-          /* stale key (shares only grow): re-key it */
-          loser_tree_replay (tree, share);
+          /* stale key (shares only grow): pushed again with its share */
+          radix_heap_push (heap, share, li);
           continue;
         }
       /* a capped flow slower than this share is fixed first, at its cap;
-       * the link then takes its turn again with its new share */
+       * the link then takes its turn again with its new share (not below
+       * the key it came up with, should rounding say so) */
       gboolean capped_any = FALSE;
       for (; next_cap < n_capped; next_cap++)
         {
@@ -668,10 +654,10 @@ flownet_solve (FlowNet *fn, SimTime now)
         }
       if (capped_any)
         {
-          loser_tree_replay (tree, fn->n_free[li] > 0 ? fn->rem[li] / fn->n_free[li] : INFINITY);
+          if (fn->n_free[li] > 0)
+            radix_heap_push (heap, MAX (key, fn->rem[li] / fn->n_free[li]), li);
           continue;
         }
-      loser_tree_replay (tree, INFINITY); /* taken */
       if (record)
         {
           if (level % fn->ck_every == 0)

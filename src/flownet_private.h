@@ -4,7 +4,7 @@
 #pragma once
 
 #include "flownet.h"
-#include "losertree.h"
+#include "radixheap.h"
 #include "util.h"
 
 typedef struct {
@@ -115,7 +115,7 @@ struct FlowNet {
   /* scratch, reused */
   guint *comp_links, *comp_capped;
   guint cap_comp_links, cap_comp_capped;
-  LoserTree tree; /* the component's link shares, ids = link ids */
+  RadixHeap heap; /* the component's link shares, ids = link ids */
   FlowEnd *done;
   guint cap_done;
 

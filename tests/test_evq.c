@@ -1,8 +1,8 @@
 /* Event queue: (time, seq) order, equal-time events in schedule order; and
  * the small containers of the engine and the solver: the free-id set they
- * recycle slots with, the loser tree that finds the least link share. */
+ * recycle slots with, the radix heap that finds the least link share. */
 #include "evq.h"
-#include "losertree.h"
+#include "radixheap.h"
 #include "test_common.h"
 #include "util.h"
 
@@ -210,38 +210,71 @@ test_free_ids_lowest_first (void)
   free_ids_clear (&f);
 }
 
-/* The loser tree's winner is always the least (key, id), against a scan,
- * as the winner is taken, dropped, or re-keyed up or down; ties in key go
- * to the least id whatever the leaf order. */
+/* The radix heap pops the least key, against a multiset kept beside it, as
+ * entries are pushed (never below the last key popped, as the solver's
+ * shares: many ties, or any scale) and popped in turn; equal keys pop last
+ * in, first out; a reset empties it for reuse. */
 static void
-test_loser_tree_keeps_the_least (void)
+test_radix_heap_pops_the_least (void)
 {
-  LoserTree t = { 0 };
+  RadixHeap h = { 0 };
   GRand *r = g_rand_new_with_seed (11);
   for (guint round = 0; round < 200; round++)
     {
-      guint n = (guint) g_rand_int_range (r, 1, 300);
-      loser_tree_reset (&t, n);
-      for (guint i = 0; i < n; i++)
+      double lo = round % 2 ? 0.0 : g_rand_double_range (r, 0.0, 5.0);
+      radix_heap_reset (&h, lo);
+      GArray *keys = g_array_new (FALSE, FALSE, sizeof (double));
+      GArray *ids = g_array_new (FALSE, FALSE, sizeof (guint));
+      double last = lo;
+      guint next_id = 0;
+      for (guint step = 0; step < 600; step++)
         {
-          t.id[i] = (guint) g_rand_int_range (r, 0, 1000000);
-          /* few distinct keys: many ties */
-          t.key[i] = g_rand_double (r) < 0.1 ? INFINITY : (double) g_rand_int_range (r, 0, 20);
+          if (keys->len == 0 || g_rand_double (r) < 0.55)
+            {
+              double k = round % 3 == 0 ? last * g_rand_double_range (r, 1.0, 1e3) + g_rand_double (r)
+                                        : floor (last) + (double) g_rand_int_range (r, 0, 4);
+              k = MAX (k, last);
+              radix_heap_push (&h, k, next_id);
+              g_array_append_val (keys, k);
+              g_array_append_val (ids, next_id);
+              next_id++;
+              continue;
+            }
+          double least = g_array_index (keys, double, 0);
+          for (guint i = 1; i < keys->len; i++)
+            least = MIN (least, g_array_index (keys, double, i));
+          double k = -1.0;
+          guint id = G_MAXUINT, at = G_MAXUINT;
+          CU_ASSERT_FATAL (radix_heap_pop (&h, &k, &id));
+          CU_ASSERT_EQUAL (k, least);
+          for (guint i = 0; i < ids->len; i++)
+            if (g_array_index (ids, guint, i) == id)
+              at = i;
+          CU_ASSERT_FATAL (at != G_MAXUINT);
+          CU_ASSERT_EQUAL (g_array_index (keys, double, at), k);
+          g_array_remove_index (keys, at);
+          g_array_remove_index (ids, at);
+          last = k;
         }
-      loser_tree_build (&t);
-      for (guint step = 0; step < 2 * n; step++)
-        {
-          guint best = 0;
-          for (guint i = 1; i < t.P; i++)
-            if (t.key[i] < t.key[best] || (t.key[i] == t.key[best] && t.id[i] < t.id[best]))
-              best = i;
-          CU_ASSERT_EQUAL_FATAL (t.winner, best);
-          double u = g_rand_double (r);
-          loser_tree_replay (&t, u < 0.4 ? INFINITY : t.key[best] + (double) g_rand_int_range (r, -3, 10));
-        }
+      CU_ASSERT_EQUAL (h.size, keys->len);
+      g_array_free (keys, TRUE);
+      g_array_free (ids, TRUE);
     }
+  double k = 0.0;
+  guint id = G_MAXUINT;
+  radix_heap_reset (&h, 0.0);
+  CU_ASSERT_FALSE (radix_heap_pop (&h, &k, &id));
+  radix_heap_push (&h, 7.0, 9);
+  for (guint i = 0; i < 3; i++)
+    radix_heap_push (&h, 2.5, i);
+  for (guint i = 3; i-- > 0;)
+    {
+      CU_ASSERT (radix_heap_pop (&h, &k, &id));
+      CU_ASSERT_EQUAL (id, i); /* ties: last in, first out */
+    }
+  CU_ASSERT (radix_heap_pop (&h, &k, &id) && id == 9 && k == 7.0);
   g_rand_free (r);
-  loser_tree_clear (&t);
+  radix_heap_clear (&h);
 }
 
 int
@@ -255,7 +288,7 @@ main (void)
     TEST (test_scheduling_into_past_asserts),
     TEST (test_time_conversion_rounds_up),
     TEST (test_free_ids_lowest_first),
-    TEST (test_loser_tree_keeps_the_least),
+    TEST (test_radix_heap_pops_the_least),
   };
   return test_main ("evq", tests, G_N_ELEMENTS (tests));
 }
