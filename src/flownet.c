@@ -735,16 +735,18 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
       /* no flow of the block can be due: its earliest end is past the
        * latest deadline any of its flows could have */
       SimTime be = fn->blk_end[b];
-      if (be == SIM_TIME_MAX
-          || (be > now && be > now + (SimTime) (tolerance * (double) (now - fn->blk_start[b]))))
+      SimTime latest = now + (SimTime) (tolerance * (double) (now - fn->blk_start[b]));
+      if (be == SIM_TIME_MAX || (be > now && be > latest))
         continue;
       GROW (fn->loose, fn->cap_loose, nb + 1);
       fn->loose[nb++] = b; /* to tighten once its due flows are gone */
       guint hi = MIN ((b + 1) * BLOCK, fn->n_slots);
       for (guint id = b * BLOCK; id < hi; id++)
         {
+          /* past the block's latest deadline (free slots too), no flow is
+           * due: the exact test only for the others */
           SimTime end = fn->end[id];
-          if (end == SIM_TIME_MAX
+          if ((end > now && end > latest)
               || (end > now && end > now + (SimTime) (tolerance * (double) (now - fn->start[id]))))
             continue;
           g_assert (end >= now);
