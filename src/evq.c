@@ -9,6 +9,7 @@
 #include "evq.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define RUN G_MAXUINT32
 
@@ -146,7 +147,7 @@ sim_queue_push_batch (SimQueue *q, const SimEvent *evs, gsize n)
   else if (hi - lo < ((SimTime) 1 << 32) && n < ((gsize) 1 << 32))
     {
       /* by (time, array order): a radix sort of (time - lo) << 32 | i on
-       * its high half, stable, three passes of 11 bits */
+       * its high half, stable */
       if (n > q->cap_keys)
         {
           q->cap_keys = MAX (n, 2 * q->cap_keys);
@@ -165,20 +166,24 @@ sim_queue_push_batch (SimQueue *q, const SimEvent *evs, gsize n)
               a[j] = a[j - 1];
             a[j] = k;
           }
-      for (guint shift = 32; shift < 64 && n > 64; shift += 11)
+      /* digits of 8 bits for a few thousand events (the counts stay
+       * small against them), of 11 for more; none above the span */
+      guint bits = n < 4096 ? 8 : 11, radix = 1u << bits;
+      gsize count[2048];
+      for (guint shift = 32; shift < 64 && n > 64 && ((guint64) (hi - lo) >> (shift - 32)) != 0; shift += bits)
         {
-          gsize count[2048] = { 0 };
+          memset (count, 0, radix * sizeof count[0]);
           for (gsize i = 0; i < n; i++)
-            count[(a[i] >> shift) & 2047]++;
+            count[(a[i] >> shift) & (radix - 1)]++;
           gsize sum = 0;
-          for (guint d = 0; d < 2048; d++)
+          for (guint d = 0; d < radix; d++)
             {
               gsize c = count[d];
               count[d] = sum;
               sum += c;
             }
           for (gsize i = 0; i < n; i++)
-            b[count[(a[i] >> shift) & 2047]++] = a[i];
+            b[count[(a[i] >> shift) & (radix - 1)]++] = a[i];
           guint64 *t = a;
           a = b;
           b = t;
