@@ -679,6 +679,25 @@ flownet_solve (FlowNet *fn, SimTime now)
       guint n = fn->links[li].n_flows, left = fn->n_free[li];
       fn->n_free[li] = 0;
       fn->rem[li] = 0.0;
+      if (n <= 64)
+        {
+          /* a short list: its unfixed flows first, their records fetched
+           * together, then fixed (in list order, as below) */
+          guint todo[64], m = 0;
+          for (guint j = 0; j < n && m < left; j++)
+            if (fn->fixed[le[j]].epoch != ep)
+              {
+                todo[m++] = le[j];
+                __builtin_prefetch (&fn->hot[le[j]]);
+                __builtin_prefetch (&fn->end[le[j]]);
+              }
+          for (guint k = 0; k < m; k++)
+            {
+              const FlowHot *f = &fn->hot[todo[k]];
+              fix_flow (fn, todo[k], f->n_hops, f->path, li, share, now);
+            }
+          continue;
+        }
       for (guint j = 0; j < n && left > 0; j++)
         {
           /* a link's flows sit at scattered slots: fetch their stamps ahead,
