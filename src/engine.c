@@ -46,9 +46,7 @@ typedef guint Succ;
 typedef struct {
   guint path[FLOWNET_MAX_HOPS];
   guint8 n_hops;
-  guint8 anon; /* made by engine_flow for its flow (and followers): not
-                * shared by lookup, freed with its last flow */
-  guint refs;  /* anon: flows on it not done */
+  guint refs;  /* anonymous (ROUTE_ANON): flows on it not done */
   SimTime latency;
   double cap;
 } Route;
@@ -163,9 +161,11 @@ struct Engine {
   guint n_tasks, cap_tasks;
   Route *routes;
   guint n_routes, cap_routes;
-  guint8 *route_bits; /* per route: ROUTE_HOPS | ROUTE_ANON, a byte each, so
-                       * that making a flow on a known route does not read
-                       * the route */
+  guint8 *route_bits; /* per route: ROUTE_HOPS (it has hops) | ROUTE_ANON
+                       * (made by engine_flow for its flow and followers: not
+                       * shared by lookup, freed with its last flow); a byte
+                       * each, so that making a flow on a known route does
+                       * not read the route */
   guint *route_slot; /* open addressing: route id + 1, 0 empty (named routes) */
   guint route_mask, n_named;
   FreeIds free_routes; /* anonymous routes' slots, lowest first */
@@ -347,8 +347,7 @@ route_new (Engine *e, const guint *path, guint n_hops, SimTime latency, double c
   if (n_hops > 0)
     memcpy (rt->path, path, n_hops * sizeof (guint));
   rt->n_hops = (guint8) n_hops;
-  rt->anon = (guint8) anon;
-  rt->refs = 0; /* anon: its flows count themselves in */
+  rt->refs = 0; /* anonymous: its flows count themselves in */
   e->route_bits[r] = (guint8) ((n_hops > 0 ? ROUTE_HOPS : 0) | (anon ? ROUTE_ANON : 0));
   rt->latency = latency;
   rt->cap = cap;
@@ -368,7 +367,7 @@ route_intern (Engine *e, const guint *path, guint n_hops, SimTime latency, doubl
       for (guint r = 0; r < e->n_routes; r++)
         {
           const Route *rt = &e->routes[r];
-          if (rt->anon)
+          if (e->route_bits[r] & ROUTE_ANON)
             continue;
           guint i = route_hash (rt->path, rt->n_hops, rt->latency, rt->cap) & e->route_mask;
           while (e->route_slot[i] != 0)
@@ -403,7 +402,7 @@ static void
 route_release (Engine *e, guint r)
 {
   Route *rt = &e->routes[r];
-  g_assert (rt->anon);
+  g_assert (e->route_bits[r] & ROUTE_ANON);
   if (--rt->refs == 0)
     free_ids_put (&e->free_routes, r);
 }
@@ -461,17 +460,18 @@ engine_flow_after (Engine *e, EngineTask prev, double bytes, SimTime latency, gu
   if (e->routes[route].latency != latency)
     {
       Route copy = e->routes[route]; /* the routes may move as one is added */
-      route = copy.anon ? route_anon (e, copy.path, copy.n_hops, latency, copy.cap)
-                        : route_intern (e, copy.path, copy.n_hops, latency, copy.cap);
+      route = (e->route_bits[route] & ROUTE_ANON) ? route_anon (e, copy.path, copy.n_hops, latency, copy.cap)
+                                                  : route_intern (e, copy.path, copy.n_hops, latency, copy.cap);
     }
-  if (e->routes[route].anon)
+  gboolean anon = (e->route_bits[route] & ROUTE_ANON) != 0;
+  if (anon)
     e->routes[route].refs++;
   guint id = task_alloc (e, TASK_FLOW, tag);
   Task *t = &e->tasks[id];
   p = &e->tasks[pi];
   t->bytes = bytes;
   t->route = route;
-  t->anon_route = e->routes[route].anon;
+  t->anon_route = anon;
   t->follows = 1;
   t->pending = 1;
   t->prev = pi;

@@ -79,6 +79,7 @@ flownet_free (FlowNet *fn)
   g_free (fn->blk_start);
   g_free (fn->blk_loose);
   g_free (fn->loose);
+  g_free (fn->due_blocks);
   g_free (fn->start);
   free_ids_clear (&fn->free_slots);
   g_free (fn->capped);
@@ -531,12 +532,12 @@ gather_all (FlowNet *fn, guint *n_links)
  * so they become bottlenecks no earlier; every other link's share is as it
  * was. A started flow lowers the shares of its links: nothing changes before
  * the first level at which one of them could be the least (see
- * restart_checkpoint). The pops are canonical (least share, then least link
- * id), so a solve from a checkpoint before both (rem and free counts of
- * every link, with the started flows and without the ended ones) repeats
- * the rest as a solve from scratch would, up to the order of rounding and
- * the order of links whose shares tie (which gives the same rates). Flows fixed at high shares (fast ones, which end first) sit at
- * late levels: an all-to-all's intra-node flows ending cost the NVLink
+ * restart_checkpoint). Links are taken least share first, and links whose
+ * shares tie give the same rates in either order, so a solve from a
+ * checkpoint before both (rem and free counts of every link, with the
+ * started flows and without the ended ones) repeats the rest as a solve
+ * from scratch would, up to rounding. Flows fixed at high shares (fast
+ * ones, which end first) sit at late levels: an all-to-all's intra-node flows ending cost the NVLink
  * levels only. Capped flows turn restarts off (the caps interleave with
  * levels). */
 void
@@ -757,8 +758,8 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
       SimTime latest = now + (SimTime) (tolerance * (double) (now - fn->blk_start[b]));
       if (be == SIM_TIME_MAX || (be > now && be > latest))
         continue;
-      GROW (fn->loose, fn->cap_loose, nb + 1);
-      fn->loose[nb++] = b; /* to tighten once its due flows are gone */
+      GROW (fn->due_blocks, fn->cap_due_blocks, nb + 1);
+      fn->due_blocks[nb++] = b; /* to tighten once its due flows are gone */
       guint hi = MIN ((b + 1) * BLOCK, fn->n_slots);
       for (guint id = b * BLOCK; id < hi; id++)
         {
@@ -788,9 +789,8 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
       else
         flow_remove (fn, id);
     }
-  /* (the loose list is empty here: it lends its room) */
   for (guint i = 0; i < nb; i++)
-    block_tighten (fn, fn->loose[i]);
+    block_tighten (fn, fn->due_blocks[i]);
   *n_done = n;
   return fn->done;
 }

@@ -130,12 +130,6 @@ group_subsets (guint ng, guint kg, guint *n_out)
     }                                                                                              \
   while (0)
 
-static inline void
-node_token_done (RoutingLayer *out, guint span)
-{
-  out->fanout[span]++;
-}
-
 /* Where the selections of a source GPU go: per slot its GPU and node; per
  * expert the slots a token of this source uses (placement_candidates),
  * taken round-robin; without a placement the slot is the expert. */
@@ -314,7 +308,7 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
               j++;
             }
           if (nrow)
-            node_token_done (out, span);
+            out->fanout[span]++; /* the nodes it reached */
         }
       if (one_per_gpu)
         memcpy (row, srow, ep * sizeof *row);
@@ -350,7 +344,7 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
                 NODE_SELECT (sm.node_of[p]);                                                       \
             }                                                                                      \
           if (nrow)                                                                                \
-            node_token_done (out, span);                                       \
+            out->fanout[span]++;                                                                   \
         }                                                                                          \
     }                                                                                              \
   while (0)
