@@ -490,14 +490,18 @@ report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
 typedef struct {
   const Scenario *sc;
   const RunResult *r;
-  char *out;
+  const char *path;
+  gboolean ok;
+  GError *error;
 } TraceJob;
 
+/* trace.json, made and written (to a temporary file renamed over path) */
 static gpointer
 trace_job (gpointer data)
 {
   TraceJob *job = data;
-  job->out = report_trace_json (job->sc, job->r);
+  g_autofree char *out = report_trace_json (job->sc, job->r);
+  job->ok = g_file_set_contents (job->path, out, -1, &job->error);
   return NULL;
 }
 
@@ -511,25 +515,30 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **
                    "cannot create output folder %s: %s", dir, g_strerror (e));
       return FALSE;
     }
-  /* trace.json, the largest, is made on a second thread meanwhile (both
-   * only read the results) */
-  TraceJob job = { sc, r, NULL };
+  /* trace.json, the largest, is made and written on a second thread
+   * meanwhile (both only read the results); g_file_set_contents writes a
+   * temporary file and renames it over path */
+  g_autofree char *tpath = g_build_filename (dir, "trace.json", NULL);
+  TraceJob job = { sc, r, tpath, FALSE, NULL };
   GThread *th = g_thread_new ("trace.json", trace_job, &job);
-  /* g_file_set_contents writes a temporary file and renames it over path */
   g_autofree char *json = report_summary_json (sc, r);
   g_autofree char *path = g_build_filename (dir, "summary.json", NULL);
   g_autofree char *layers = report_layers_csv (r);
   g_autofree char *lpath = g_build_filename (dir, "layers.csv", NULL);
   g_autofree char *gpus = report_gpus_csv (r);
   g_autofree char *gpath = g_build_filename (dir, "gpus.csv", NULL);
-  g_autofree char *tpath = g_build_filename (dir, "trace.json", NULL);
   g_autofree char *html = report_html (sc, r);
-  g_thread_join (th);
-  g_autofree char *trace = job.out;
   g_autofree char *hpath = g_build_filename (dir, "report.html", NULL);
-  return g_file_set_contents (path, json, -1, error) && g_file_set_contents (lpath, layers, -1, error)
-         && g_file_set_contents (gpath, gpus, -1, error) && g_file_set_contents (tpath, trace, -1, error)
-         && g_file_set_contents (hpath, html, -1, error);
+  gboolean ok = g_file_set_contents (path, json, -1, error) && g_file_set_contents (lpath, layers, -1, error)
+                && g_file_set_contents (gpath, gpus, -1, error) && g_file_set_contents (hpath, html, -1, error);
+  g_thread_join (th);
+  if (ok && !job.ok)
+    {
+      g_propagate_error (error, job.error);
+      return FALSE;
+    }
+  g_clear_error (&job.error);
+  return ok;
 }
 
 /* trace.json: Chrome trace event format (Perfetto and chrome://tracing open
