@@ -560,7 +560,7 @@ flownet_solve (FlowNet *fn, SimTime now)
     {
       /* it keeps the record's epoch, or starts a new one (see there) */
       nl = fn->rec_nl;
-      level = flownet_restart_from_record (fn, nl);
+      level = flownet_restart_from_record (fn);
       fn->restarts++;
       record = TRUE;
     }
@@ -662,7 +662,7 @@ flownet_solve (FlowNet *fn, SimTime now)
       if (record)
         {
           if (level % fn->ck_every == 0)
-            flownet_checkpoint_save (fn, level / fn->ck_every, nl);
+            flownet_checkpoint_save (fn, level / fn->ck_every);
           GROW (fn->lvl_share, fn->cap_lvl_share, level + 1);
           GROW (fn->lvl_link, fn->cap_lvl_link, level + 1);
           fn->lvl_link[level] = li;

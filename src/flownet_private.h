@@ -94,8 +94,8 @@ struct FlowNet {
    * ck_every levels a checkpoint of the links' solve state */
   gboolean rec_valid;
   guint rec_nl;      /* links of the record: comp_links[0 .. rec_nl) */
-  guint ck_stride;   /* checkpoint k of link position i: [k * ck_stride + i] (room
-                      * for every link, so links can join the record) */
+  guint ck_stride;   /* checkpoint k of link li: [k * ck_stride + li] (every
+                      * link: n_links when the record was made) */
   guint rec_levels;  /* levels the record holds */
   guint ck_every;
   double *ck_rem;    /* [checkpoint][link position] */
@@ -132,5 +132,5 @@ void flownet_new_epoch (FlowNet *fn);
 
 /* flownet_restart.c */
 void flownet_record_add_link (FlowNet *fn, guint li);
-void flownet_checkpoint_save (FlowNet *fn, guint q, guint nl);
-guint flownet_restart_from_record (FlowNet *fn, guint nl);
+void flownet_checkpoint_save (FlowNet *fn, guint q);
+guint flownet_restart_from_record (FlowNet *fn);

@@ -21,14 +21,17 @@ flownet_record_add_link (FlowNet *fn, guint li)
   guint n_ck = (fn->rec_levels + fn->ck_every - 1) / fn->ck_every;
   for (guint k = 0; k < n_ck; k++)
     {
-      fn->ck_rem[(gsize) k * fn->ck_stride + pos] = fn->links[li].capacity;
-      fn->ck_free[(gsize) k * fn->ck_stride + pos] = 0;
+      fn->ck_rem[(gsize) k * fn->ck_stride + li] = fn->links[li].capacity;
+      fn->ck_free[(gsize) k * fn->ck_stride + li] = 0;
     }
 }
 
-/* Saves the solve state of the record's links as checkpoint q. */
+/* Saves the solve state of the links as checkpoint q: of every link, by
+ * link id (two copies of whole arrays; the links outside the record go
+ * along, and a restart brings them back, unread: no solve from the record
+ * touches them). */
 void
-flownet_checkpoint_save (FlowNet *fn, guint q, guint nl)
+flownet_checkpoint_save (FlowNet *fn, guint q)
 {
   gsize need = (gsize) (q + 1) * fn->ck_stride;
   if (need > fn->cap_ck)
@@ -39,14 +42,8 @@ flownet_checkpoint_save (FlowNet *fn, guint q, guint nl)
       fn->cap_ck = nc;
     }
   GROW (fn->ck_unfixed, fn->cap_ck_unfixed, q + 1);
-  double *rem = fn->ck_rem + (gsize) q * fn->ck_stride;
-  guint *nfree = fn->ck_free + (gsize) q * fn->ck_stride;
-  for (guint i = 0; i < nl; i++)
-    {
-      guint li = fn->comp_links[i];
-      rem[i] = fn->rem[li];
-      nfree[i] = fn->n_free[li];
-    }
+  memcpy (fn->ck_rem + (gsize) q * fn->ck_stride, fn->rem, fn->ck_stride * sizeof (double));
+  memcpy (fn->ck_free + (gsize) q * fn->ck_stride, fn->n_free, fn->ck_stride * sizeof (guint));
   fn->ck_unfixed[q] = fn->unfixed;
 }
 
@@ -72,11 +69,10 @@ restart_checkpoint (FlowNet *fn)
       gint d = fn->d_cnt[li];
       if (d <= 0)
         continue;
-      guint pos = fn->rec_pos[li];
       for (guint k = 0; k < q; k++)
         {
-          double rem = fn->ck_rem[(gsize) k * fn->ck_stride + pos];
-          guint nfree = fn->ck_free[(gsize) k * fn->ck_stride + pos] + (guint) d;
+          double rem = fn->ck_rem[(gsize) k * fn->ck_stride + li];
+          guint nfree = fn->ck_free[(gsize) k * fn->ck_stride + li] + (guint) d;
           double last = fn->lvl_share[MIN ((k + 1) * ck, fn->rec_levels) - 1];
           if (rem / nfree < last * (1.0 - TIE_REL))
             {
@@ -100,7 +96,7 @@ restart_checkpoint (FlowNet *fn)
  * links taken at those levels, or, when those lists are longer than the
  * slots, by a scan of the slots. */
 guint
-flownet_restart_from_record (FlowNet *fn, guint nl)
+flownet_restart_from_record (FlowNet *fn)
 {
   guint q = restart_checkpoint (fn);
   for (guint k = 0; k <= q; k++)
@@ -109,18 +105,12 @@ flownet_restart_from_record (FlowNet *fn, guint nl)
       for (guint i = 0; i < fn->n_dirty; i++)
         {
           guint li = fn->dirty_links[i];
-          nfree[fn->rec_pos[li]] += (guint) fn->d_cnt[li];
+          nfree[li] += (guint) fn->d_cnt[li];
         }
       fn->ck_unfixed[k] += fn->add_n - fn->rm_n;
     }
-  const double *rem = fn->ck_rem + (gsize) q * fn->ck_stride;
-  const guint *nfree = fn->ck_free + (gsize) q * fn->ck_stride;
-  for (guint i = 0; i < nl; i++)
-    {
-      guint li = fn->comp_links[i];
-      fn->rem[li] = rem[i];
-      fn->n_free[li] = nfree[i];
-    }
+  memcpy (fn->rem, fn->ck_rem + (gsize) q * fn->ck_stride, fn->ck_stride * sizeof (double));
+  memcpy (fn->n_free, fn->ck_free + (gsize) q * fn->ck_stride, fn->ck_stride * sizeof (guint));
   fn->unfixed = fn->ck_unfixed[q];
   guint level = q * fn->ck_every;
   if (level == 0)
