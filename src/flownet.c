@@ -88,6 +88,8 @@ flownet_free (FlowNet *fn)
   g_free (fn->comp_capped);
   radix_heap_clear (&fn->heap);
   g_free (fn->done);
+  g_free (fn->hb_key);
+  g_free (fn->hb_id);
   g_free (fn);
 }
 
@@ -342,13 +344,30 @@ static void
 heap_build (FlowNet *fn, guint nl)
 {
   RadixHeap *h = &fn->heap;
-  radix_heap_reset (h, 0.0);
+  if (nl > fn->cap_hb)
+    {
+      fn->cap_hb = MAX (nl, 2 * fn->cap_hb);
+      fn->hb_key = g_renew (double, fn->hb_key, fn->cap_hb);
+      fn->hb_id = g_renew (guint, fn->hb_id, fn->cap_hb);
+    }
+  guint n = 0;
+  double least = G_MAXDOUBLE;
   for (guint i = 0; i < nl; i++)
     {
       guint li = fn->comp_links[i];
       if (fn->n_free[li] > 0)
-        radix_heap_push (h, fn->rem[li] / fn->n_free[li], li);
+        {
+          double share = fn->rem[li] / fn->n_free[li];
+          least = MIN (least, share);
+          fn->hb_key[n] = share;
+          fn->hb_id[n++] = li;
+        }
     }
+  /* the floor at the least share: the first pop takes it without first
+   * spreading every link out of one bucket */
+  radix_heap_reset (h, n > 0 ? least : 0.0);
+  for (guint i = 0; i < n; i++)
+    radix_heap_push (h, fn->hb_key[i], fn->hb_id[i]);
 }
 
 /* Sets a flow's projected end, keeping its block's earliest end exact, or

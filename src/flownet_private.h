@@ -118,6 +118,9 @@ struct FlowNet {
   guint *comp_links, *comp_capped;
   guint cap_comp_links, cap_comp_capped;
   RadixHeap heap; /* the component's link shares, ids = link ids */
+  double *hb_key; /* scratch of heap_build: the shares and their links */
+  guint *hb_id;
+  guint cap_hb;
   FlowEnd *done;
   guint cap_done;
 
