@@ -704,13 +704,17 @@ flownet_solve (FlowNet *fn, SimTime now)
           /* a short list: its unfixed flows first, their records fetched
            * together, then fixed (in list order, as below) */
           guint todo[64], m = 0;
-          for (guint j = 0; j < n && m < left; j++)
-            if (fn->fixed[le[j]].epoch != ep)
-              {
-                todo[m++] = le[j];
-                __builtin_prefetch (&fn->hot[le[j]]);
-                __builtin_prefetch (&fn->end[le[j]]);
-              }
+          /* branch-free: whether a listed flow is fixed yet is a coin toss */
+          for (guint j = 0; j < n; j++)
+            {
+              todo[m] = le[j];
+              m += fn->fixed[le[j]].epoch != ep;
+            }
+          for (guint k = 0; k < m; k++)
+            {
+              __builtin_prefetch (&fn->hot[todo[k]]);
+              __builtin_prefetch (&fn->end[todo[k]]);
+            }
           for (guint k = 0; k < m; k++)
             {
               const FlowHot *f = &fn->hot[todo[k]];
