@@ -79,7 +79,6 @@ flownet_free (FlowNet *fn)
   g_free (fn->blk_start);
   g_free (fn->blk_loose);
   g_free (fn->loose);
-  g_free (fn->due_blocks);
   g_free (fn->start);
   free_ids_clear (&fn->free_slots);
   g_free (fn->capped);
@@ -771,8 +770,10 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
   g_assert (fn->n_loose == 0);
   /* first the due flows, from the dense end and start arrays, in slot
    * order; then their records, fetched ahead: ended flows sit at scattered
-   * slots and their records are mostly out of cache by now */
-  guint n = 0, nb = 0;
+   * slots and their records are mostly out of cache by now. A block with
+   * due flows gets its earliest end and start back from the same scan (of
+   * the flows that stay) and the new ends of those that continue. */
+  guint n = 0;
   for (guint b = 0; b < (fn->n_slots + BLOCK - 1) / BLOCK; b++)
     {
       /* no flow of the block can be due: its earliest end is past the
@@ -781,9 +782,8 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
       SimTime latest = now + (SimTime) (tolerance * (double) (now - fn->blk_start[b]));
       if (be == SIM_TIME_MAX || (be > now && be > latest))
         continue;
-      GROW (fn->due_blocks, fn->cap_due_blocks, nb + 1);
-      fn->due_blocks[nb++] = b; /* to tighten once its due flows are gone */
       guint hi = MIN ((b + 1) * BLOCK, fn->n_slots);
+      SimTime e = SIM_TIME_MAX, st = SIM_TIME_MAX;
       for (guint id = b * BLOCK; id < hi; id++)
         {
           /* past the block's latest deadline (free slots too), no flow is
@@ -791,13 +791,19 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
           SimTime end = fn->end[id];
           if ((end > now && end > latest)
               || (end > now && end > now + (SimTime) (tolerance * (double) (now - fn->start[id]))))
-            continue;
+            {
+              e = MIN (e, end);
+              st = MIN (st, fn->start[id]);
+              continue;
+            }
           g_assert (end >= now);
           GROW (fn->done, fn->cap_done, n + 1);
           fn->done[n++] = (FlowEnd) { id, end, 0.0, FALSE };
           __builtin_prefetch (&fn->hot[id]);
           __builtin_prefetch (&fn->cold[id]);
         }
+      fn->blk_end[b] = e;
+      fn->blk_start[b] = st;
     }
   for (guint i = 0; i < n; i++)
     {
@@ -808,12 +814,15 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
       d->rate = fn->hot[id].rate;
       d->continued = c->next_bytes > 0.0;
       if (d->continued)
-        flow_continue (fn, id, d->end);
+        {
+          flow_continue (fn, id, d->end);
+          guint b = id / BLOCK;
+          fn->blk_end[b] = MIN (fn->blk_end[b], fn->end[id]);
+          fn->blk_start[b] = MIN (fn->blk_start[b], fn->start[id]);
+        }
       else
         flow_remove (fn, id);
     }
-  for (guint i = 0; i < nb; i++)
-    block_tighten (fn, fn->due_blocks[i]);
   *n_done = n;
   return fn->done;
 }

@@ -69,8 +69,6 @@ struct FlowNet {
   guint8 *blk_loose;
   guint *loose;
   guint n_loose, cap_loose;
-  guint *due_blocks; /* scratch of flownet_take_batch: blocks with due flows */
-  guint cap_due_blocks;
   /* taken lowest first: flows started together get neighbouring slots, so
    * a link's flow list walks memory mostly forward */
   FreeIds free_slots;
