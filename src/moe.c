@@ -179,10 +179,14 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
   guint ep = m->ep, gpn = r->gpus_per_node, nodes = ep / gpn;
   guint K = (guint) m->s->dispatch_chunks;
   double db = m->db, cb = m->cb;
-  /* IB dispatch chunks: [src][node][chunk] */
-  g_autofree EngineTask *ib = g_new (EngineTask, (gsize) ep * nodes * K);
-  for (gsize i = 0; i < (gsize) ep * nodes * K; i++)
-    ib[i] = ENGINE_TASK_NONE;
+  /* per rail peer and chunk, one barrier: the chunk in from every remote
+   * source on the peer's rail (a forwarding flow waits on it instead of
+   * on nodes - 1 flows); made first, so that each IB chunk is wired to it
+   * as it is made, while its task is still in cache */
+  g_autofree EngineTask *arrived = g_new (EngineTask, (gsize) ep * K);
+  for (gsize i = 0; i < (gsize) ep * K; i++)
+    arrived[i] = engine_nop (m->engine, TAG (TAG_FLOW, step, (guint) (i / K)));
+  g_autofree EngineTask *chunk = g_new (EngineTask, K);
   for (guint s = 0; s < ep; s++)
     {
       guint ns = s / gpn, ls = s % gpn;
@@ -213,15 +217,16 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
               EngineTask f = add_flow (m, lr, step, s, peer, n * db / K, TRUE, prev);
               if (c == 0)
                 engine_depend (m->engine, start[s], f);
-              ib[((gsize) s * nodes + nd) * K + c] = f;
+              chunk[c] = f;
               prev = f;
             }
           engine_depend (m->engine, prev, expert[peer]); /* the peer's own experts */
+          for (guint c = 0; c < K; c++)
+            engine_depend (m->engine, chunk[c], arrived[(gsize) peer * K + c]);
         }
     }
   /* NVLink forwarding and the combine's way back, per node, rail peer and chunk */
   g_autofree EngineTask *back = g_new (EngineTask, K);
-  g_autofree EngineTask *arrived = g_new (EngineTask, K);
   for (guint nd = 0; nd < nodes; nd++)
     for (guint lp = 0; lp < gpn; lp++)
       {
@@ -230,15 +235,6 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
           back[c] = engine_nop (m->engine, TAG (TAG_FLOW, step, peer)); /* NVLink parts in */
         for (guint c = 0; c < K; c++)
           engine_depend (m->engine, expert[peer], back[c]);
-        /* chunk c in from every remote source on rail lp: one barrier, so a
-         * forwarding flow waits on one task instead of nodes - 1 */
-        for (guint c = 0; c < K; c++)
-          {
-            arrived[c] = engine_nop (m->engine, TAG (TAG_FLOW, step, peer));
-            for (guint ns = 0; ns < nodes; ns++)
-              if (ns != nd)
-                engine_depend (m->engine, ib[((gsize) (ns * gpn + lp) * nodes + nd) * K + c], arrived[c]);
-          }
         for (guint j = 0; j < gpn; j++)
           {
             guint d = nd * gpn + j;
@@ -257,7 +253,7 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
             for (guint c = 0; c < K; c++)
               {
                 EngineTask f = add_flow (m, lr, step, peer, d, n * db / K, TRUE, prev_f);
-                engine_depend (m->engine, arrived[c], f);
+                engine_depend (m->engine, arrived[(gsize) peer * K + c], f);
                 engine_depend (m->engine, f, expert[d]);
                 EngineTask cf = add_flow (m, lr, step, d, peer, n * cb / K, FALSE, prev_c);
                 if (c == 0)
