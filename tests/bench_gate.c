@@ -30,12 +30,26 @@ main (void)
   double flops = 2.0 * T * g->experts * g->hidden;
   printf ("moesim CPU gate benchmark: T %" G_GUINT64_FORMAT ", H %u, E %u, top-%u, groups %u/%u, %u cores\n",
           T, g->hidden, g->experts, g->top_k, g->n_group, g->topk_group, g_get_num_processors ());
+  /* the GEMM and BLAS's sgemm in alternation, after a call of each to
+   * warm up: on a shared machine a slow spell then hits both, not one */
+  gate_logits (x, T, w, g->experts, g->hidden, logits, 0, GATE_IMPL_AUTO);
+#if HAVE_BLAS
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) T, (int) g->experts, (int) g->hidden, 1.0f, x,
+               (int) g->hidden, w, (int) g->hidden, 0.0f, logits, (int) g->experts);
+  double blas = 1e9;
+#endif
   double best = 1e9;
-  for (int r = 0; r < 3; r++)
+  for (int r = 0; r < 5; r++)
     {
       double t0 = now ();
       gate_logits (x, T, w, g->experts, g->hidden, logits, 0, GATE_IMPL_AUTO);
       best = MIN (best, now () - t0);
+#if HAVE_BLAS
+      t0 = now ();
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) T, (int) g->experts, (int) g->hidden,
+                   1.0f, x, (int) g->hidden, w, (int) g->hidden, 0.0f, logits, (int) g->experts);
+      blas = MIN (blas, now () - t0);
+#endif
     }
   printf ("  logits GEMM (moesim, fastest kernel):  %7.1f ms  %6.1f GFLOP/s\n", best * 1e3, flops / best / 1e9);
   double t0 = now ();
@@ -52,16 +66,8 @@ main (void)
     }
   printf ("  whole gate (GEMM + selection):        %7.1f ms  %8.0f tokens/s\n", route * 1e3, T / route);
 #if HAVE_BLAS
-  double blas = 1e9;
-  for (int r = 0; r < 3; r++)
-    {
-      t0 = now ();
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) T, (int) g->experts, (int) g->hidden,
-                   1.0f, x, (int) g->hidden, w, (int) g->hidden, 0.0f, logits, (int) g->experts);
-      blas = MIN (blas, now () - t0);
-    }
   printf ("  BLAS sgemm, same size (reference):    %7.1f ms  %6.1f GFLOP/s\n", blas * 1e3, flops / blas / 1e9);
-  printf ("  moesim GEMM / BLAS time: %.2fx (target <= 2x)%s\n", best / blas,
+  printf ("  moesim GEMM / BLAS time: %.2fx (target <= 2x; best of 5 each, in alternation)%s\n", best / blas,
           best / blas <= 2.0 ? "  [target met]" : "  [TARGET MISSED]");
 #else
   printf ("  (no BLAS found at build time: no reference sgemm)\n");
