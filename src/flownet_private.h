@@ -96,7 +96,7 @@ struct FlowNet {
                       * link: n_links when the record was made) */
   guint rec_levels;  /* levels the record holds */
   guint ck_every;
-  double *ck_rem;    /* [checkpoint][link position] */
+  double *ck_rem;    /* [checkpoint][link] */
   guint *ck_free;
   guint *ck_unfixed; /* [checkpoint] */
   double *lvl_share; /* [level]: the greatest share fixed from its checkpoint up to it */

@@ -1,7 +1,8 @@
 /* The record of the last whole solve, and restarts from it (see
  * flownet_solve in flownet.c for why a restart gives the rates a solve from
  * scratch gives): each flow's level, and every ck_every levels a checkpoint
- * of the remaining capacity and unfixed count of every link of the record. */
+ * of the remaining capacity and unfixed count of every link (by link id; a
+ * restart reads only those of the record's links). */
 #include "flownet_private.h"
 
 /* relative difference below which two shares are taken as equal: rounding
