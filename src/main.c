@@ -88,8 +88,11 @@ make_context (const char *params, Opts *o, gboolean with_run_opts, gboolean with
   return ctx;
 }
 
+/* What `moesim run` watches while the pass runs: its progress, and the
+ * steps final, which trace.json is written from. */
 typedef struct {
   gint64 t0;
+  TraceStream *trace;
 } Progress;
 
 /* A progress line on stderr (only when it is a terminal). */
@@ -102,6 +105,13 @@ show_progress (void *user, guint done, guint total)
               el / done * (total - done));
   if (done == total)
     g_printerr ("\r%60s\r", "");
+}
+
+static void
+steps_final (void *user, const RunResult *r, guint n_final)
+{
+  Progress *p = user;
+  report_trace_stream_steps (p->trace, r, n_final);
 }
 
 static int
@@ -140,21 +150,25 @@ cmd_run (int argc, char **argv, gboolean estimate_only)
       fputs (text->str, stdout);
       return 0;
     }
-  Progress prog = { g_get_monotonic_time () };
-  gboolean tty = isatty (2) && !o.quiet;
-  g_autoptr (RunResult) r = moe_run_progress (sc, tty ? show_progress : NULL, &prog, &error);
-  if (r == NULL)
-    {
-      g_free (o.out_dir);
-      return fail (g_steal_pointer (&error));
-    }
+  /* trace.json is written while the pass runs (an output folder that
+   * cannot be written to is reported before the run) */
   g_autofree char *dir = o.out_dir ? o.out_dir : scenario_output_dir (sc);
+  g_autoptr (RunResult) r = NULL; /* freed after the stream, which reads it */
+  g_autoptr (TraceStream) trace = report_trace_stream_new (sc, dir, &error);
+  if (trace == NULL)
+    return fail (g_steal_pointer (&error));
+  Progress prog = { g_get_monotonic_time (), trace };
+  gboolean tty = isatty (2) && !o.quiet;
+  MoeWatch watch = { tty ? show_progress : NULL, steps_final, &prog };
+  r = moe_run_watched (sc, &watch, &error);
+  if (r == NULL)
+    return fail (g_steal_pointer (&error));
   g_autofree char *warning = NULL;
   if (!memory_check (sc, r, &warning, &error))
     return fail (g_steal_pointer (&error));
   if (warning)
     g_printerr ("moesim: warning: %s\n", warning);
-  if (!report_write (sc, r, dir, &error))
+  if (!report_write (sc, r, dir, trace, &error))
     return fail (g_steal_pointer (&error));
   if (!o.quiet)
     report_summary_text (sc, r, text);

@@ -84,8 +84,10 @@ typedef struct {
   RunResult *res;
   double dispatch_token_bytes, combine_token_bytes, grad_token_bytes;
   double ll_dispatch_token_bytes; /* low_latency: FP8 payload + 16 B of metadata */
-  MoeProgress progress;
-  void *progress_user;
+  MoeWatch watch;
+  guint *done_count; /* [step]: GPUs done with it */
+  guint n_final;     /* steps [0, n_final) have their results */
+  double *rows_scratch, *tokens_scratch; /* per expert slot, per GPU */
   /* the balanced counterfactual: the actual run records each step's totals
    * into `feed` (when not NULL); the counterfactual run (`balanced` not
    * NULL) makes each step's routing from them */
@@ -557,14 +559,83 @@ on_started (void *user, guint64 tag, SimTime now)
       if (step + 1 > m->reported)
         {
           m->reported = step + 1;
-          if (m->progress)
-            m->progress (m->progress_user, m->reported, m->n_steps);
+          if (m->watch.progress)
+            m->watch.progress (m->watch.user, m->reported, m->n_steps);
         }
       while (m->built < m->n_steps && m->built <= step + m->chains)
         build_group (m);
     }
   else if (kind == TAG_EXPERT)
     m->times[(gsize) step * m->ep + g].expert_start = now;
+}
+
+static void
+fold_phase (PhaseStat *p, double v, guint ep)
+{
+  p->max_us = MAX (p->max_us, v);
+  p->mean_us += v / ep;
+}
+
+static const double *
+expert_rows_f (const RunResult *res, guint step, double *out)
+{
+  for (guint e = 0; e < res->experts; e++)
+    out[e] = (double) res->expert_rows[(gsize) step * res->experts + e];
+  return out;
+}
+
+/* A step every GPU is done with: its results from the times recorded. */
+static void
+finish_step (Moe *m, guint st)
+{
+  RunResult *res = m->res;
+  guint ep = m->ep;
+  LayerResult *lr = &res->layers[st];
+  SimTime first = SIM_TIME_MAX, last = 0;
+  for (guint g = 0; g < ep; g++)
+    {
+      const GpuTimes *gt = &m->times[(gsize) st * ep + g];
+      GpuStepResult *gs = &res->gpu_steps[(gsize) st * ep + g];
+      first = MIN (first, gt->start);
+      last = MAX (last, gt->done);
+      gs->start_us = sim_time_to_us (gt->start);
+      gs->fed_by = m->fed_by ? m->fed_by[(gsize) st * ep + g] : G_MAXUINT32;
+      gs->prep_us = sim_time_to_us (gt->send - gt->start);
+      gs->dispatch_us = sim_time_to_us (gt->expert_start - gt->send);
+      gs->expert_us = sim_time_to_us (gt->expert_end - gt->expert_start);
+      gs->combine_us = sim_time_to_us (gt->done - gt->expert_end);
+      fold_phase (&lr->prep, gs->prep_us, ep);
+      fold_phase (&lr->dispatch, gs->dispatch_us, ep);
+      fold_phase (&lr->expert, gs->expert_us, ep);
+      fold_phase (&lr->combine, gs->combine_us, ep);
+    }
+  lr->start_us = sim_time_to_us (first);
+  lr->end_us = sim_time_to_us (last);
+  load_stats (expert_rows_f (res, st, m->rows_scratch), res->experts, &lr->expert_load);
+  for (guint g = 0; g < ep; g++)
+    m->tokens_scratch[g] = (double) res->gpu_steps[(gsize) st * ep + g].tokens_in;
+  load_stats (m->tokens_scratch, ep, &lr->gpu_tokens);
+  /* bytes / us = MB/s; / 1e3 = GB/s */
+  if (lr->dispatch.max_us > 0)
+    lr->dispatch_logical_gbps = lr->logical_dispatch_bytes / (ep * lr->dispatch.max_us) / 1e3;
+  if (lr->combine.max_us > 0)
+    lr->combine_logical_gbps = lr->logical_combine_bytes / (ep * lr->combine.max_us) / 1e3;
+  for (guint c = 0; c < LCLASS_N; c++)
+    res->class_bytes[c] += lr->bytes[c];
+  res->comm_window_us += lr->dispatch.max_us + lr->combine.max_us;
+}
+
+/* Steps end in order but for the micro-batches in flight: the results of
+ * the leading steps all GPUs are done with, in step order (the pass's
+ * sums add them up in that order), and the watcher told. */
+static void
+steps_final (Moe *m)
+{
+  guint was = m->n_final;
+  while (m->n_final < m->n_steps && m->done_count[m->n_final] == m->ep)
+    finish_step (m, m->n_final++);
+  if (m->n_final > was && m->watch.steps_final)
+    m->watch.steps_final (m->watch.user, m->res, m->n_final);
 }
 
 static void
@@ -587,23 +658,13 @@ on_done (void *user, guint64 tag, SimTime start, SimTime end)
   else if (kind == TAG_EXPERT)
     m->times[(gsize) step * m->ep + g].expert_end = end;
   else if (kind == TAG_DONE)
-    m->times[(gsize) step * m->ep + g].done = end;
+    {
+      m->times[(gsize) step * m->ep + g].done = end;
+      if (++m->done_count[step] == m->ep)
+        steps_final (m);
+    }
 }
 
-static const double *
-expert_rows_f (const RunResult *res, guint step, double *out)
-{
-  for (guint e = 0; e < res->experts; e++)
-    out[e] = (double) res->expert_rows[(gsize) step * res->experts + e];
-  return out;
-}
-
-static void
-fold_phase (PhaseStat *p, double v, guint ep)
-{
-  p->max_us = MAX (p->max_us, v);
-  p->mean_us += v / ep;
-}
 
 void
 run_result_free (RunResult *r)
@@ -672,8 +733,8 @@ on_rates_changed (void *user, SimTime now)
  * totals into `feed` when not NULL), or with `balanced` the counterfactual
  * fed by `feed`. */
 RunResult *
-moe_simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress progress, void *user,
-          BalanceFeed *feed, gboolean balanced, GError **error)
+moe_simulate (const Scenario *sc, LayerPlacement *const *placement, const MoeWatch *watch,
+              BalanceFeed *feed, gboolean balanced, GError **error)
 {
   const ScenarioSpec *s = scenario_spec (sc);
   const TopoSpec *t = topology_spec (scenario_topology (sc));
@@ -681,8 +742,8 @@ moe_simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress 
   m.s = s;
   m.t = t;
   m.ep = (guint) s->parallel.ep;
-  m.progress = progress;
-  m.progress_user = user;
+  if (watch)
+    m.watch = *watch;
   m.feed = feed;
   m.cluster = cluster_new (t, m.ep, (CrossRail) s->cross_rail, "parallel.ep", error);
   if (m.cluster == NULL)
@@ -823,6 +884,9 @@ moe_simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress 
   res->experts = (guint) (s->model.experts + s->eplb.redundant);
   res->expert_rows = g_new0 (guint32, (gsize) m.n_steps * res->experts);
   res->fanout = g_new0 (guint32, (gsize) m.n_steps * (nodes + 1));
+  m.done_count = g_new0 (guint, m.n_steps);
+  m.rows_scratch = g_new (double, res->experts);
+  m.tokens_scratch = g_new (double, m.ep);
   for (guint g = 0; g < m.ep; g++)
     {
       res->gpus[g].gpu = g;
@@ -837,44 +901,7 @@ moe_simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress 
   g_assert (engine_tasks_pending (m.engine) == 0);
   res->total_us = sim_time_to_us (end);
 
-  g_autofree double *rows_scratch = g_new (double, res->experts);
-  g_autofree double *tokens_scratch = g_new (double, m.ep);
-  for (guint st = 0; st < m.n_steps; st++)
-    {
-      LayerResult *lr = &res->layers[st];
-      SimTime first = SIM_TIME_MAX, last = 0;
-      for (guint g = 0; g < m.ep; g++)
-        {
-          const GpuTimes *gt = &m.times[(gsize) st * m.ep + g];
-          GpuStepResult *gs = &res->gpu_steps[(gsize) st * m.ep + g];
-          first = MIN (first, gt->start);
-          last = MAX (last, gt->done);
-          gs->start_us = sim_time_to_us (gt->start);
-          gs->fed_by = m.fed_by ? m.fed_by[(gsize) st * m.ep + g] : G_MAXUINT32;
-          gs->prep_us = sim_time_to_us (gt->send - gt->start);
-          gs->dispatch_us = sim_time_to_us (gt->expert_start - gt->send);
-          gs->expert_us = sim_time_to_us (gt->expert_end - gt->expert_start);
-          gs->combine_us = sim_time_to_us (gt->done - gt->expert_end);
-          fold_phase (&lr->prep, gs->prep_us, m.ep);
-          fold_phase (&lr->dispatch, gs->dispatch_us, m.ep);
-          fold_phase (&lr->expert, gs->expert_us, m.ep);
-          fold_phase (&lr->combine, gs->combine_us, m.ep);
-        }
-      lr->start_us = sim_time_to_us (first);
-      lr->end_us = sim_time_to_us (last);
-      load_stats (expert_rows_f (res, st, rows_scratch), res->experts, &lr->expert_load);
-      for (guint g = 0; g < m.ep; g++)
-        tokens_scratch[g] = (double) res->gpu_steps[(gsize) st * m.ep + g].tokens_in;
-      load_stats (tokens_scratch, m.ep, &lr->gpu_tokens);
-      /* bytes / us = MB/s; / 1e3 = GB/s */
-      if (lr->dispatch.max_us > 0)
-        lr->dispatch_logical_gbps = lr->logical_dispatch_bytes / (m.ep * lr->dispatch.max_us) / 1e3;
-      if (lr->combine.max_us > 0)
-        lr->combine_logical_gbps = lr->logical_combine_bytes / (m.ep * lr->combine.max_us) / 1e3;
-      for (guint c = 0; c < LCLASS_N; c++)
-        res->class_bytes[c] += lr->bytes[c];
-      res->comm_window_us += lr->dispatch.max_us + lr->combine.max_us;
-    }
+  g_assert (m.n_final == m.n_steps); /* every GPU finished every step */
 
   const FlowNet *net = engine_flownet (m.engine);
   double best = -1.0;
@@ -908,6 +935,9 @@ moe_simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress 
   g_free (m.run_group);
   g_free (m.group_load);
   g_free (m.times);
+  g_free (m.done_count);
+  g_free (m.rows_scratch);
+  g_free (m.tokens_scratch);
   g_free (m.fed_by);
   g_free (m.fed_at);
   g_free (m.prev_done);

@@ -127,10 +127,21 @@ const char *moe_step_pass (const RunResult *r, guint step);
 /* Runs the scenario's pass. Returns NULL only for internal errors. */
 RunResult *moe_run (const Scenario *sc, GError **error);
 
-/* The same, calling `progress` (when not NULL) each time a step (layer x
- * micro-batch) starts on its first GPU, with the steps started and the
- * total. */
+/* What a caller can watch while the pass runs, on the simulating thread:
+ * `progress` each time a step (layer x micro-batch) starts on its first
+ * GPU, with the steps started and the total; `steps_final` each time the
+ * results of the steps [0, n_final) became final (their layers[],
+ * gpu_steps[], expert_rows[] and fanout[] entries no longer change; the
+ * counterfactual's balanced_us comes at the end; the rest of `r` is the
+ * run's so far), or with `r` NULL when the run failed after all (its
+ * results are freed once this returns). Either may be NULL. */
 typedef void (*MoeProgress) (void *user, guint steps_started, guint steps);
-RunResult *moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError **error);
+typedef void (*MoeStepsFinal) (void *user, const RunResult *r, guint n_final);
+typedef struct {
+  MoeProgress progress;
+  MoeStepsFinal steps_final;
+  void *user;
+} MoeWatch;
+RunResult *moe_run_watched (const Scenario *sc, const MoeWatch *watch, GError **error);
 void run_result_free (RunResult *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RunResult, run_result_free)

@@ -6,5 +6,5 @@
 #include "balance.h"
 #include "moe.h"
 
-RunResult *moe_simulate (const Scenario *sc, LayerPlacement *const *placement, MoeProgress progress, void *user,
+RunResult *moe_simulate (const Scenario *sc, LayerPlacement *const *placement, const MoeWatch *watch,
                          BalanceFeed *feed, gboolean balanced, GError **error);

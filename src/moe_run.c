@@ -10,7 +10,7 @@
 RunResult *
 moe_run (const Scenario *sc, GError **error)
 {
-  return moe_run_progress (sc, NULL, NULL, error);
+  return moe_run_watched (sc, NULL, error);
 }
 
 /* Placements of the MoE layers, or NULL for contiguous. */
@@ -73,7 +73,7 @@ counterfactual_thread (gpointer data)
 {
   CounterfactualJob *job = data;
   util_thread_background (UTIL_NICE_BEHIND); /* it follows the actual run's feed */
-  job->res = moe_simulate (job->sc, job->placement, NULL, NULL, job->feed, TRUE, &job->error);
+  job->res = moe_simulate (job->sc, job->placement, NULL, job->feed, TRUE, &job->error);
   return NULL;
 }
 
@@ -81,7 +81,7 @@ counterfactual_thread (gpointer data)
  * thread fed step by step (it costs little wall time where a core is free:
  * its flows end together, so it needs few solver runs). */
 RunResult *
-moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError **error)
+moe_run_watched (const Scenario *sc, const MoeWatch *watch, GError **error)
 {
   const ScenarioSpec *s = scenario_spec (sc);
   gint64 t0 = g_get_monotonic_time ();
@@ -90,7 +90,7 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
   LayerPlacement *const *placement = ps ? ps->layers : NULL;
   if (!s->sim.counterfactual)
     {
-      RunResult *res = moe_simulate (sc, placement, progress, user, NULL, FALSE, error);
+      RunResult *res = moe_simulate (sc, placement, watch, NULL, FALSE, error);
       if (res)
         res->wall_s = (double) (g_get_monotonic_time () - t0) / 1e6;
       return res;
@@ -99,7 +99,7 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
   balance_feed_init (&feed, n_steps);
   CounterfactualJob job = { sc, placement, &feed, NULL, NULL };
   GThread *thread = g_thread_new ("counterfactual", counterfactual_thread, &job);
-  RunResult *res = moe_simulate (sc, placement, progress, user, &feed, FALSE, error);
+  RunResult *res = moe_simulate (sc, placement, watch, &feed, FALSE, error);
   if (res == NULL)
     balance_feed_publish (&feed, n_steps); /* zero totals: let the other run end */
   g_thread_join (thread);
@@ -107,6 +107,8 @@ moe_run_progress (const Scenario *sc, MoeProgress progress, void *user, GError *
   g_autoptr (RunResult) bal = job.res;
   if (res != NULL && bal == NULL)
     {
+      if (watch && watch->steps_final)
+        watch->steps_final (watch->user, NULL, 0); /* its results go */
       g_propagate_error (error, job.error);
       run_result_free (res);
       return NULL;

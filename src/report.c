@@ -495,7 +495,7 @@ typedef struct {
   GError *error;
 } TraceJob;
 
-/* trace.json, made and written (to a temporary file renamed over path) */
+/* trace.json, made whole and written (to a temporary file renamed over path) */
 static gpointer
 trace_job (gpointer data)
 {
@@ -506,7 +506,7 @@ trace_job (gpointer data)
 }
 
 gboolean
-report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **error)
+report_write (const Scenario *sc, const RunResult *r, const char *dir, TraceStream *ts, GError **error)
 {
   if (g_mkdir_with_parents (dir, 0755) != 0)
     {
@@ -515,12 +515,17 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **
                    "cannot create output folder %s: %s", dir, g_strerror (e));
       return FALSE;
     }
-  /* trace.json, the largest, is made and written on a second thread
+  /* trace.json, the largest, is finished (from the stream that wrote its
+   * steps while the pass ran) or made whole and written on a second thread
    * meanwhile (both only read the results); g_file_set_contents writes a
    * temporary file and renames it over path */
   g_autofree char *tpath = g_build_filename (dir, "trace.json", NULL);
   TraceJob job = { sc, r, tpath, FALSE, NULL };
-  GThread *th = g_thread_new ("trace.json", trace_job, &job);
+  GThread *th = NULL;
+  if (ts)
+    report_trace_stream_end (ts, r);
+  else
+    th = g_thread_new ("trace.json", trace_job, &job);
   g_autofree char *json = report_summary_json (sc, r);
   g_autofree char *path = g_build_filename (dir, "summary.json", NULL);
   g_autofree char *layers = report_layers_csv (r);
@@ -531,6 +536,9 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **
   g_autofree char *hpath = g_build_filename (dir, "report.html", NULL);
   gboolean ok = g_file_set_contents (path, json, -1, error) && g_file_set_contents (lpath, layers, -1, error)
                 && g_file_set_contents (gpath, gpus, -1, error) && g_file_set_contents (hpath, html, -1, error);
+  if (ts)
+    /* kept only when the rest was written */
+    return report_trace_stream_finish (ts, ok, ok ? error : NULL) && ok;
   g_thread_join (th);
   if (ok && !job.ok)
     {
@@ -539,188 +547,6 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **
     }
   g_clear_error (&job.error);
   return ok;
-}
-
-/* trace.json: Chrome trace event format (Perfetto and chrome://tracing open
- * it). One process per node, per GPU three threads (dispatch, expert,
- * combine), one complete event ("X") per GPU, step and phase, with its
- * layer, micro-batch and the GPU's tokens and bytes as arguments (and on
- * the expert track a "prep" span: the compute before dispatch); flow
- * events ("s", "f") from the GPU whose transfer arrived last to the expert
- * span it held up; metadata
- * events name processes and threads and fix their order; counter events
- * ("C") give link utilisation per node and class. Timestamps are
- * microseconds; events of a thread or counter are emitted in time order. */
-char *
-report_trace_json (const Scenario *sc, const RunResult *r)
-{
-  const TopoSpec *t = topology_spec (scenario_topology (sc));
-  const IndexSet *keep_layers = &scenario_spec (sc)->output.trace_layers;
-  const IndexSet *keep_gpus = &scenario_spec (sc)->output.trace_gpus;
-  guint gpn = (guint) t->node.gpus;
-  GString *out = g_string_new ("{\"displayTimeUnit\": \"ns\", \"traceEvents\": [\n");
-  gboolean first = TRUE;
-#define SEP() (first ? (first = FALSE, "") : ",\n")
-  guint nodes = r->n_gpus / gpn;
-  for (guint n = 0; n < nodes; n++)
-    g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"process_name\", \"pid\": %u, "
-                                 "\"args\": {\"name\": \"node %u\"}}", SEP (), n, n);
-  static const char *const streams[] = { "dispatch", "expert", "combine" };
-  for (guint g = 0; g < r->n_gpus; g++)
-    for (guint k = 0; k < 3 && index_set_has (keep_gpus, g); k++)
-      {
-        guint tid = (g % gpn) * 3 + k;
-        g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"thread_name\", \"pid\": %u, "
-                                     "\"tid\": %u, \"args\": {\"name\": \"gpu %u %s\"}}",
-                                SEP (), g / gpn, tid, g, streams[k]);
-        g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"thread_sort_index\", "
-                                     "\"pid\": %u, \"tid\": %u, \"args\": {\"sort_index\": %u}}",
-                                SEP (), g / gpn, tid, tid);
-      }
-  char a[FMT_FIXED_BUF], b[FMT_FIXED_BUF];
-#define S(str) g_string_append (out, (str))
-#define U(v) fmt_append_uint (out, (v))
-#define F(v, d) fmt_append_fixed (out, (v), (d))
-  for (guint g = 0; g < r->n_gpus; g++)
-    for (guint k = 0; k < 3 && index_set_has (keep_gpus, g); k++)
-      for (guint i = 0; i < r->n_layers; i++)
-        {
-          const GpuStepResult *s = &r->gpu_steps[(gsize) i * r->n_gpus + g];
-          const LayerResult *l = &r->layers[i];
-          if (!index_set_has (keep_layers, l->layer))
-            continue;
-          double ts = s->start_us + s->prep_us + (k > 0 ? s->dispatch_us : 0) + (k > 1 ? s->expert_us : 0);
-          /* the bulk of the file: appended piece by piece, not printf'd */
-          if (k == 1)
-            {
-              S (SEP ()), S ("{\"ph\": \"X\", \"name\": \"L"), U (l->layer), S ("."), U (l->microbatch);
-              S (l->backward ? " bwd prep" : " prep"), S ("\", \"cat\": \"prep\", \"pid\": "), U (g / gpn);
-              S (", \"tid\": "), U ((g % gpn) * 3 + 1), S (", \"ts\": "), F (s->start_us, 3);
-              S (", \"dur\": "), F (s->prep_us, 3), S (", \"args\": {\"layer\": "), U (l->layer);
-              S (", \"microbatch\": "), U (l->microbatch), S (", \"pass\": \""), S (moe_step_pass (r, i));
-              S ("\"}}");
-            }
-          double dur = k == 0 ? s->dispatch_us : k == 1 ? s->expert_us : s->combine_us;
-          /* the GPU's experts in this step: selections, and how many have any */
-          guint per_gpu = r->experts / r->n_gpus, used = 0;
-          guint64 rows = 0;
-          for (guint e = g * per_gpu; e < (g + 1) * per_gpu; e++)
-            {
-              guint32 n = r->expert_rows[(gsize) i * r->experts + e];
-              rows += n;
-              used += n > 0;
-            }
-          S (SEP ()), S ("{\"ph\": \"X\", \"name\": \"L"), U (l->layer), S ("."), U (l->microbatch);
-          S (l->backward ? " bwd " : " "), S (streams[k]), S ("\", \"cat\": \""), S (streams[k]);
-          S ("\", \"pid\": "), U (g / gpn), S (", \"tid\": "), U ((g % gpn) * 3 + k), S (", \"ts\": "), F (ts, 3);
-          S (", \"dur\": "), F (dur, 3), S (", \"args\": {\"layer\": "), U (l->layer), S (", \"microbatch\": ");
-          U (l->microbatch), S (", \"pass\": \""), S (moe_step_pass (r, i)), S ("\", \"tokens_in\": ");
-          U (s->tokens_in), S (", \"bytes_out\": "), F (s->bytes_out, 0), S (", \"bytes_in\": "), F (s->bytes_in, 0);
-          S (", \"expert_rows\": "), U (rows), S (", \"experts_used\": "), U (used), S ("}}");
-        }
-  /* flow arrows: from the dispatch span of the GPU whose transfer into g
-   * arrived last (at its start, when it began sending) to g's expert span,
-   * the work that transfer held up; both GPUs kept */
-  for (guint g = 0; g < r->n_gpus; g++)
-    for (guint i = 0; i < r->n_layers && index_set_has (keep_gpus, g); i++)
-      {
-        const GpuStepResult *s = &r->gpu_steps[(gsize) i * r->n_gpus + g];
-        guint src = s->fed_by;
-        if (src == G_MAXUINT32 || src == g || !index_set_has (keep_gpus, src)
-            || !index_set_has (keep_layers, r->layers[i].layer))
-          continue;
-        const GpuStepResult *from = &r->gpu_steps[(gsize) i * r->n_gpus + src];
-        guint64 id = (guint64) i * r->n_gpus + g;
-        g_string_append_printf (out, "%s{\"ph\": \"s\", \"id\": %" G_GUINT64_FORMAT ", \"name\": \"last arrival\", "
-                                     "\"cat\": \"feed\", \"pid\": %u, \"tid\": %u, \"ts\": %s}",
-                                SEP (), id, src / gpn, (src % gpn) * 3, fmt_fixed (a, from->start_us + from->prep_us, 3));
-        g_string_append_printf (out, "%s{\"ph\": \"f\", \"bp\": \"e\", \"id\": %" G_GUINT64_FORMAT ", \"name\": "
-                                     "\"last arrival\", \"cat\": \"feed\", \"pid\": %u, \"tid\": %u, \"ts\": %s}",
-                                SEP (), id, g / gpn, (g % gpn) * 3 + 1,
-                                fmt_fixed (b, s->start_us + s->prep_us + s->dispatch_us, 3));
-      }
-  /* link utilisation counters: per node an NVLink and an IB track, one
-   * fabric track. The run is cut into equal time buckets (at most 500,000
-   * values over all tracks, 256 to 4096 buckets per track) and a track
-   * writes the time-weighted mean load of a bucket when it moved by at
-   * least half a percentage point since the last value written (or fell to
-   * zero): the size stays bounded however often rates change, each value
-   * keeps the bytes of its bucket, and plateaus and edges show to within a
-   * bucket. */
-  guint ng = r->n_util_groups;
-  if (ng > 0 && r->util_group_capacity[ng - 1] > 0)
-    g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"process_name\", \"pid\": %u, "
-                                 "\"args\": {\"name\": \"fabric (leaf-spine)\"}}", SEP (), r->nodes);
-  /* with only some layers kept, only buckets inside their time windows;
-   * with only some GPUs, only the nodes that hold one */
-  GArray *win = g_array_new (FALSE, FALSE, 2 * sizeof (double));
-  for (guint i = 0; i < r->n_layers && keep_layers->n > 0; i++)
-    if (index_set_has (keep_layers, r->layers[i].layer))
-      {
-        double w[2] = { r->layers[i].start_us, r->layers[i].end_us };
-        g_array_append_val (win, w);
-      }
-  g_autofree gboolean *node_kept = g_new0 (gboolean, r->nodes + 1);
-  for (guint gpu = 0; gpu < r->n_gpus; gpu++)
-    if (index_set_has (keep_gpus, gpu))
-      node_kept[gpu / gpn] = node_kept[r->nodes] = TRUE;
-  guint buckets = CLAMP (500000 / MAX (ng, 1u), 256u, 4096u);
-  double span = r->n_util_samples > 0 ? r->util_time_us[r->n_util_samples - 1] : 0.0;
-  double bw = span > 0 ? span / buckets : 1.0;
-  for (guint g = 0; g < ng && span > 0; g++)
-    {
-      guint pid = g < 2 * r->nodes ? g % r->nodes : r->nodes;
-      if (r->util_group_capacity[g] <= 0 || !node_kept[pid])
-        continue;
-      double last = -1.0;
-      gboolean was_inside = FALSE;
-      guint i = 0; /* the sample holding at the bucket's start */
-      for (guint k = 0; k < buckets; k++)
-        {
-          double t0 = k * bw, t1 = k + 1 == buckets ? span : (k + 1) * bw;
-          gboolean inside = keep_layers->n == 0;
-          for (guint w = 0; w < win->len && !inside; w++)
-            {
-              const double *ww = &g_array_index (win, double, 2 * w);
-              inside = t1 > ww[0] && t0 <= ww[1];
-            }
-          /* time-weighted mean over [t0, t1) of the piecewise-constant samples */
-          double area = 0;
-          while (i + 1 < r->n_util_samples && r->util_time_us[i + 1] <= t0)
-            i++;
-          for (guint j = i; j + 1 < r->n_util_samples && r->util_time_us[j] < t1; j++)
-            {
-              double a0 = MAX (t0, r->util_time_us[j]), a1 = MIN (t1, r->util_time_us[j + 1]);
-              if (a1 > a0)
-                area += (a1 - a0) * r->util[(gsize) j * ng + g];
-            }
-          gboolean entering = inside && !was_inside;
-          was_inside = inside;
-          if (!inside)
-            continue;
-          double v = 100.0 * area / (t1 - t0);
-          /* a kept window restates the level: the counter held its last
-           * value through the layers left out */
-          if (!entering && last >= 0 && fabs (v - last) < 0.5 && !(v < 0.05 && last >= 0.05))
-            continue;
-          last = v;
-          S (SEP ()), S ("{\"ph\": \"C\", \"name\": \""), S (link_class_names[r->util_group_class[g]]);
-          S (" util %\", \"pid\": "), U (pid), S (", \"ts\": "), F (t0, 3), S (", \"args\": {\"%\": ");
-          F (v, 1), S ("}}");
-        }
-      /* and the zero after the end */
-      g_string_append_printf (out, "%s{\"ph\": \"C\", \"name\": \"%s util %%\", \"pid\": %u, "
-                                   "\"ts\": %s, \"args\": {\"%%\": 0.0}}",
-                              SEP (), link_class_names[r->util_group_class[g]], pid,
-                              fmt_fixed (a, span, 3));
-    }
-  g_array_free (win, TRUE);
-#undef SEP
-#undef S
-#undef U
-#undef F
-  g_string_append (out, "\n]}\n");
-  return g_string_free (out, FALSE);
 }
 
 static void

@@ -14,8 +14,28 @@ char *report_summary_json (const Scenario *sc, const RunResult *r);
  * per GPU and step (schemas in README). */
 char *report_layers_csv (const RunResult *r);
 char *report_gpus_csv (const RunResult *r);
-/* trace.json in Chrome trace event format (opens in Perfetto). */
+/* trace.json in Chrome trace event format (opens in Perfetto), made whole
+ * (report_trace.c). */
 char *report_trace_json (const Scenario *sc, const RunResult *r);
+
+/* trace.json made while the pass runs: the same bytes, written step by
+ * step by a thread of its own as the run makes steps final, into a
+ * temporary file in `dir` (created if needed; an error here comes before
+ * the run). report_trace_stream_steps is a MoeStepsFinal for the run's
+ * watch (the stream as its user); report_write ends the stream with the
+ * final results and renames the file over trace.json when every output
+ * was written. Freed without that (a failed run, a failed check), it
+ * leaves nothing behind: no temporary file, and no folder it made. */
+typedef struct TraceStream TraceStream;
+TraceStream *report_trace_stream_new (const Scenario *sc, const char *dir, GError **error);
+void report_trace_stream_steps (void *user, const RunResult *r, guint n_final);
+/* (for report_write) the run's final results: the thread writes the rest;
+ * then waits for it and keeps the file (renamed) or, without `keep`,
+ * leaves it to report_trace_stream_free */
+void report_trace_stream_end (TraceStream *ts, const RunResult *r);
+gboolean report_trace_stream_finish (TraceStream *ts, gboolean keep, GError **error);
+void report_trace_stream_free (TraceStream *ts);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TraceStream, report_trace_stream_free)
 /* report.html: self-contained (inline SVG, no script, no network). */
 char *report_html (const Scenario *sc, const RunResult *r);
 
@@ -58,8 +78,9 @@ double report_fanout_mean (const RunResult *r, guint step);
 
 /* Appends the human summary. */
 void report_summary_text (const Scenario *sc, const RunResult *r, GString *out);
-/* Writes summary.json, layers.csv, gpus.csv and trace.json into `dir`
- * (created if needed). */
-gboolean report_write (const Scenario *sc, const RunResult *r, const char *dir, GError **error);
+/* Writes summary.json, layers.csv, gpus.csv, report.html and trace.json
+ * into `dir` (created if needed); trace.json from `ts` when not NULL (see
+ * above), else made now. */
+gboolean report_write (const Scenario *sc, const RunResult *r, const char *dir, TraceStream *ts, GError **error);
 /* Appends `moesim estimate`'s text. */
 void report_estimate_text (const Scenario *sc, const Estimate *e, GString *out);

@@ -400,7 +400,7 @@ run_point (gpointer data, gpointer user)
   if (r && g_mkdir_with_parents (pd, 0755) != 0)
     g_set_error (&err, G_FILE_ERROR, g_file_error_from_errno (errno), "%s: %s", pd, g_strerror (errno));
   g_autofree char *warning = NULL;
-  if (r && !err && memory_check (sc, r, &warning, &err) && report_write (sc, r, pd, &err))
+  if (r && !err && memory_check (sc, r, &warning, &err) && report_write (sc, r, pd, NULL, &err))
     {
       double m[N_METRICS];
       metrics_of (sc, r, m);

@@ -1,6 +1,9 @@
 /* The moesim command as a user meets it: exit status, messages, outputs
- * written whole or not at all, byte-identical reruns. */
-#include "test_common.h"
+ * written whole or not at all, byte-identical reruns; trace.json written
+ * while the pass runs is the one made whole afterwards. */
+#include "moe.h"
+#include "report.h"
+#include "test_sim.h"
 
 #include <glib/gstdio.h>
 
@@ -409,12 +412,64 @@ test_shipped_domain_and_ep_sweeps (void)
     }
 }
 
+/* `moesim run` writes trace.json step by step while the pass runs: byte
+ * for byte what report_trace_json makes from the finished run, with steps
+ * that end out of order (two micro-batches in flight, forward and
+ * backward), and with only some layers and GPUs kept. An output folder
+ * that cannot be written to fails before the run, leaving nothing. */
+static void
+test_streamed_trace_is_whole_trace (void)
+{
+  const char *cases[][4] = {
+    { "tiny.yaml", NULL },
+    { "tiny.yaml", "pass=train_step", "parallel.microbatches=2", "overlap=two_microbatch" },
+    { "deepseek-v3-ep64.yaml", "model.moe_layers=3", "output.trace_layers=1", "output.trace_gpus=8-15" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *dir = g_strdup_printf ("%s/stream%u", tmpdir, i);
+      GString *args = g_string_new (NULL);
+      g_string_printf (args, "run %s/sim/%s -q -o %s", MOESIM_SOURCE_ROOT, cases[i][0], dir);
+      for (guint k = 1; k < 4 && cases[i][k]; k++)
+        g_string_append_printf (args, " --set %s", cases[i][k]);
+      CU_ASSERT_EQUAL (run (args->str, NULL, NULL), 0);
+      g_string_free (args, TRUE);
+      g_autofree char *path = g_build_filename (dir, "trace.json", NULL);
+      g_autofree char *streamed = NULL;
+      CU_ASSERT (g_file_get_contents (path, &streamed, NULL, NULL));
+      const char *sets[4] = { NULL };
+      for (guint k = 1; k < 4 && cases[i][k]; k++)
+        sets[k - 1] = cases[i][k];
+      g_autoptr (Scenario) sc = test_load_sim (cases[i][0], sets);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+      g_autoptr (GError) err = NULL;
+      g_autoptr (RunResult) r = moe_run (sc, &err);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (r);
+      g_autofree char *whole = report_trace_json (sc, r);
+      CU_ASSERT (streamed && strlen (streamed) > 1000 && strcmp (streamed, whole) == 0);
+      /* no temporary file left beside it */
+      g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+      guint files = 0;
+      for (const char *n = d ? g_dir_read_name (d) : NULL; n; n = g_dir_read_name (d))
+        files++;
+      CU_ASSERT_EQUAL (files, 5);
+    }
+  /* a file where the output folder should be */
+  g_autofree char *file = g_build_filename (tmpdir, "a-file", NULL);
+  CU_ASSERT (g_file_set_contents (file, "x", 1, NULL));
+  g_autofree char *args = g_strdup_printf ("run %s/sim/tiny.yaml -q -o %s/sub", MOESIM_SOURCE_ROOT, file);
+  g_autofree char *err = NULL;
+  CU_ASSERT_EQUAL (run (args, NULL, &err), 2);
+  CU_ASSERT (err && strstr (err, "cannot create output folder") && strstr (err, "a-file/sub"));
+}
+
 int
 main (void)
 {
   tmpdir = g_dir_make_tmp ("moesim-cli-XXXXXX", NULL);
   static const TestCase tests[] = {
     TEST (test_run_writes_summary),
+    TEST (test_streamed_trace_is_whole_trace),
     TEST (test_bad_input_exits_2_without_outputs),
     TEST (test_estimate_and_topo_show),
     TEST (test_trace_commands),
