@@ -6,8 +6,10 @@
  * events ("s", "f") from the GPU whose transfer arrived last to the expert
  * span it held up; metadata events name processes and threads and fix
  * their order; counter events ("C") give link utilisation per node and
- * class. Timestamps are microseconds; events of a thread or counter are
- * emitted in time order.
+ * class. Timestamps are microseconds; a counter's events are in time
+ * order, a thread's in step order (time order, but with micro-batches in
+ * flight a later micro-batch's prep can start before an earlier one's
+ * experts on the same track; the spans do not overlap).
  *
  * The file is the metadata, then step by step that step's spans and
  * arrows, then the counters. So it can be made while the pass runs
@@ -28,6 +30,17 @@
 
 static const char *const streams[] = { "dispatch", "expert", "combine" };
 
+/* The thread (track) of GPU g's phase k in micro-batch mb: per GPU and
+ * micro-batch the three phases (the phase spans of micro-batches in flight
+ * overlap, so each has tracks of its own). */
+static guint
+track (const Scenario *sc, guint g, guint mb, guint k)
+{
+  guint gpn = (guint) topology_spec (scenario_topology (sc))->node.gpus;
+  guint mbs = (guint) scenario_spec (sc)->parallel.microbatches;
+  return ((g % gpn) * mbs + mb) * 3 + k;
+}
+
 /* The opening and the metadata events (at least one: every node is a
  * process), after which every event is preceded by a separator. */
 static void
@@ -41,17 +54,24 @@ trace_head (GString *out, const Scenario *sc, const RunResult *r)
   for (guint n = 0; n < nodes; n++)
     g_string_append_printf (out, "%s{\"ph\": \"M\", \"name\": \"process_name\", \"pid\": %u, "
                                  "\"args\": {\"name\": \"node %u\"}}", n > 0 ? ",\n" : "", n, n);
+  guint mbs = (guint) scenario_spec (sc)->parallel.microbatches;
   for (guint g = 0; g < r->n_gpus; g++)
-    for (guint k = 0; k < 3 && index_set_has (keep_gpus, g); k++)
-      {
-        guint tid = (g % gpn) * 3 + k;
-        g_string_append_printf (out, ",\n{\"ph\": \"M\", \"name\": \"thread_name\", \"pid\": %u, "
-                                     "\"tid\": %u, \"args\": {\"name\": \"gpu %u %s\"}}",
-                                g / gpn, tid, g, streams[k]);
-        g_string_append_printf (out, ",\n{\"ph\": \"M\", \"name\": \"thread_sort_index\", "
-                                     "\"pid\": %u, \"tid\": %u, \"args\": {\"sort_index\": %u}}",
-                                g / gpn, tid, tid);
-      }
+    for (guint mb = 0; mb < mbs && index_set_has (keep_gpus, g); mb++)
+      for (guint k = 0; k < 3; k++)
+        {
+          guint tid = track (sc, g, mb, k);
+          char name[64];
+          if (mbs > 1)
+            g_snprintf (name, sizeof name, "gpu %u mb %u %s", g, mb, streams[k]);
+          else
+            g_snprintf (name, sizeof name, "gpu %u %s", g, streams[k]);
+          g_string_append_printf (out, ",\n{\"ph\": \"M\", \"name\": \"thread_name\", \"pid\": %u, "
+                                       "\"tid\": %u, \"args\": {\"name\": \"%s\"}}",
+                                  g / gpn, tid, name);
+          g_string_append_printf (out, ",\n{\"ph\": \"M\", \"name\": \"thread_sort_index\", "
+                                       "\"pid\": %u, \"tid\": %u, \"args\": {\"sort_index\": %u}}",
+                                  g / gpn, tid, tid);
+        }
 }
 
 #define S(str) g_string_append (out, (str))
@@ -81,7 +101,7 @@ trace_step (GString *out, const Scenario *sc, const RunResult *r, guint i)
           {
             S (",\n{\"ph\": \"X\", \"name\": \"L"), U (l->layer), S ("."), U (l->microbatch);
             S (l->backward ? " bwd prep" : " prep"), S ("\", \"cat\": \"prep\", \"pid\": "), U (g / gpn);
-            S (", \"tid\": "), U ((g % gpn) * 3 + 1), S (", \"ts\": "), F (s->start_us, 3);
+            S (", \"tid\": "), U (track (sc, g, l->microbatch, 1)), S (", \"ts\": "), F (s->start_us, 3);
             S (", \"dur\": "), F (s->prep_us, 3), S (", \"args\": {\"layer\": "), U (l->layer);
             S (", \"microbatch\": "), U (l->microbatch), S (", \"pass\": \""), S (moe_step_pass (r, i));
             S ("\"}}");
@@ -98,7 +118,7 @@ trace_step (GString *out, const Scenario *sc, const RunResult *r, guint i)
           }
         S (",\n{\"ph\": \"X\", \"name\": \"L"), U (l->layer), S ("."), U (l->microbatch);
         S (l->backward ? " bwd " : " "), S (streams[k]), S ("\", \"cat\": \""), S (streams[k]);
-        S ("\", \"pid\": "), U (g / gpn), S (", \"tid\": "), U ((g % gpn) * 3 + k), S (", \"ts\": "), F (ts, 3);
+        S ("\", \"pid\": "), U (g / gpn), S (", \"tid\": "), U (track (sc, g, l->microbatch, k)), S (", \"ts\": "), F (ts, 3);
         S (", \"dur\": "), F (dur, 3), S (", \"args\": {\"layer\": "), U (l->layer), S (", \"microbatch\": ");
         U (l->microbatch), S (", \"pass\": \""), S (moe_step_pass (r, i)), S ("\", \"tokens_in\": ");
         U (s->tokens_in), S (", \"bytes_out\": "), F (s->bytes_out, 0), S (", \"bytes_in\": "), F (s->bytes_in, 0);
@@ -115,10 +135,10 @@ trace_step (GString *out, const Scenario *sc, const RunResult *r, guint i)
       guint64 id = (guint64) i * r->n_gpus + g;
       g_string_append_printf (out, ",\n{\"ph\": \"s\", \"id\": %" G_GUINT64_FORMAT ", \"name\": \"last arrival\", "
                                    "\"cat\": \"feed\", \"pid\": %u, \"tid\": %u, \"ts\": %s}",
-                              id, src / gpn, (src % gpn) * 3, fmt_fixed (a, from->start_us + from->prep_us, 3));
+                              id, src / gpn, track (sc, src, l->microbatch, 0), fmt_fixed (a, from->start_us + from->prep_us, 3));
       g_string_append_printf (out, ",\n{\"ph\": \"f\", \"bp\": \"e\", \"id\": %" G_GUINT64_FORMAT ", \"name\": "
                                    "\"last arrival\", \"cat\": \"feed\", \"pid\": %u, \"tid\": %u, \"ts\": %s}",
-                              id, g / gpn, (g % gpn) * 3 + 1,
+                              id, g / gpn, track (sc, g, l->microbatch, 1),
                               fmt_fixed (b, s->start_us + s->prep_us + s->dispatch_us, 3));
     }
 }

@@ -131,6 +131,10 @@ test_trace_json_is_valid (void)
   const char *some[] = { "model.moe_layers=3", "parallel.microbatches=2", "output.trace_layers=1",
                          "output.trace_gpus=8-15", NULL };
   check_trace ("deepseek-v3-ep64-forward.yaml", some, 8 * 2 * 4, 1);
+  /* the training step, two micro-batches in flight: their phase spans
+   * overlap in time, so each micro-batch has tracks of its own */
+  const char *two[] = { "model.moe_layers=3", NULL };
+  check_trace ("deepseek-v3-ep64.yaml", two, 0, -1);
 }
 
 /* report.html: text from the user's files reaches the page escaped. */
