@@ -665,7 +665,6 @@ on_done (void *user, guint64 tag, SimTime start, SimTime end)
     }
 }
 
-
 void
 run_result_free (RunResult *r)
 {
