@@ -519,7 +519,7 @@ report_write (const Scenario *sc, const RunResult *r, const char *dir, TraceStre
    * steps while the pass ran) or made whole and written on a second thread
    * meanwhile (both only read the results); g_file_set_contents writes a
    * temporary file and renames it over path */
-  g_autofree char *tpath = g_build_filename (dir, "trace.json", NULL);
+  g_autofree char *tpath = ts ? NULL : g_build_filename (dir, "trace.json", NULL);
   TraceJob job = { sc, r, tpath, FALSE, NULL };
   GThread *th = NULL;
   if (ts)
