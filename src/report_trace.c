@@ -1,21 +1,19 @@
 /* trace.json: Chrome trace event format (Perfetto and chrome://tracing open
- * it). One process per node, per GPU three threads (dispatch, expert,
- * combine), one complete event ("X") per GPU, step and phase, with its
+ * it). One process per node, per GPU (and micro-batch, when a layer has
+ * several) three threads (dispatch, expert, combine), one complete event ("X") per GPU, step and phase, with its
  * layer, micro-batch and the GPU's tokens and bytes as arguments (and on
  * the expert track a "prep" span: the compute before dispatch); flow
  * events ("s", "f") from the GPU whose transfer arrived last to the expert
  * span it held up; metadata events name processes and threads and fix
  * their order; counter events ("C") give link utilisation per node and
- * class. Timestamps are microseconds; a counter's events are in time
- * order, a thread's in step order (time order, but with micro-batches in
- * flight a later micro-batch's prep can start before an earlier one's
- * experts on the same track; the spans do not overlap).
+ * class. Timestamps are microseconds; the events of a thread or a counter
+ * are in time order.
  *
  * The file is the metadata, then step by step that step's spans and
  * arrows, then the counters. So it can be made while the pass runs
  * (TraceStream): a thread writes each step's events as the run makes the
- * step final, to a temporary file renamed over trace.json once the
- * counters (which need the whole run) are in. The bytes are those
+ * step final, to a file that gets its name (trace.json) once the counters
+ * (which need the whole run) are in. The bytes are those
  * report_trace_json gives for the same results. */
 #include "report.h"
 
@@ -383,7 +381,6 @@ static void
 stream_end (TraceStream *ts, const RunResult *r)
 {
   g_mutex_lock (&ts->lock);
-  gboolean was = ts->ended;
   ts->ended = TRUE;
   ts->failed = r == NULL;
   if (r)
@@ -393,7 +390,7 @@ stream_end (TraceStream *ts, const RunResult *r)
     }
   g_cond_signal (&ts->more);
   g_mutex_unlock (&ts->lock);
-  if ((r == NULL || was) && ts->thread)
+  if (r == NULL && ts->thread)
     {
       g_thread_join (ts->thread);
       ts->thread = NULL;
