@@ -18,9 +18,12 @@
  * Only the connected component of links and flows reachable from a link whose
  * flow set changed is re-solved; rates elsewhere cannot change. When the
  * searched component keeps covering most flows (an all-to-all), the search is
- * skipped for a while and every flow is solved: a union of components solved
- * at once has the same rates. Such a whole solve is then restarted from its
- * record rather than redone (see flownet_solve).
+ * skipped for a while (every 64th solve still searches) and every flow is
+ * solved: a union of components solved at once has the same rates. Such a
+ * whole solve is then restarted from its record rather than redone (see
+ * flownet_solve), also after a search that reached every flow: a search
+ * marks links and flows with a mark of its own, apart from the epoch of
+ * the record's stamps.
  *
  * Memory layout, because a large all-to-all is memory bound: what a solve
  * touches when it fixes a flow (rate, bytes, times, path) is one 64-byte line
@@ -45,6 +48,7 @@ flownet_new (void)
   fn->added_first = SIM_TIME_MAX;
   fn->added_min_est = G_MAXDOUBLE;
   fn->epoch = 1;
+  fn->mark = 1;
   fn->rm_min = G_MAXUINT;
   return fn;
 }
@@ -84,6 +88,7 @@ flownet_free (FlowNet *fn)
   g_free (fn->capped);
   g_free (fn->dirty_links);
   g_free (fn->comp_links);
+  g_free (fn->search_links);
   g_free (fn->comp_capped);
   radix_heap_clear (&fn->heap);
   g_free (fn->done);
@@ -413,20 +418,29 @@ tighten_loose (FlowNet *fn)
   fn->n_loose = 0;
 }
 
-/* A new epoch: no flow counts as fixed, no link or flow as seen. */
+/* A new epoch: no flow counts as fixed. */
 void
 flownet_new_epoch (FlowNet *fn)
 {
   if (++fn->epoch == 0) /* wrapped: clear stale stamps */
     {
-      for (guint i = 0; i < fn->n_links; i++)
-        fn->links[i].epoch = 0;
       for (guint i = 0; i < fn->n_slots; i++)
-        {
-          fn->fixed[i].epoch = 0;
-          fn->seen[i] = 0;
-        }
+        fn->fixed[i].epoch = 0;
       fn->epoch = 1;
+    }
+}
+
+/* A new component search: no link or flow counts as reached. */
+static void
+new_mark (FlowNet *fn)
+{
+  if (++fn->mark == 0) /* wrapped: clear stale marks */
+    {
+      for (guint i = 0; i < fn->n_links; i++)
+        fn->links[i].mark = 0;
+      for (guint i = 0; i < fn->n_slots; i++)
+        fn->seen[i] = 0;
+      fn->mark = 1;
     }
 }
 
@@ -487,37 +501,38 @@ cmp_cap (const void *a, const void *b, void *user)
 }
 
 static void
-add_comp_link (FlowNet *fn, guint li, guint *nl)
+add_search_link (FlowNet *fn, guint li, guint *nl)
 {
-  fn->links[li].epoch = fn->epoch;
-  GROW (fn->comp_links, fn->cap_comp_links, *nl + 1);
-  fn->comp_links[(*nl)++] = li;
+  fn->links[li].mark = fn->mark;
+  GROW (fn->search_links, fn->cap_search_links, *nl + 1);
+  fn->search_links[(*nl)++] = li;
 }
 
-/* Gathers the component reachable from the dirty links (breadth first over
- * link -> flows -> links), marking links and flows with the current epoch.
- * Returns the number of flows in it. */
+/* Searches the component reachable from the dirty links (breadth first
+ * over link -> flows -> links) into search_links, marking links and flows
+ * with a new mark. Returns the number of flows in it. */
 static guint
-gather_component (FlowNet *fn, guint *n_links)
+search_component (FlowNet *fn, guint *n_links)
 {
-  guint nl = 0, nf = 0, ep = fn->epoch;
+  new_mark (fn);
+  guint nl = 0, nf = 0, mk = fn->mark;
   for (guint i = 0; i < fn->n_dirty; i++)
-    if (fn->links[fn->dirty_links[i]].epoch != ep)
-      add_comp_link (fn, fn->dirty_links[i], &nl);
+    if (fn->links[fn->dirty_links[i]].mark != mk)
+      add_search_link (fn, fn->dirty_links[i], &nl);
   for (guint q = 0; q < nl; q++)
     {
-      const Link *l = &fn->links[fn->comp_links[q]];
+      const Link *l = &fn->links[fn->search_links[q]];
       for (guint j = 0; j < l->n_flows; j++)
         {
           guint id = l->flows[j];
-          if (fn->seen[id] == ep)
+          if (fn->seen[id] == mk)
             continue;
-          fn->seen[id] = ep;
+          fn->seen[id] = mk;
           const FlowHot *f = &fn->hot[id];
           nf++;
           for (guint h = 0; h < f->n_hops; h++)
-            if (fn->links[f->path[h]].epoch != ep)
-              add_comp_link (fn, f->path[h], &nl);
+            if (fn->links[f->path[h]].mark != mk)
+              add_search_link (fn, f->path[h], &nl);
         }
       fn->work += l->n_flows;
     }
@@ -529,20 +544,23 @@ gather_component (FlowNet *fn, guint *n_links)
 static guint
 gather_all (FlowNet *fn, guint *n_links)
 {
+  new_mark (fn);
   guint nl = 0;
   for (guint li = 0; li < fn->n_links; li++)
     if (fn->links[li].n_flows > 0)
-      add_comp_link (fn, li, &nl);
+      {
+        GROW (fn->comp_links, fn->cap_comp_links, nl + 1);
+        fn->comp_links[nl++] = li;
+      }
   for (guint i = 0; i < fn->n_capped; i++)
-    fn->seen[fn->capped[i]] = fn->epoch;
+    fn->seen[fn->capped[i]] = fn->mark;
   *n_links = nl;
   return fn->n_active;
 }
 
 /* Solves the max-min allocation by progressive filling.
  *
- * Restarts. When the last solve covered every flow (no component search),
- * the next solve restarts from the record of that one rather than from
+ * Restarts. When the last solve covered every flow, the next solve restarts from the record of that one rather than from
  * scratch, as long as the flows started since run over links of the record.
  * Removing flows fixed at level k or later (the k-th bottleneck fixed them)
  * changes nothing before level k: a removed flow was unfixed on all its
@@ -564,9 +582,19 @@ flownet_solve (FlowNet *fn, SimTime now)
   if (!fn->needs_solve)
     return;
   fn->solves++;
-  /* every 64th solve searches the components instead, so a network that
-   * stopped being one big component goes back to solving its parts */
-  gboolean restart = fn->rec_valid && fn->n_capped == 0 && fn->rec_levels > 0 && fn->solves % 64 != 0
+  /* the component touched, searched for unless changes keep touching most
+   * flows; every 64th solve searches anyway, so a network that stopped
+   * being one big component goes back to solving its parts */
+  gboolean search = !fn->wide || fn->solves % 64 == 0;
+  guint snl = 0, snf = 0;
+  if (search)
+    {
+      snf = search_component (fn, &snl);
+      fn->wide = snf > fn->n_active / 2;
+    }
+  /* a search that reached every flow leaves a restart as good as before */
+  gboolean whole = !search || snf == fn->n_active;
+  gboolean restart = fn->rec_valid && fn->n_capped == 0 && fn->rec_levels > 0 && whole
                      && (fn->rm_n > 0 || fn->add_n > 0) && (fn->rm_n == 0 || fn->rm_min < fn->rec_levels);
   fn->needs_solve = FALSE;
   fn->removed = FALSE;
@@ -585,16 +613,22 @@ flownet_solve (FlowNet *fn, SimTime now)
   else
     {
       flownet_new_epoch (fn);
-      if (fn->wide && fn->solves % 64 != 0)
+      if (whole)
         {
           nf = gather_all (fn, &nl);
           record = fn->n_capped == 0;
         }
       else
         {
-          /* when changes keep touching most flows, skip the search for a while */
-          nf = gather_component (fn, &nl);
-          fn->wide = nf > fn->n_active / 2;
+          /* the component searched, alone: its links become the solve's */
+          guint *t = fn->comp_links;
+          fn->comp_links = fn->search_links;
+          fn->search_links = t;
+          guint c = fn->cap_comp_links;
+          fn->cap_comp_links = fn->cap_search_links;
+          fn->cap_search_links = c;
+          nl = snl;
+          nf = snf;
           record = FALSE;
         }
     }
@@ -618,7 +652,7 @@ flownet_solve (FlowNet *fn, SimTime now)
 
   guint n_capped = 0;
   for (guint i = 0; i < fn->n_capped; i++)
-    if (fn->seen[fn->capped[i]] == ep)
+    if (fn->seen[fn->capped[i]] == fn->mark)
       {
         GROW (fn->comp_capped, fn->cap_comp_capped, n_capped + 1);
         fn->comp_capped[n_capped++] = fn->capped[i];

@@ -40,7 +40,7 @@ typedef struct {
                  * removals only, so the solve's lists stay 4 bytes a flow) */
   guint n_flows;
   guint cap_flows;
-  guint epoch; /* == fn->epoch: in the component being solved */
+  guint mark; /* == fn->mark: reached by the current component search */
   guint8 dirty;
 } Link;
 
@@ -57,7 +57,7 @@ struct FlowNet {
   /* dense per-slot arrays, scanned in slot order (sequential memory) */
   SimTime *end;   /* projected end at the current rate; SIM_TIME_MAX at rate 0 or free */
   SimTime *start; /* when the flow started */
-  guint *seen;    /* == fn->epoch: in the component being searched */
+  guint *seen;    /* == fn->mark: reached by the current component search */
   Stamp *fixed;   /* .epoch == fn->epoch: rate fixed in this solve (8 bytes
                    * a flow: a link's later visits of a flow read only this) */
   guint n_slots, cap_slots;
@@ -77,6 +77,8 @@ struct FlowNet {
   guint n_capped, cap_capped;
 
   guint epoch;
+  guint mark;    /* of the last component search (kept apart from the
+                  * epoch, so that a search leaves a record's stamps be) */
   guint level;   /* bottlenecks fixed so far in this solve */
   guint unfixed; /* flows of the component not fixed yet in this solve */
   gboolean needs_solve;
@@ -115,6 +117,8 @@ struct FlowNet {
   /* scratch, reused */
   guint *comp_links, *comp_capped;
   guint cap_comp_links, cap_comp_capped;
+  guint *search_links; /* the links a component search reached */
+  guint cap_search_links;
   RadixHeap heap; /* the component's link shares, ids = link ids */
   double *hb_key; /* scratch of heap_build: the shares and their links */
   guint *hb_id;

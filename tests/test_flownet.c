@@ -322,6 +322,53 @@ test_rates_stay_max_min_through_changes (void)
     }
 }
 
+/* An all-to-all of 16 GPUs through one switch (one link out and one in per
+ * GPU), flows of distinct sizes ending one by one: the network stays one
+ * component, so after the first solve every solve restarts from the last
+ * one's record, the first included (its component search reached every
+ * flow) and the periodic searches too; every allocation stays max-min. */
+static void
+test_whole_network_solves_restart (void)
+{
+  g_autoptr (FlowNet) fn = flownet_new ();
+  guint gpus = 16, nl = 2 * gpus, nf = 0;
+  double caps[32];
+  for (guint l = 0; l < nl; l++)
+    {
+      caps[l] = 100.0 + l;
+      flownet_add_link (fn, caps[l]);
+    }
+  TFlow fl[256];
+  for (guint a = 0; a < gpus; a++)
+    for (guint b = 0; b < gpus; b++)
+      if (a != b)
+        {
+          TFlow *t = &fl[nf];
+          *t = (TFlow) { 0, 2, { a, gpus + b }, 0.0, TRUE };
+          t->id = flownet_flow_add (fn, 0, 1000.0 + 7.0 * nf, t->path, 2, 0.0, nf);
+          nf++;
+        }
+  SimTime now = 0;
+  guint solves = 0;
+  for (;;)
+    {
+      flownet_solve (fn, now);
+      solves++;
+      CU_ASSERT (certificate_holds (fn, fl, nf, caps, nl));
+      SimTime next = flownet_next_end (fn);
+      if (next == SIM_TIME_MAX)
+        break;
+      now = next;
+      guint n;
+      const FlowEnd *done = flownet_take_batch (fn, now, 0.0, &n);
+      for (guint i = 0; i < n; i++)
+        fl[done[i].tag].live = FALSE;
+    }
+  CU_ASSERT (flownet_n_active (fn) == 0);
+  CU_ASSERT (solves > 128); /* past two periodic searches */
+  CU_ASSERT_EQUAL (flownet_solve_restarts (fn), solves - 1);
+}
+
 int
 main (void)
 {
@@ -335,6 +382,7 @@ main (void)
     TEST (test_tolerance_batches_near_ends_with_their_own_times),
     TEST (test_many_flows_conserve_capacity),
     TEST (test_rates_stay_max_min_through_changes),
+    TEST (test_whole_network_solves_restart),
   };
   return test_main ("flownet", tests, G_N_ELEMENTS (tests));
 }
