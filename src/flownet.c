@@ -18,7 +18,7 @@
  * Only the connected component of links and flows reachable from a link whose
  * flow set changed is re-solved; rates elsewhere cannot change. When the
  * searched component keeps covering most flows (an all-to-all), the search is
- * skipped for a while (every 64th solve still searches) and every flow is
+ * skipped for a while (64 to 1024 solves, see flownet_solve) and every flow is
  * solved: a union of components solved at once has the same rates. Such a
  * whole solve is then restarted from its record rather than redone (see
  * flownet_solve), also after a search that reached every flow: a search
@@ -510,7 +510,10 @@ add_search_link (FlowNet *fn, guint li, guint *nl)
 
 /* Searches the component reachable from the dirty links (breadth first
  * over link -> flows -> links) into search_links, marking links and flows
- * with a new mark. Returns the number of flows in it. */
+ * with a new mark. Returns the number of flows in it. It stops as soon as
+ * it has reached every flow: the component is then the whole network,
+ * which is solved from the list of links carrying flows, not from the
+ * search's (left incomplete). */
 static guint
 search_component (FlowNet *fn, guint *n_links)
 {
@@ -519,7 +522,7 @@ search_component (FlowNet *fn, guint *n_links)
   for (guint i = 0; i < fn->n_dirty; i++)
     if (fn->links[fn->dirty_links[i]].mark != mk)
       add_search_link (fn, fn->dirty_links[i], &nl);
-  for (guint q = 0; q < nl; q++)
+  for (guint q = 0; q < nl && nf < fn->n_active; q++)
     {
       const Link *l = &fn->links[fn->search_links[q]];
       for (guint j = 0; j < l->n_flows; j++)
@@ -583,9 +586,12 @@ flownet_solve (FlowNet *fn, SimTime now)
     return;
   fn->solves++;
   /* the component touched, searched for unless changes keep touching most
-   * flows; every 64th solve searches anyway, so a network that stopped
-   * being one big component goes back to solving its parts */
-  gboolean search = !fn->wide || fn->solves % 64 == 0;
+   * flows; even then a search comes now and then, so that a network that
+   * stopped being one big component goes back to solving its parts: 64
+   * solves after the last one, twice as many after each search that found
+   * one component still (up to 1024), and at once when half the flows of
+   * the last search are gone (a draining network is where parts appear) */
+  gboolean search = !fn->wide || fn->solves >= fn->search_next || fn->n_active < fn->search_active / 2;
   guint snl = 0, snf = 0;
   if (search)
     {
@@ -594,6 +600,12 @@ flownet_solve (FlowNet *fn, SimTime now)
     }
   /* a search that reached every flow leaves a restart as good as before */
   gboolean whole = !search || snf == fn->n_active;
+  if (search)
+    {
+      fn->search_gap = !whole || fn->search_gap == 0 ? 64 : MIN (2 * fn->search_gap, 1024u);
+      fn->search_next = fn->solves + fn->search_gap;
+      fn->search_active = fn->n_active;
+    }
   gboolean restart = fn->rec_valid && fn->n_capped == 0 && fn->rec_levels > 0 && whole
                      && (fn->rm_n > 0 || fn->add_n > 0) && (fn->rm_n == 0 || fn->rm_min < fn->rec_levels);
   fn->needs_solve = FALSE;

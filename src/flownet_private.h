@@ -84,6 +84,10 @@ struct FlowNet {
   gboolean needs_solve;
   gboolean removed;     /* flows ended since the last solve */
   gboolean wide;        /* the last searched component held most flows */
+  guint search_gap;     /* solves between searches while wide: 64 doubled
+                         * by each search that reaches every flow, to 1024 */
+  guint64 search_next;  /* the solve that searches next while wide */
+  guint search_active;  /* flows active at the last search */
   SimTime added_first;  /* first start since the last solve, SIM_TIME_MAX if none */
   double added_min_est; /* shortest rough duration of those, s */
   guint *dirty_links;
