@@ -563,8 +563,9 @@ gather_all (FlowNet *fn, guint *n_links)
 
 /* Solves the max-min allocation by progressive filling.
  *
- * Restarts. When the last solve covered every flow, the next solve restarts from the record of that one rather than from
- * scratch, as long as the flows started since run over links of the record.
+ * Restarts. When the last solve covered every flow, the next solve
+ * restarts from the record of that one rather than from scratch, as long
+ * as the flows started since run over links of the record.
  * Removing flows fixed at level k or later (the k-th bottleneck fixed them)
  * changes nothing before level k: a removed flow was unfixed on all its
  * links until then, and dropping it only raises the shares of those links,

@@ -235,6 +235,22 @@ certificate_holds (const FlowNet *fn, const TFlow *fl, guint nf, const double *c
   return TRUE;
 }
 
+/* Takes the batch of flows that end next (exactly, no tolerance) and marks
+ * them gone; FALSE, with nothing taken, when no flow has an end. */
+static gboolean
+take_next_ends (FlowNet *fn, TFlow *fl, SimTime *now)
+{
+  SimTime next = flownet_next_end (fn);
+  if (next == SIM_TIME_MAX)
+    return FALSE;
+  *now = next;
+  guint n;
+  const FlowEnd *done = flownet_take_batch (fn, next, 0.0, &n);
+  for (guint i = 0; i < n; i++)
+    fl[done[i].tag].live = FALSE;
+  return TRUE;
+}
+
 /* Flows start and end at random on a small cluster (4 nodes of 4 GPUs,
  * NVLink out/in per GPU, one NIC out/in per GPU, other-rail traffic over
  * NVLink first, as in the multi-plane topologies) and on random paths: after
@@ -303,14 +319,8 @@ test_rates_stay_max_min_through_changes (void)
           flownet_solve (fn, now);
           CU_ASSERT (certificate_holds (fn, fl, nf, caps, nl));
           checks++;
-          SimTime next = flownet_next_end (fn);
-          if (next == SIM_TIME_MAX)
+          if (!take_next_ends (fn, fl, &now))
             continue;
-          now = next;
-          guint n;
-          const FlowEnd *done = flownet_take_batch (fn, now, 0.0, &n);
-          for (guint i = 0; i < n; i++)
-            fl[done[i].tag].live = FALSE;
           flownet_solve (fn, now);
           CU_ASSERT (certificate_holds (fn, fl, nf, caps, nl));
           checks++;
@@ -355,14 +365,8 @@ test_whole_network_solves_restart (void)
       flownet_solve (fn, now);
       solves++;
       CU_ASSERT (certificate_holds (fn, fl, nf, caps, nl));
-      SimTime next = flownet_next_end (fn);
-      if (next == SIM_TIME_MAX)
+      if (!take_next_ends (fn, fl, &now))
         break;
-      now = next;
-      guint n;
-      const FlowEnd *done = flownet_take_batch (fn, now, 0.0, &n);
-      for (guint i = 0; i < n; i++)
-        fl[done[i].tag].live = FALSE;
     }
   CU_ASSERT (flownet_n_active (fn) == 0);
   CU_ASSERT (solves > 128); /* past searches 64 solves apart, and on halvings */
