@@ -593,17 +593,15 @@ flownet_solve (FlowNet *fn, SimTime now)
    * one component still (up to 1024), and at once when half the flows of
    * the last search are gone (a draining network is where parts appear) */
   gboolean search = !fn->wide || fn->solves >= fn->search_next || fn->n_active < fn->search_active / 2;
+  gboolean whole = TRUE;
   guint snl = 0, snf = 0;
   if (search)
     {
       snf = search_component (fn, &snl);
       fn->wide = snf > fn->n_active / 2;
-    }
-  /* a search that reached every flow leaves a restart as good as before */
-  gboolean whole = !search || snf == fn->n_active;
-  if (search)
-    {
-      fn->search_gap = !whole || fn->search_gap == 0 ? 64 : MIN (2 * fn->search_gap, 1024u);
+      /* a search that reached every flow leaves a restart as good as before */
+      whole = snf == fn->n_active;
+      fn->search_gap = whole && fn->search_gap > 0 ? MIN (2 * fn->search_gap, 1024u) : 64;
       fn->search_next = fn->solves + fn->search_gap;
       fn->search_active = fn->n_active;
     }
