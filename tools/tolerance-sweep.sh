@@ -26,11 +26,13 @@ for tol in 0 ${TOLERANCES:-0.01 0.02 0.05 0.1}; do
     cp "$out/layers.csv" "$out/exact-layers.csv"
   fi
   # per-phase: dispatch and combine rows, matched by layer, micro-batch, pass
-  phases=$(awk -F, 'NR == FNR { if ($4 == "dispatch" || $4 == "combine") ex[$1 FS $2 FS $3 FS $4] = $5; next }
-    FNR > 1 && ($1 FS $2 FS $3 FS $4) in ex && ex[$1 FS $2 FS $3 FS $4] > 0 {
-      d = ($5 - ex[$1 FS $2 FS $3 FS $4]) / ex[$1 FS $2 FS $3 FS $4] * 100
-      s += (d < 0 ? -d : d); n++
-      if (n == 1 || (d < 0 ? -d : d) > (w < 0 ? -w : w)) w = d }
+  phases=$(awk -F, 'function abs(x) { return x < 0 ? -x : x }
+    { k = $1 FS $2 FS $3 FS $4 }
+    NR == FNR { if ($4 == "dispatch" || $4 == "combine") ex[k] = $5; next }
+    FNR > 1 && k in ex && ex[k] > 0 {
+      d = ($5 - ex[k]) / ex[k] * 100
+      s += abs(d); n++
+      if (n == 1 || abs(d) > abs(w)) w = d }
     END { if (n) printf "%.3f%% %+.3f%%", s / n, w; else printf "- -" }' \
     "$out/exact-layers.csv" "$out/layers.csv")
   read -r pmean pworst <<< "$phases"
