@@ -617,6 +617,82 @@ test_deepep_intranode_logical_bandwidth (void)
   ASSERT_REL (c, 158.0, 0.10);
 }
 
+/* One pass at tolerance `tol` (NULL: the scenario's default). */
+static RunResult *
+run_at_tolerance (const char *file, const char *layers, const char *tol)
+{
+  g_autofree char *t = tol ? g_strdup_printf ("sim.tolerance=%s", tol) : NULL;
+  const char *sets[4] = { "sim.counterfactual=false" };
+  guint n = 1;
+  if (layers)
+    sets[n++] = layers;
+  if (t)
+    sets[n++] = t;
+  sets[n] = NULL;
+  g_autoptr (Scenario) sc = test_load_sim (file, sets);
+  if (sc == NULL)
+    return NULL;
+  g_autoptr (GError) err = NULL;
+  return moe_run (sc, &err);
+}
+
+/* Mean and worst relative error of the dispatch and combine times (each the
+ * latest GPU's) of `r` against exact `ex`, over the steps. */
+static void
+phase_errors (const RunResult *ex, const RunResult *r, double *mean, double *worst)
+{
+  double sum = 0.0;
+  *worst = 0.0;
+  for (guint i = 0; i < ex->n_layers; i++)
+    {
+      const double e[2] = { ex->layers[i].dispatch.max_us, ex->layers[i].combine.max_us };
+      const double v[2] = { r->layers[i].dispatch.max_us, r->layers[i].combine.max_us };
+      for (guint k = 0; k < 2; k++)
+        {
+          double d = fabs (v[k] - e[k]) / e[k];
+          sum += d;
+          *worst = MAX (*worst, d);
+        }
+    }
+  *mean = sum / (2.0 * ex->n_layers);
+}
+
+/* What README's Architecture section says of the batching tolerance, on
+ * shipped scenarios against the exact solver: at the default the pass
+ * total within 0.5 %; the per-phase times within about 1 % on mean (their
+ * worst a few per cent), and eps 0.001 bringing them within 0.2 %. */
+static void
+test_default_tolerance_close_to_exact (void)
+{
+  static const struct {
+    const char *file, *layers;
+  } cases[] = {
+    { "deepseek-v3-ep64-forward.yaml", "model.moe_layers=2" }, /* direct, IB */
+    { "deepseek-v3-ep64.yaml", "model.moe_layers=2" },         /* train, two micro-batches */
+    { "mixtral-8x7b-ep8.yaml", NULL },                         /* one node */
+  };
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      g_autoptr (RunResult) ex = run_at_tolerance (cases[c].file, cases[c].layers, "0");
+      g_autoptr (RunResult) def = run_at_tolerance (cases[c].file, cases[c].layers, NULL);
+      g_autoptr (RunResult) fine = run_at_tolerance (cases[c].file, cases[c].layers, "0.001");
+      CU_ASSERT_PTR_NOT_NULL_FATAL (ex);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (def);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (fine);
+      CU_ASSERT_FATAL (ex->n_layers == def->n_layers && ex->n_layers == fine->n_layers);
+      double mean, worst, fmean, fworst;
+      phase_errors (ex, def, &mean, &worst);
+      phase_errors (ex, fine, &fmean, &fworst);
+      g_printerr ("\n  %s: total %+.3f %%, phases %.2f %% mean (worst %.2f %%); eps 0.001 %.3f %% (%.3f %%)",
+                  cases[c].file, (def->total_us - ex->total_us) / ex->total_us * 100, mean * 100,
+                  worst * 100, fmean * 100, fworst * 100);
+      ASSERT_REL (def->total_us, ex->total_us, 0.005);
+      CU_ASSERT (mean <= 0.015);
+      CU_ASSERT (worst <= 0.04);
+      CU_ASSERT (fmean <= 0.002);
+    }
+}
+
 int
 main (void)
 {
@@ -639,6 +715,7 @@ main (void)
     TEST (test_dense_layers_and_breakdown),
     TEST (test_runs_are_deterministic),
     TEST (test_faster_ib_helps_what_if),
+    TEST (test_default_tolerance_close_to_exact),
   };
   return test_main ("moe", tests, G_N_ELEMENTS (tests));
 }
