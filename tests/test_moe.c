@@ -633,7 +633,10 @@ run_at_tolerance (const char *file, const char *layers, const char *tol)
   if (sc == NULL)
     return NULL;
   g_autoptr (GError) err = NULL;
-  return moe_run (sc, &err);
+  RunResult *r = moe_run (sc, &err);
+  if (err)
+    g_printerr ("\n  %s\n", err->message);
+  return r;
 }
 
 /* Mean and worst relative error of the dispatch and combine times (each the
