@@ -17,6 +17,8 @@ if [ "${1:-}" = --pgo ]; then
   shift
 fi
 build=${1:?usage: tools/build.sh [--pgo] BUILD_DIR}
+# shellcheck source=tools/cuda-env.sh
+. tools/cuda-env.sh
 if [ $pgo = 0 ]; then
   ninja -C "$build"
   exit 0

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=$(tools/setup.sh build)
-ninja -C "$build" >/dev/null
+tools/build.sh "$build" >/dev/null
 "$build/src/moesim" run sim/deepseek-v3-ep64.yaml "$@"

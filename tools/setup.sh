@@ -23,11 +23,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# CUDA is optional: use nvcc where the toolkit is installed even if it is not
-# on PATH (the project's machines have it in /usr/local/cuda)
-if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
-  export PATH="$PATH:/usr/local/cuda/bin"
-fi
+# shellcheck source=tools/cuda-env.sh
+. tools/cuda-env.sh
 
 if [ -d "$build" ] && [ -f "$build/build.ninja" ]; then
   [ $# -eq 0 ] || meson configure "$build" "$@" >/dev/null

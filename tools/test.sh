@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
 build=$(tools/setup.sh "$build" -Dwerror=true "$@")
-ninja -C "$build"
+tools/build.sh "$build"
 meson test -C "$build" --print-errorlogs
