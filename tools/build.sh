@@ -22,14 +22,14 @@ fi
 build=${1:?usage: tools/build.sh [--pgo] BUILD_DIR}
 # shellcheck source=tools/cuda-env.sh
 . tools/cuda-env.sh
-# a folder built with --pgo stays profile-guided: a plain ninja there, after
-# a change to the sources, would meet a profile of other code
-[ -f "$build/pgo" ] && pgo=1
+# a folder built with --pgo (meson's b_pgo, whose flags its build.ninja
+# carries) stays profile-guided: a plain ninja there, after a change to the
+# sources, would meet a profile of other code
+grep -q -e '-fprofile-use' -e '-fprofile-generate' "$build/build.ninja" && pgo=1
 if [ $pgo = 0 ]; then
   ninja -C "$build"
   exit 0
 fi
-touch "$build/pgo"
 
 stamp="$build/pgo-profile.stamp"
 if [ -f "$stamp" ] && [ -z "$(find src kernels meson.build meson_options.txt tests/meson.build \
