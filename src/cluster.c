@@ -213,7 +213,9 @@ cluster_route (const Cluster *c, guint src, guint dst, gboolean rdma, ClusterPat
   p->n_hops = 0;
   p->latency = 0;
   p->uses_nvlink = p->uses_ib = p->uses_fabric = FALSE;
+  p->n_private = 0;
   guint sn = src / c->gpn, dn = dst / c->gpn;
+  p->shared_core = sn != dn && (c->gpus_per_nic > 1 || (c->planes && c->cross_rail == CROSS_RAIL_NVLINK && !rdma));
   if (sn == dn && !rdma)
     {
       p->links[p->n_hops++] = 2 * src;
@@ -231,6 +233,7 @@ cluster_route (const Cluster *c, guint src, guint dst, gboolean rdma, ClusterPat
       p->links[p->n_hops++] = 2 * fwd + 1;
       p->latency = c->lat_nvlink;
       p->uses_nvlink = TRUE;
+      p->n_private = 2;
       ib_hops (c, sn, dl, dn, dl, p);
       return;
     }

@@ -36,6 +36,11 @@ typedef struct {
   guint links[FLOWNET_MAX_HOPS];
   SimTime latency;
   gboolean uses_nvlink, uses_ib, uses_fabric;
+  /* between nodes, where other GPUs of the source node reach the same
+   * destination over the same NIC (forwarded to it over NVLink first, or
+   * sharing it): the links from n_private on are shared by their routes */
+  gboolean shared_core;
+  guint n_private;
 } ClusterPath;
 
 typedef struct Cluster Cluster;

@@ -35,7 +35,7 @@ enum { EV_FLOW_BATCH, EV_SOLVE, EV_TASK_DONE, EV_N };
 #define SUCC_INLINE 2
 #define EDGE_BLOCK 14
 
-enum { ROUTE_HOPS = 1, ROUTE_ANON = 2 };
+enum { ROUTE_HOPS = 1, ROUTE_ANON = 2, ROUTE_SHARED = 4 };
 
 /* A successor is a task id: it cannot be done, nor its slot reused, while
  * it waits for the task that lists it, so no generation is needed. */
@@ -46,7 +46,9 @@ typedef guint Succ;
 typedef struct {
   guint path[FLOWNET_MAX_HOPS];
   guint8 n_hops;
+  guint8 n_private; /* shared (core != NIL): the links before its core */
   guint refs;  /* anonymous (ROUTE_ANON): flows on it not done */
+  guint core;  /* its core in the network (engine_route_shared), else NIL */
   SimTime latency;
   double cap;
 } Route;
@@ -351,6 +353,7 @@ route_new (Engine *e, const guint *path, guint n_hops, SimTime latency, double c
   e->route_bits[r] = (guint8) ((n_hops > 0 ? ROUTE_HOPS : 0) | (anon ? ROUTE_ANON : 0));
   rt->latency = latency;
   rt->cap = cap;
+  rt->core = NIL;
   return r;
 }
 
@@ -367,8 +370,8 @@ route_intern (Engine *e, const guint *path, guint n_hops, SimTime latency, doubl
       for (guint r = 0; r < e->n_routes; r++)
         {
           const Route *rt = &e->routes[r];
-          if (e->route_bits[r] & ROUTE_ANON)
-            continue;
+          if (e->route_bits[r] & (ROUTE_ANON | ROUTE_SHARED))
+            continue; /* not looked up */
           guint i = route_hash (rt->path, rt->n_hops, rt->latency, rt->cap) & e->route_mask;
           while (e->route_slot[i] != 0)
             i = (i + 1) & e->route_mask;
@@ -413,6 +416,20 @@ engine_route (Engine *e, const guint *path, guint n_hops, SimTime latency, doubl
   g_return_val_if_fail (n_hops >= 1 && n_hops <= FLOWNET_MAX_HOPS, G_MAXUINT);
   g_return_val_if_fail (latency >= 0, G_MAXUINT);
   return route_intern (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0);
+}
+
+guint
+engine_route_shared (Engine *e, const guint *path, guint n_hops, guint n_private, SimTime latency)
+{
+  g_return_val_if_fail (n_hops >= 1 && n_hops <= FLOWNET_MAX_HOPS && n_private < n_hops, G_MAXUINT);
+  g_return_val_if_fail (latency >= 0, G_MAXUINT);
+  guint core = flownet_core (e->net, path + n_private, n_hops - n_private);
+  g_return_val_if_fail (core != G_MAXUINT, G_MAXUINT);
+  guint r = route_new (e, path, n_hops, latency, 0.0, FALSE);
+  e->routes[r].core = core;
+  e->routes[r].n_private = (guint8) n_private;
+  e->route_bits[r] |= ROUTE_SHARED;
+  return r;
 }
 
 EngineTask
@@ -582,7 +599,7 @@ try_hand_over (Engine *e, Task *t)
   if (!t->follows || t->handed || t->pending != 1 || t->state != ST_WAIT || t->bytes == 0.0)
     return;
   const Task *p = &e->tasks[t->prev];
-  if (p->state != ST_RUN || p->bytes == 0.0)
+  if (p->state != ST_RUN || p->bytes == 0.0 || p->net == NIL) /* (NIL: in a bundle) */
     return;
   flownet_flow_set_next (e->net, p->net, t->bytes, p->next);
   t->handed = 1;
@@ -699,9 +716,17 @@ task_start (Engine *e, guint id)
       if (t->bytes > 0.0)
         {
           const Route *rt = &e->routes[t->route];
-          t->net = flownet_flow_add (e->net, now, t->bytes, rt->path, rt->n_hops, rt->cap, id);
-          if (t->next != NIL)
-            try_hand_over (e, &e->tasks[t->next]);
+          if (rt->core != NIL && t->next == NIL)
+            {
+              flownet_flow_add_shared (e->net, now, t->bytes, rt->path, rt->n_private, rt->core, id);
+              t->net = NIL;
+            }
+          else
+            {
+              t->net = flownet_flow_add (e->net, now, t->bytes, rt->path, rt->n_hops, rt->cap, id);
+              if (t->next != NIL)
+                try_hand_over (e, &e->tasks[t->next]);
+            }
         }
       else
         {

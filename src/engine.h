@@ -63,6 +63,13 @@ EngineTask engine_flow (Engine *e, double bytes, const guint *path, guint n_hops
  * route (path of 1..MAX_HOPS links, latency, rate cap; the same arguments
  * give the same id), then flows on it. */
 guint engine_route (Engine *e, const guint *path, guint n_hops, SimTime latency, double rate_cap);
+/* A route whose last n_hops - n_private links (its core) other routes may
+ * share, with private links of their own before it (such as the NVLink hops
+ * to the GPU whose NIC a flow leaves by): flows on routes with the same core
+ * run as one bundle in the network (flownet_flow_add_shared), solved as one
+ * while they have one rate. No rate cap; a flow on it that has a follower
+ * when it starts runs as a flow of its own. A new route at every call. */
+guint engine_route_shared (Engine *e, const guint *path, guint n_hops, guint n_private, SimTime latency);
 EngineTask engine_flow_on (Engine *e, guint route, double bytes, guint64 tag);
 /* A flow that follows flow `prev` (created and not yet committed) over the
  * same path, with prev's rate cap: a pipeline's next chunk. It starts once

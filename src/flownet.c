@@ -49,7 +49,7 @@ flownet_new (void)
   fn->added_min_est = G_MAXDOUBLE;
   fn->epoch = 1;
   fn->mark = 1;
-  fn->rm_min = G_MAXUINT;
+  fn->rm_min = fn->join_min = G_MAXUINT;
   return fn;
 }
 
@@ -94,6 +94,8 @@ flownet_free (FlowNet *fn)
   g_free (fn->done);
   g_free (fn->hb_key);
   g_free (fn->hb_id);
+  g_free (fn->due);
+  flownet_bundles_clear (fn);
   g_free (fn);
 }
 
@@ -150,20 +152,8 @@ flownet_link_loads (const FlowNet *fn)
   return fn->load;
 }
 
-static void
-mark_dirty (FlowNet *fn, guint link)
-{
-  Link *l = &fn->links[link];
-  fn->needs_solve = TRUE;
-  if (l->dirty)
-    return;
-  l->dirty = 1;
-  GROW (fn->dirty_links, fn->cap_dirty, fn->n_dirty + 1);
-  fn->dirty_links[fn->n_dirty++] = link;
-}
-
-static guint
-slot_alloc (FlowNet *fn)
+guint
+flownet_slot_alloc (FlowNet *fn)
 {
   guint id;
   if (free_ids_take (&fn->free_slots, &id))
@@ -190,6 +180,8 @@ slot_alloc (FlowNet *fn)
     }
   fn->fixed[fn->n_slots] = (Stamp) { 0, 0 };
   fn->seen[fn->n_slots] = 0;
+  fn->end[fn->n_slots] = SIM_TIME_MAX;
+  fn->hot[fn->n_slots].bundle = 0;
   return fn->n_slots++;
 }
 
@@ -206,7 +198,7 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
         g_return_val_if_fail (path[k] != path[h], G_MAXUINT); /* a path visits a link once */
     }
 
-  guint id = slot_alloc (fn);
+  guint id = flownet_slot_alloc (fn);
   FlowHot *f = &fn->hot[id];
   FlowCold *c = &fn->cold[id];
   memset (f, 0, sizeof *f);
@@ -226,28 +218,14 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
   for (guint h = 0; h < n_hops; h++)
     {
       Link *l = &fn->links[path[h]];
-      if (l->n_flows == l->cap_flows)
-        {
-          GROW (l->flows, l->cap_flows, l->n_flows + 1);
-          l->hop = g_realloc (l->hop, l->cap_flows);
-        }
-      l->flows[l->n_flows] = id;
-      l->hop[l->n_flows] = (guint8) h;
-      c->pos[h] = l->n_flows++;
+      list_append (fn, path[h], id, (guint8) h);
       l->bytes += bytes;
-      est = MAX (est, bytes * l->n_flows / l->capacity);
-      mark_dirty (fn, path[h]);
-      if (fn->rec_valid)
-        {
-          /* a restart needs every link in the record */
-          guint p = fn->rec_pos[path[h]];
-          if (!(p < fn->rec_nl && fn->comp_links[p] == path[h]))
-            flownet_record_add_link (fn, path[h]);
-          fn->d_cnt[path[h]]++;
-        }
+      link_joined (fn, path[h]);
+      est = MAX (est, bytes * l->weight / l->capacity);
     }
   fn->add_n++;
   fn->n_active++;
+  fn->n_weight++;
   if (c->cap > 0.0)
     {
       GROW (fn->capped, fn->cap_capped, fn->n_capped + 1);
@@ -259,78 +237,14 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
   return id;
 }
 
-static void
-flow_remove (FlowNet *fn, guint id)
-{
-  FlowHot *f = &fn->hot[id];
-  FlowCold *c = &fn->cold[id];
-  for (guint h = 0; h < f->n_hops; h++)
-    {
-      guint li = f->path[h];
-      Link *l = &fn->links[li];
-      guint p = c->pos[h];
-      /* an empty link carries exactly nothing (no rounding left over) */
-      fn->load[li] = l->n_flows > 1 ? fn->load[li] - f->rate : 0.0;
-      guint last = l->flows[--l->n_flows];
-      if (last != id)
-        {
-          guint8 k = l->hop[l->n_flows];
-          fn->cold[last].pos[k] = p;
-          l->flows[p] = last;
-          l->hop[p] = k;
-        }
-      mark_dirty (fn, li);
-    }
-  fn->n_active--;
-  if (fn->rec_valid)
-    {
-      fn->rm_min = MIN (fn->rm_min, fn->fixed[id].level);
-      fn->rm_n++;
-      for (guint h = 0; h < f->n_hops; h++)
-        fn->d_cnt[f->path[h]]--;
-    }
-  /* free slots are never taken by a scan; a block's earliest end, if it
-   * was this flow's, is recomputed by the scan that removed it */
-  fn->end[id] = fn->start[id] = SIM_TIME_MAX;
-  if (c->cap > 0.0)
-    for (guint i = 0; i < fn->n_capped; i++)
-      if (fn->capped[i] == id)
-        {
-          fn->capped[i] = fn->capped[--fn->n_capped];
-          break;
-        }
-  fn->removed = TRUE;
-  free_ids_put (&fn->free_slots, id);
-}
-
 void
 flownet_flow_set_next (FlowNet *fn, guint flow, double bytes, guint64 tag)
 {
-  g_return_if_fail (flow < fn->n_slots && fn->start[flow] != SIM_TIME_MAX);
+  g_return_if_fail (flow < fn->n_slots && fn->start[flow] != SIM_TIME_MAX && !flownet_is_bundle (fn, flow));
   g_return_if_fail (bytes > 0.0 && isfinite (bytes));
   g_return_if_fail (fn->cold[flow].next_bytes == 0.0);
   fn->cold[flow].next_bytes = bytes;
   fn->cold[flow].next_tag = tag;
-}
-
-/* The continuation of a flow whose bytes drain at `end` takes its place:
- * same slot, links and rate, so nothing needs re-solving. */
-static void
-flow_continue (FlowNet *fn, guint id, SimTime end)
-{
-  FlowHot *f = &fn->hot[id];
-  FlowCold *c = &fn->cold[id];
-  double bytes = c->next_bytes;
-  for (guint h = 0; h < f->n_hops; h++)
-    fn->links[f->path[h]].bytes += bytes;
-  c->tag = c->next_tag;
-  c->next_bytes = 0.0;
-  f->remaining = bytes;
-  f->t_update = end;
-  /* to the network it is the same flow: its start (and so its age, which
-   * the tolerance scales with) stays that of the first chunk */
-  double ps = MIN (bytes / f->rate * 1e12, 4e18);
-  fn->end[id] = end + sim_time_ceil_ps (ps);
 }
 
 gboolean
@@ -372,24 +286,6 @@ heap_build (FlowNet *fn, guint nl)
   radix_heap_reset (h, n > 0 ? least : 0.0);
   for (guint i = 0; i < n; i++)
     radix_heap_push (h, fn->hb_key[i], fn->hb_id[i]);
-}
-
-/* Sets a flow's projected end, keeping its block's earliest end exact, or
- * listing the block as loose when its earliest end moved later. */
-static inline void
-set_end (FlowNet *fn, guint id, SimTime end)
-{
-  guint b = id / BLOCK;
-  SimTime old = fn->end[id];
-  fn->end[id] = end;
-  if (end < fn->blk_end[b])
-    fn->blk_end[b] = end;
-  else if (old == fn->blk_end[b] && end > old && !fn->blk_loose[b])
-    {
-      fn->blk_loose[b] = 1;
-      GROW (fn->loose, fn->cap_loose, fn->n_loose + 1);
-      fn->loose[fn->n_loose++] = b;
-    }
 }
 
 /* Recomputes a block's earliest end and earliest start (a free slot has
@@ -472,15 +368,45 @@ fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, guint taken, d
   f->remaining -= old * sim_time_to_seconds (now - f->t_update);
   f->t_update = now;
   f->rate = rate;
-  SimTime end = now;
-  if (f->remaining > rate * 1e-12 + 1e-9) /* else drained but for rounding */
+  set_end (fn, id, flownet_project (f->remaining, rate, now));
+}
+
+/* fix_flow for a bundle: its members together, each at `rate`; those that
+ * joined since its last fix (pending, at rate 0 until now) take their
+ * places on its clock first. */
+static inline void
+fix_bundle (FlowNet *fn, guint id, guint taken, double rate, SimTime now)
+{
+  FlowHot *f = &fn->hot[id];
+  Bundle *b = &fn->bundles[f->path[0]];
+  fn->fixed[id] = (Stamp) { fn->epoch, fn->level };
+  for (guint h = 0; h < b->n_hops; h++)
     {
-      /* scenarios are bounded to ~1e6 s (scenario.c); clamp anyway so a
-       * pathological rate can never wrap the clock */
-      double ps = MIN (f->remaining / rate * 1e12, 4e18);
-      end = now + sim_time_ceil_ps (ps);
+      guint li = b->link[h];
+      if (li == taken)
+        continue;
+      double r = fn->rem[li] - b->wt[h] * rate;
+      fn->rem[li] = r > 0.0 ? r : 0.0;
+      fn->n_free[li] -= b->wt[h];
     }
-  set_end (fn, id, end);
+  fn->work += b->n_hops;
+  fn->unfixed -= b->n_m + b->n_pend;
+  double old = f->rate;
+  if (b->n_pend > 0)
+    {
+      flownet_bundle_admit (fn, b, now);
+      f = &fn->hot[id];
+    }
+  else if (rate == old)
+    return;
+  for (guint h = 0; h < b->n_hops; h++)
+    fn->load[b->link[h]] += b->wt[h] * (rate - old);
+  if (b->n_m == 0)
+    return;
+  f->remaining -= old * sim_time_to_seconds (now - f->t_update);
+  f->t_update = now;
+  f->rate = rate;
+  set_end (fn, id, flownet_project (f->remaining, rate, now));
 }
 
 static inline void
@@ -488,6 +414,23 @@ fix_capped (FlowNet *fn, guint id, SimTime now)
 {
   const FlowHot *f = &fn->hot[id];
   fix_flow (fn, id, f->n_hops, f->path, G_MAXUINT, fn->cold[id].cap, now);
+}
+
+/* A bundle found unfixed on the taken link: fixed, all its members at the
+ * link's share, when every member is on the link; else split into its
+ * flows (TRUE: the caller goes through the link's list again). */
+
+static gboolean
+take_bundle (FlowNet *fn, guint id, guint8 hop, guint li, double share, SimTime now)
+{
+  const Bundle *b = &fn->bundles[fn->hot[id].path[0]];
+  if (b->wt[hop & ~HOP_BUNDLE] < b->n_m + b->n_pend)
+    {
+      flownet_bundle_split (fn, id, li, now);
+      return TRUE;
+    }
+  fix_bundle (fn, id, li, share, now);
+  return FALSE;
 }
 
 static int
@@ -515,10 +458,10 @@ add_search_link (FlowNet *fn, guint li, guint *nl)
  * which is solved from the list of links carrying flows, not from the
  * search's (left incomplete). */
 static guint
-search_component (FlowNet *fn, guint *n_links)
+search_component (FlowNet *fn, guint *n_links, guint *weight)
 {
   new_mark (fn);
-  guint nl = 0, nf = 0, mk = fn->mark;
+  guint nl = 0, nf = 0, nw = 0, mk = fn->mark;
   for (guint i = 0; i < fn->n_dirty; i++)
     if (fn->links[fn->dirty_links[i]].mark != mk)
       add_search_link (fn, fn->dirty_links[i], &nl);
@@ -533,6 +476,16 @@ search_component (FlowNet *fn, guint *n_links)
           fn->seen[id] = mk;
           const FlowHot *f = &fn->hot[id];
           nf++;
+          if (f->bundle)
+            {
+              const Bundle *b = &fn->bundles[f->path[0]];
+              nw += b->n_m + b->n_pend;
+              for (guint h = 0; h < b->n_hops; h++)
+                if (fn->links[b->link[h]].mark != mk)
+                  add_search_link (fn, b->link[h], &nl);
+              continue;
+            }
+          nw++;
           for (guint h = 0; h < f->n_hops; h++)
             if (fn->links[f->path[h]].mark != mk)
               add_search_link (fn, f->path[h], &nl);
@@ -540,6 +493,7 @@ search_component (FlowNet *fn, guint *n_links)
       fn->work += l->n_flows;
     }
   *n_links = nl;
+  *weight = nw;
   return nf;
 }
 
@@ -558,7 +512,7 @@ gather_all (FlowNet *fn, guint *n_links)
   for (guint i = 0; i < fn->n_capped; i++)
     fn->seen[fn->capped[i]] = fn->mark;
   *n_links = nl;
-  return fn->n_active;
+  return fn->n_weight;
 }
 
 /* Solves the max-min allocation by progressive filling.
@@ -594,10 +548,10 @@ flownet_solve (FlowNet *fn, SimTime now)
    * the last search are gone (a draining network is where parts appear) */
   gboolean search = !fn->wide || fn->solves >= fn->search_next || fn->n_active < fn->search_active / 2;
   gboolean whole = TRUE;
-  guint snl = 0, snf = 0;
+  guint snl = 0, snf = 0, snw = 0;
   if (search)
     {
-      snf = search_component (fn, &snl);
+      snf = search_component (fn, &snl, &snw);
       fn->wide = snf > fn->n_active / 2;
       /* a search that reached every flow leaves a restart as good as before */
       whole = snf == fn->n_active;
@@ -639,7 +593,7 @@ flownet_solve (FlowNet *fn, SimTime now)
           fn->cap_comp_links = fn->cap_search_links;
           fn->cap_search_links = c;
           nl = snl;
-          nf = snf;
+          nf = snw;
           record = FALSE;
         }
     }
@@ -650,7 +604,7 @@ flownet_solve (FlowNet *fn, SimTime now)
     }
   fn->n_dirty = 0;
   guint ep = fn->epoch;
-  fn->rm_min = G_MAXUINT;
+  fn->rm_min = fn->join_min = G_MAXUINT;
   fn->rm_n = fn->add_n = 0;
   fn->rec_valid = FALSE;
   if (record && !restart)
@@ -677,7 +631,7 @@ flownet_solve (FlowNet *fn, SimTime now)
         {
           guint li = fn->comp_links[i];
           fn->rem[li] = fn->links[li].capacity;
-          fn->n_free[li] = fn->links[li].n_flows;
+          fn->n_free[li] = fn->links[li].weight;
         }
       fn->unfixed = nf;
     }
@@ -739,50 +693,74 @@ flownet_solve (FlowNet *fn, SimTime now)
        * leaves it nothing; nothing reads a taken link's state again, since
        * a restart never resumes after the level that took a link that
        * gained flows (restart_checkpoint) */
-      const guint *le = fn->links[li].flows;
-      guint n = fn->links[li].n_flows, left = fn->n_free[li];
+      guint left = fn->n_free[li];
       fn->n_free[li] = 0;
       fn->rem[li] = 0.0;
-      if (n <= 64)
+      /* a bundle for which this is a private link (not every member on
+       * it) splits into its flows, and the list is gone through again */
+      gboolean again = TRUE;
+      while (again)
         {
-          /* a short list: its unfixed flows first, their records fetched
-           * together, then fixed (in list order, as below) */
-          guint todo[64], m = 0;
-          /* branch-free: whether a listed flow is fixed yet is a coin toss */
-          for (guint j = 0; j < n; j++)
+          again = FALSE;
+          const guint *le = fn->links[li].flows;
+          const guint8 *hb = fn->links[li].hop;
+          guint n = fn->links[li].n_flows;
+          if (n <= 64)
             {
-              todo[m] = le[j];
-              m += fn->fixed[le[j]].epoch != ep;
+              /* a short list: its unfixed flows first, their records
+               * fetched together, then fixed (in list order, as below) */
+              guint todo[64], at[64], m = 0;
+              /* branch-free: whether a listed flow is fixed yet is a coin toss */
+              for (guint j = 0; j < n; j++)
+                {
+                  todo[m] = le[j];
+                  at[m] = j;
+                  m += fn->fixed[le[j]].epoch != ep;
+                }
+              for (guint k = 0; k < m; k++)
+                {
+                  __builtin_prefetch (&fn->hot[todo[k]]);
+                  __builtin_prefetch (&fn->end[todo[k]]);
+                }
+              for (guint k = 0; k < m && !again; k++)
+                {
+                  const FlowHot *f = &fn->hot[todo[k]];
+                  if (G_LIKELY (!f->bundle))
+                    fix_flow (fn, todo[k], f->n_hops, f->path, li, share, now);
+                  else
+                    again = take_bundle (fn, todo[k], hb[at[k]], li, share, now);
+                }
+              continue;
             }
-          for (guint k = 0; k < m; k++)
+          for (guint j = 0; j < n && left > 0 && !again; j++)
             {
-              __builtin_prefetch (&fn->hot[todo[k]]);
-              __builtin_prefetch (&fn->end[todo[k]]);
-            }
-          for (guint k = 0; k < m; k++)
-            {
-              const FlowHot *f = &fn->hot[todo[k]];
-              fix_flow (fn, todo[k], f->n_hops, f->path, li, share, now);
-            }
-          continue;
-        }
-      for (guint j = 0; j < n && left > 0; j++)
-        {
-          /* a link's flows sit at scattered slots: fetch their stamps ahead,
-           * and the records of those a solve will fix (most of a flow's
-           * visits find it fixed already and read only the stamp) */
-          if (j + 32 < n)
-            __builtin_prefetch (&fn->fixed[le[j + 32]]);
-          if (j + 16 < n && fn->fixed[le[j + 16]].epoch != ep)
-            {
-              __builtin_prefetch (&fn->hot[le[j + 16]]);
-              __builtin_prefetch (&fn->end[le[j + 16]]);
-            }
-          if (fn->fixed[le[j]].epoch != ep)
-            {
-              const FlowHot *f = &fn->hot[le[j]];
-              fix_flow (fn, le[j], f->n_hops, f->path, li, share, now);
-              left--;
+              /* a link's flows sit at scattered slots: fetch their stamps
+               * ahead, and the records of those a solve will fix (most of a
+               * flow's visits find it fixed already and read only the stamp) */
+              if (j + 32 < n)
+                __builtin_prefetch (&fn->fixed[le[j + 32]]);
+              if (j + 16 < n && fn->fixed[le[j + 16]].epoch != ep)
+                {
+                  __builtin_prefetch (&fn->hot[le[j + 16]]);
+                  __builtin_prefetch (&fn->end[le[j + 16]]);
+                }
+              if (fn->fixed[le[j]].epoch != ep)
+                {
+                  const FlowHot *f = &fn->hot[le[j]];
+                  if (G_LIKELY (!f->bundle))
+                    {
+                      fix_flow (fn, le[j], f->n_hops, f->path, li, share, now);
+                      left--;
+                    }
+                  else
+                    {
+                      const Bundle *b = &fn->bundles[f->path[0]];
+                      guint w = b->n_m + b->n_pend;
+                      again = take_bundle (fn, le[j], hb[j], li, share, now);
+                      if (!again)
+                        left -= w;
+                    }
+                }
             }
         }
     }
@@ -797,87 +775,6 @@ flownet_solve (FlowNet *fn, SimTime now)
       fn->rec_levels = level;
     }
   tighten_loose (fn);
-}
-
-SimTime
-flownet_next_end (const FlowNet *fn)
-{
-  g_assert (fn->n_loose == 0);
-  SimTime first = SIM_TIME_MAX;
-  for (guint b = 0; b < (fn->n_slots + BLOCK - 1) / BLOCK; b++)
-    first = MIN (first, fn->blk_end[b]);
-  return first;
-}
-
-const FlowEnd *
-flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
-{
-  g_assert (fn->n_loose == 0);
-  /* first the due flows, from the dense end and start arrays, in slot
-   * order; then their records, fetched ahead: ended flows sit at scattered
-   * slots and their records are mostly out of cache by now. A block with
-   * due flows gets its earliest end and start back from the same scan (of
-   * the flows that stay) and the new ends of those that continue. */
-  guint n = 0;
-  for (guint b = 0; b < (fn->n_slots + BLOCK - 1) / BLOCK; b++)
-    {
-      /* no flow of the block can be due: its earliest end is past the
-       * latest deadline any of its flows could have */
-      SimTime be = fn->blk_end[b];
-      SimTime latest = now + (SimTime) (tolerance * (double) (now - fn->blk_start[b]));
-      if (be == SIM_TIME_MAX || (be > now && be > latest))
-        continue;
-      guint hi = MIN ((b + 1) * BLOCK, fn->n_slots);
-      SimTime e = SIM_TIME_MAX, st = SIM_TIME_MAX;
-      for (guint id = b * BLOCK; id < hi; id++)
-        {
-          /* past the block's latest deadline (free slots too), no flow is
-           * due: the exact test only for the others */
-          SimTime end = fn->end[id];
-          if ((end > now && end > latest)
-              || (end > now && end > now + (SimTime) (tolerance * (double) (now - fn->start[id]))))
-            {
-              e = MIN (e, end);
-              st = MIN (st, fn->start[id]);
-              continue;
-            }
-          g_assert (end >= now);
-          GROW (fn->done, fn->cap_done, n + 1);
-          fn->done[n++] = (FlowEnd) { id, end, 0.0, FALSE };
-          __builtin_prefetch (&fn->hot[id]);
-          __builtin_prefetch (&fn->cold[id]);
-        }
-      fn->blk_end[b] = e;
-      fn->blk_start[b] = st;
-    }
-  for (guint i = 0; i < n; i++)
-    {
-      FlowEnd *d = &fn->done[i];
-      guint id = (guint) d->tag;
-      FlowCold *c = &fn->cold[id];
-      d->tag = c->tag;
-      d->rate = fn->hot[id].rate;
-      d->continued = c->next_bytes > 0.0;
-      if (d->continued)
-        {
-          flow_continue (fn, id, d->end);
-          guint b = id / BLOCK;
-          fn->blk_end[b] = MIN (fn->blk_end[b], fn->end[id]);
-          fn->blk_start[b] = MIN (fn->blk_start[b], fn->start[id]);
-        }
-      else
-        flow_remove (fn, id);
-    }
-  *n_done = n;
-  return fn->done;
-}
-
-SimTime
-flownet_added_due (const FlowNet *fn, double tolerance)
-{
-  if (!fn->needs_solve || fn->removed || fn->added_first == SIM_TIME_MAX)
-    return 0;
-  return fn->added_first + sim_time_from_seconds (tolerance * fn->added_min_est);
 }
 
 guint

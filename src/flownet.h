@@ -48,6 +48,19 @@ guint flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *pat
                         double rate_cap, guint64 tag);
 
 /* TRUE when flows started or ended since the last solve. */
+/* Flows that share the last links of their paths (a core) and differ in
+ * the links before it (their private prefixes) can be added as one
+ * bundle (flownet_bundle.c): the solver then visits and fixes them as one
+ * entry while they have one rate, which max-min gives them unless a
+ * private link is their bottleneck (the bundle then splits into plain
+ * flows). Their ends come out of flownet_take_batch one by one with
+ * their tags, as for flows of their own; they have no flow id, and no
+ * continuation. flownet_core returns the id of a core (1..MAX_HOPS
+ * distinct links), the same id for the same links. */
+guint flownet_core (FlowNet *fn, const guint *links, guint n);
+void flownet_flow_add_shared (FlowNet *fn, SimTime now, double bytes, const guint *priv, guint n_priv, guint core,
+                              guint64 tag);
+
 gboolean flownet_needs_solve (const FlowNet *fn);
 
 /* Recomputes max-min fair rates at time `now` for the components touched

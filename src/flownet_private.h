@@ -8,11 +8,13 @@
 #include "util.h"
 
 typedef struct {
-  double remaining; /* bytes left as of t_update */
+  double remaining; /* bytes left as of t_update (a bundle: each member's
+                     * bytes until its first member has sent all) */
   SimTime t_update; /* when remaining was last brought up to date */
-  double rate;      /* bytes/s */
-  guint path[FLOWNET_MAX_HOPS];
-  guint8 n_hops;
+  double rate;      /* bytes/s (a bundle: of each member) */
+  guint path[FLOWNET_MAX_HOPS]; /* a bundle: path[0] is its index */
+  guint8 n_hops;                /* a bundle: 0 */
+  guint8 bundle;
 } FlowHot;
 G_STATIC_ASSERT (sizeof (FlowHot) <= 64);
 
@@ -31,6 +33,44 @@ typedef struct {
   guint64 next_tag;
 } FlowCold;
 
+/* A link list entry's hop byte: which hop of the entry's path the link is;
+ * with HOP_BUNDLE set, of a bundle's hop table (flownet_bundle.c) */
+#define HOP_BUNDLE 0x80
+
+/* A member of a bundle: one flow, at the bundle's rate while it is one. */
+typedef struct {
+  double fin;    /* the bundle's clock (bytes each member sent) when it is done */
+  guint64 tag;
+  guint seq;     /* joining order: members done together end in it */
+  guint8 n_priv;
+  guint priv[FLOWNET_MAX_HOPS]; /* its links apart from the core, in path order */
+} Member;
+
+/* Flows that share a core (the rest of their paths after a private
+ * prefix), kept as one entry of the network with a weight per link: while
+ * no link of a private prefix is the bottleneck, max-min gives them one
+ * rate, so the solve fixes them together and one clock tracks their bytes.
+ * A private link taken first splits the bundle into its flows. */
+#define BUNDLE_HOPS 16
+typedef struct {
+  /* what a solve reads, first */
+  guint n_hops;
+  guint n_core;  /* hops [0, n_core) are the core's links, every member on them */
+  guint n_m;     /* members in the heap */
+  guint n_pend;
+  guint link[BUNDLE_HOPS]; /* per hop: the link, */
+  guint wt[BUNDLE_HOPS];   /* the members on it, */
+  guint pos[BUNDLE_HOPS];  /* the bundle's place in its list */
+  guint slot;    /* its entry in the flow arrays */
+  guint core;    /* its core (flownet_core) */
+  Member *m;     /* a binary min-heap on (fin, seq) */
+  guint cap_m, seq;
+  /* members that joined since its last fix: sending nothing until then,
+   * as a new flow does (fin holds their bytes) */
+  Member *pend;
+  guint cap_pend;
+} Bundle;
+
 typedef struct {
   double capacity;
   double bytes;
@@ -40,6 +80,7 @@ typedef struct {
                  * removals only, so the solve's lists stay 4 bytes a flow) */
   guint n_flows;
   guint cap_flows;
+  guint weight; /* flows on it (a bundle counts its members on it) */
   guint mark; /* == fn->mark: reached by the current component search */
   guint8 dirty;
 } Link;
@@ -72,7 +113,18 @@ struct FlowNet {
   /* taken lowest first: flows started together get neighbouring slots, so
    * a link's flow list walks memory mostly forward */
   FreeIds free_slots;
-  guint n_active;
+  guint n_active;  /* entries: flows and bundles */
+  guint n_weight;  /* flows, members of bundles included */
+  /* bundles (flownet_bundle.c): the cores, each a run of links, and the
+   * bundle on each (G_MAXUINT when none) */
+  Bundle *bundles;
+  guint n_bundles, cap_bundles;
+  FreeIds free_bundles;
+  GHashTable *core_ids;
+  guint *core_off;     /* [core]: where its links start in core_links */
+  guint *core_links;
+  guint *core_bundle;  /* [core]: its bundle */
+  guint n_cores, cap_core_off, cap_core_bundle, n_core_links, cap_core_links;
   guint *capped; /* active flows with a rate cap */
   guint n_capped, cap_capped;
 
@@ -115,6 +167,7 @@ struct FlowNet {
   /* flows that ended since the record: their lowest level and how many;
    * flows started since; per link, started less ended */
   guint rm_min, rm_n, add_n;
+  guint join_min; /* lowest level of a bundle that gained a member since */
   gint *d_cnt;
   guint64 restarts;
 
@@ -129,6 +182,8 @@ struct FlowNet {
   guint cap_hb;
   FlowEnd *done;
   guint cap_done;
+  guint *due; /* scratch of a batch: the entries due */
+  guint cap_due;
 
   guint64 solves;
   guint64 work;
@@ -138,8 +193,137 @@ struct FlowNet {
 #define BLOCK 64
 
 void flownet_new_epoch (FlowNet *fn);
+guint flownet_slot_alloc (FlowNet *fn);
+
+/* flownet_bundle.c */
+void flownet_bundles_clear (FlowNet *fn);
+void flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now);
+guint flownet_bundle_take (FlowNet *fn, guint id, SimTime now, double tolerance, guint n);
+void flownet_bundle_admit (FlowNet *fn, Bundle *b, SimTime now);
+
+/* When `remaining` bytes at `rate` (> 0) from `now` are sent. */
+static inline SimTime
+flownet_project (double remaining, double rate, SimTime now)
+{
+  SimTime end = now;
+  if (remaining > rate * 1e-12 + 1e-9) /* else drained but for rounding */
+    {
+      /* scenarios are bounded to ~1e6 s (scenario.c); clamp anyway so a
+       * pathological rate can never wrap the clock */
+      double ps = MIN (remaining / rate * 1e12, 4e18);
+      end = now + sim_time_ceil_ps (ps);
+    }
+  return end;
+}
+static inline gboolean
+flownet_is_bundle (const FlowNet *fn, guint id)
+{
+  return fn->hot[id].bundle != 0;
+}
 
 /* flownet_restart.c */
 void flownet_record_add_link (FlowNet *fn, guint li);
 void flownet_checkpoint_save (FlowNet *fn, guint q);
 guint flownet_restart_from_record (FlowNet *fn);
+
+/* Shared by the flow network's files */
+
+static inline void
+mark_dirty (FlowNet *fn, guint link)
+{
+  Link *l = &fn->links[link];
+  fn->needs_solve = TRUE;
+  if (l->dirty)
+    return;
+  l->dirty = 1;
+  GROW (fn->dirty_links, fn->cap_dirty, fn->n_dirty + 1);
+  fn->dirty_links[fn->n_dirty++] = link;
+}
+
+/* Sets a flow's projected end, keeping its block's earliest end exact, or
+ * listing the block as loose when its earliest end moved later. */
+static inline void
+set_end (FlowNet *fn, guint id, SimTime end)
+{
+  guint b = id / BLOCK;
+  SimTime old = fn->end[id];
+  fn->end[id] = end;
+  if (end < fn->blk_end[b])
+    fn->blk_end[b] = end;
+  else if (old == fn->blk_end[b] && end > old && !fn->blk_loose[b])
+    {
+      fn->blk_loose[b] = 1;
+      GROW (fn->loose, fn->cap_loose, fn->n_loose + 1);
+      fn->loose[fn->n_loose++] = b;
+    }
+}
+
+/* Where entry `id` sits in the list of the link that is its hop `hop`. */
+static inline void
+set_pos (FlowNet *fn, guint id, guint8 hop, guint pos)
+{
+  if (hop & HOP_BUNDLE)
+    fn->bundles[fn->hot[id].path[0]].pos[hop & ~HOP_BUNDLE] = pos;
+  else
+    fn->cold[id].pos[hop] = pos;
+}
+
+static inline void
+list_append (FlowNet *fn, guint li, guint id, guint8 hop)
+{
+  Link *l = &fn->links[li];
+  if (l->n_flows == l->cap_flows)
+    {
+      GROW (l->flows, l->cap_flows, l->n_flows + 1);
+      l->hop = g_realloc (l->hop, l->cap_flows);
+    }
+  l->flows[l->n_flows] = id;
+  l->hop[l->n_flows] = hop;
+  set_pos (fn, id, hop, l->n_flows++);
+}
+
+/* Removes the entry at position p of a link's list: the last one takes
+ * its place (its path is not read: its hop byte says where it keeps p). */
+static inline void
+list_remove (FlowNet *fn, guint li, guint p)
+{
+  Link *l = &fn->links[li];
+  guint last = l->flows[--l->n_flows];
+  if (p != l->n_flows)
+    {
+      guint8 k = l->hop[l->n_flows];
+      l->flows[p] = last;
+      l->hop[p] = k;
+      set_pos (fn, last, k, p);
+    }
+}
+
+/* A flow (or a bundle's member) joined link li. */
+static inline void
+link_joined (FlowNet *fn, guint li)
+{
+  fn->links[li].weight++;
+  mark_dirty (fn, li);
+  if (fn->rec_valid)
+    {
+      /* a restart needs every link in the record */
+      guint p = fn->rec_pos[li];
+      if (!(p < fn->rec_nl && fn->comp_links[p] == li))
+        flownet_record_add_link (fn, li);
+      fn->d_cnt[li]++;
+    }
+}
+
+/* A flow that ran at `rate` left link li. */
+static inline void
+link_left (FlowNet *fn, guint li, double rate)
+{
+  Link *l = &fn->links[li];
+  /* an empty link carries exactly nothing (no rounding left over) */
+  fn->load[li] = l->weight > 1 ? fn->load[li] - rate : 0.0;
+  l->weight--;
+  mark_dirty (fn, li);
+  if (fn->rec_valid)
+    fn->d_cnt[li]--;
+}
+

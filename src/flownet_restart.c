@@ -64,6 +64,9 @@ restart_checkpoint (FlowNet *fn)
 {
   guint ck = fn->ck_every, n_ck = (fn->rec_levels + ck - 1) / ck;
   guint q = fn->rm_n > 0 ? fn->rm_min / ck : n_ck - 1;
+  /* a bundle that gained a member is not the entry the record fixed (its
+   * new member may miss the link that fixed it): from its level on */
+  q = MIN (q, fn->join_min / ck);
   for (guint i = 0; i < fn->n_dirty && q > 0; i++)
     {
       guint li = fn->dirty_links[i];

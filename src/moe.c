@@ -76,6 +76,8 @@ typedef struct {
   guint comm_link0;      /* engine links of the GPUs' communication kernels: out 2g, in 2g + 1 */
   gboolean comm_links;
   gboolean rdma;         /* low_latency without NVLink */
+  gboolean bundle;       /* flows between nodes sharing a core run bundled
+                          * (direct and low_latency: no chunk chains) */
   GpuTimes *times;       /* [step * ep + gpu] */
   /* [step * ep + gpu]: the source of the dispatch transfer into the GPU
    * that ended last, and when; NULL when tags cannot hold them */
@@ -130,7 +132,9 @@ add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, g
         links[n++] = m->comm_link0 + 2 * b + 1; /* the receiver's */
       /* without the table (very large EP) each flow gets a route of its own */
       if (m->pair_route)
-        pr->route = engine_route (m->engine, links, n, p.latency, 0.0);
+        pr->route = m->bundle && p.shared_core
+                      ? engine_route_shared (m->engine, links, n, (m->comm_links ? 1u : 0u) + p.n_private, p.latency)
+                      : engine_route (m->engine, links, n, p.latency, 0.0);
       pr->latency = p.latency;
       pr->uses = (guint8) ((p.uses_nvlink ? 1 : 0) | (p.uses_ib ? 2 : 0) | (p.uses_fabric ? 4 : 0));
     }
@@ -761,6 +765,7 @@ moe_simulate (const Scenario *sc, LayerPlacement *const *placement, const MoeWat
   gboolean ll = s->dispatch == DISPATCH_LOW_LATENCY;
   gboolean hook = ll && s->low_latency.receive_hook;
   m.rdma = ll && !s->low_latency.nvlink;
+  m.bundle = s->sim.bundle_flows && s->dispatch != DISPATCH_HIERARCHICAL;
   m.comm_links = s->comm_sms > 0 && !hook;
   m.comm_link0 = cluster_n_links (m.cluster);
   for (guint g = 0; g < 2 * m.ep && m.comm_links; g++)

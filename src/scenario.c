@@ -207,6 +207,9 @@ static const CfgField scenario_fields[] = {
      "run (with a warning) when a GPU needs more memory than its HBM (--allow-oversubscribe)"),
   F ("sim.counterfactual", CFG_BOOL, sim.counterfactual, 0, 0, "true",
      "also simulate each layer with its selections spread evenly, to price the imbalance"),
+  F ("sim.bundle_flows", CFG_BOOL, sim.bundle_flows, 0, 0, "true",
+     "solve the flows of direct and low_latency dispatch that share their NIC hops as one "
+     "(same rates; false: each on its own)"),
 };
 #undef F
 #undef E

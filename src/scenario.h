@@ -82,6 +82,7 @@ typedef struct {
     double max_memory_gb;
     gboolean counterfactual;
     gboolean allow_oversubscribe;
+    gboolean bundle_flows;
   } sim;
 } ScenarioSpec;
 

@@ -402,6 +402,122 @@ test_whole_network_solves_restart (void)
   CU_ASSERT_EQUAL (flownet_solve_restarts (fn), solves - 1);
 }
 
+/* Bundles against plain flows: the same flows, added once as flows of
+ * their own over their whole paths and once as bundles (a private prefix
+ * and a core shared by every GPU of a node sending to one GPU elsewhere),
+ * run to their ends in exact mode while more arrive: every flow ends at
+ * the same time in both, up to rounding. The multi-plane cluster of the
+ * test above; with NVLink slower than the NICs in half the variants, so
+ * private links bind and bundles split (and, in the other half, in the
+ * tails). */
+static void
+run_to (FlowNet *fn, SimTime until, SimTime *now, SimTime *ends)
+{
+  for (;;)
+    {
+      SimTime next = flownet_next_end (fn);
+      if (next == SIM_TIME_MAX || next > until)
+        break;
+      *now = next;
+      guint n;
+      const FlowEnd *done = flownet_take_batch (fn, next, 0.0, &n);
+      for (guint i = 0; i < n; i++)
+        ends[done[i].tag] = done[i].end;
+      flownet_solve (fn, next);
+    }
+}
+
+static void
+add_both (FlowNet *plain, FlowNet *bund, SimTime at, guint a, guint b, double bytes, guint gpus, guint gpn, guint tag)
+{
+  guint relay = a / gpn * gpn + b % gpn;
+  guint path[4], n = 0, n_priv = 0;
+  if (a / gpn == b / gpn)
+    path[n++] = a, path[n++] = gpus + b;
+  else
+    {
+      if (relay != a)
+        path[n++] = a, path[n++] = gpus + relay, n_priv = 2;
+      path[n++] = 2 * gpus + relay;
+      path[n++] = 3 * gpus + b;
+    }
+  flownet_flow_add (plain, at, bytes, path, n, 0.0, tag);
+  if (a / gpn == b / gpn)
+    flownet_flow_add (bund, at, bytes, path, n, 0.0, tag);
+  else
+    flownet_flow_add_shared (bund, at, bytes, path, n_priv, flownet_core (bund, path + n_priv, 2), tag);
+}
+
+static void
+test_bundles_match_plain_flows (void)
+{
+  for (guint variant = 0; variant < 6; variant++)
+    {
+      guint gpus = variant >= 4 ? 32 : 16, gpn = variant >= 4 ? 8 : 4, nl = 4 * gpus;
+      g_autoptr (FlowNet) plain = flownet_new ();
+      g_autoptr (FlowNet) bund = flownet_new ();
+      for (guint l = 0; l < nl; l++)
+        {
+          /* variants 4 and 5: NICs faster than NVLink, all-to-alls whose
+           * flows from a GPU on the destination's rail (no private link)
+           * join their bundles later, after bundles were fixed at a
+           * private link all their members then shared */
+          double cap = l < 2 * gpus ? (variant % 2 ? 40.0 : 160.0) : 50.0;
+          if (variant >= 4)
+            cap = l < 2 * gpus ? 139.0 : 190.0;
+          flownet_add_link (plain, cap);
+          flownet_add_link (bund, cap);
+        }
+      GRand *r = g_rand_new_with_seed (100 + variant);
+      guint cap_fl = 30000, nf = 0;
+      g_autofree SimTime *end_p = g_new0 (SimTime, cap_fl);
+      g_autofree SimTime *end_b = g_new0 (SimTime, cap_fl);
+      SimTime now_p = 0, now_b = 0;
+      for (guint round = 0; round < (variant >= 4 ? 22 : 60); round++)
+        {
+          SimTime at = (SimTime) round * 2000000; /* 2 us apart */
+          run_to (plain, at, &now_p, end_p);
+          run_to (bund, at, &now_b, end_b);
+          if (variant >= 4)
+            {
+              /* every 10 rounds an all-to-all: first the flows with a
+               * private link, a round later those without */
+              guint phase = round % 10;
+              for (guint a = 0; a < gpus && phase < 2; a++)
+                for (guint b = 0; b < gpus; b++)
+                  {
+                    gboolean direct_rail = a / gpn != b / gpn && a % gpn == b % gpn;
+                    if (a == b || direct_rail != (phase == 1) || nf >= cap_fl)
+                      continue;
+                    add_both (plain, bund, at, a, b, g_rand_double_range (r, 20000.0, 200000.0), gpus, gpn, nf++);
+                  }
+            }
+          guint adds = variant >= 4 ? 0 : (guint) g_rand_int_range (r, 0, variant < 2 ? 60 : 25);
+          for (guint k = 0; k < adds && nf < cap_fl; k++, nf++)
+            {
+              guint a = (guint) g_rand_int_range (r, 0, (gint) gpus);
+              guint b = (a + 1 + (guint) g_rand_int_range (r, 0, (gint) gpus - 1)) % gpus;
+              add_both (plain, bund, at, a, b, g_rand_double_range (r, 1000.0, 100000.0), gpus, gpn, nf);
+            }
+          flownet_solve (plain, at);
+          flownet_solve (bund, at);
+        }
+      run_to (plain, SIM_TIME_MAX - 1, &now_p, end_p);
+      run_to (bund, SIM_TIME_MAX - 1, &now_b, end_b);
+      g_rand_free (r);
+      CU_ASSERT (nf > 600);
+      CU_ASSERT_EQUAL (flownet_n_active (plain), 0);
+      CU_ASSERT_EQUAL (flownet_n_active (bund), 0);
+      guint bad = 0;
+      for (guint f = 0; f < nf; f++)
+        if (end_p[f] == 0 || llabs (end_p[f] - end_b[f]) > 10 + end_p[f] / 1000000000)
+          bad++;
+      CU_ASSERT_EQUAL (bad, 0);
+      if (bad)
+        g_printerr ("variant %u: %u of %u flows end elsewhere\n", variant, bad, nf);
+    }
+}
+
 int
 main (void)
 {
@@ -416,6 +532,7 @@ main (void)
     TEST (test_many_flows_conserve_capacity),
     TEST (test_rates_stay_max_min_through_changes),
     TEST (test_whole_network_solves_restart),
+    TEST (test_bundles_match_plain_flows),
   };
   return test_main ("flownet", tests, G_N_ELEMENTS (tests));
 }

@@ -696,6 +696,45 @@ test_default_tolerance_close_to_exact (void)
     }
 }
 
+/* Bundled flows (direct and low_latency dispatch on a multi-plane
+ * cluster: the GPUs of a node sending to one GPU elsewhere share the NIC
+ * hops) give the rates of flows of their own: in exact mode every layer's
+ * phases and the pass agree with sim.bundle_flows=false to rounding. With
+ * NICs at 200 GB/s the NVLink hops before them bind and bundles split. */
+static void
+test_bundled_flows_match_plain_flows (void)
+{
+  static const char *const cases[][4] = {
+    { "deepseek-v3-ep64-forward.yaml", "parallel.ep=32", "nic.gbps=200", "model.moe_layers=2" },
+    { "deepseek-v3-ep64-forward.yaml", "parallel.ep=32", "model.moe_layers=2", NULL },
+    { "deepep-ll-ep64.yaml", NULL, NULL, NULL },
+  };
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      RunResult *r[2];
+      for (guint k = 0; k < 2; k++)
+        {
+          const char *sets[] = { "sim.tolerance=0", "sim.counterfactual=false",
+                                 k ? "sim.bundle_flows=false" : "sim.bundle_flows=true",
+                                 cases[c][1], cases[c][2], cases[c][3], NULL };
+          g_autoptr (Scenario) sc = test_load_sim (cases[c][0], sets);
+          CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+          r[k] = moe_run (sc, NULL);
+          CU_ASSERT_PTR_NOT_NULL_FATAL (r[k]);
+        }
+      ASSERT_REL (r[0]->total_us, r[1]->total_us, 1e-9);
+      CU_ASSERT_EQUAL_FATAL (r[0]->n_layers, r[1]->n_layers);
+      for (guint i = 0; i < r[0]->n_layers; i++)
+        {
+          ASSERT_REL (r[0]->layers[i].dispatch.max_us, r[1]->layers[i].dispatch.max_us, 1e-9);
+          ASSERT_REL (r[0]->layers[i].combine.max_us, r[1]->layers[i].combine.max_us, 1e-9);
+          ASSERT_REL (r[0]->layers[i].dispatch.mean_us, r[1]->layers[i].dispatch.mean_us, 1e-9);
+        }
+      run_result_free (r[0]);
+      run_result_free (r[1]);
+    }
+}
+
 int
 main (void)
 {
@@ -719,6 +758,7 @@ main (void)
     TEST (test_runs_are_deterministic),
     TEST (test_faster_ib_helps_what_if),
     TEST (test_default_tolerance_close_to_exact),
+    TEST (test_bundled_flows_match_plain_flows),
   };
   return test_main ("moe", tests, G_N_ELEMENTS (tests));
 }

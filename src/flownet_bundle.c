@@ -1,0 +1,532 @@
+/* Bundles: flows that share a core, kept as one entry of the network.
+ *
+ * A flow added with flownet_flow_add_shared runs over a private prefix
+ * (links of its own, such as the NVLink hops to the GPU whose NIC it
+ * leaves by) and then a core (flownet_core: such as the two NIC ports of
+ * a rail). The flows on one core form a bundle: one entry in the flow
+ * arrays and in the list of each of its links, with a hop table that says
+ * how many of its members cross each link (all of them the core's; each
+ * private link its own count). In the progressive filling a bundle is
+ * fixed when one of its core links is taken: every member is on it, so
+ * every member gets its share, which is what max-min gives each of them
+ * as flows of their own (a member is fixed at the first of its links
+ * taken, and none of its private links was taken before, or the bundle
+ * would have split). Its other links lose the share times their counts.
+ * When a private link of an unfixed bundle is taken first, the members
+ * do not share one rate: the bundle splits there and then into plain
+ * flows (the links' counts, capacities and loads stay as they are, so the
+ * fill goes on), and they stay plain.
+ *
+ * Members share the rate, so one clock counts the bytes each sent; a
+ * member is done when the clock reaches its `fin`. The bundle's record
+ * holds the bytes to its first member's fin as its remaining bytes, and
+ * its members are a heap on fin: a batch of ends takes members one after
+ * another as a continued flow's chunks. A member that joins between two
+ * solves waits, as a new flow does, at rate 0 until the next solve fixes
+ * the bundle (which it must: its links are dirty and the bundle's share
+ * on its core fell), and takes its place on the clock then.
+ *
+ * So a solve visits a bundle once where it would visit each member: for
+ * the direct all-to-all on a multi-plane cluster, eight flows (the GPUs of
+ * one node to one GPU elsewhere) share the two NIC ports of a rail. */
+#include "flownet_private.h"
+
+#include <string.h>
+
+static inline gboolean
+member_less (const Member *a, const Member *b)
+{
+  return a->fin < b->fin || (a->fin == b->fin && a->seq < b->seq);
+}
+
+static void
+heap_push (Bundle *b, const Member *m)
+{
+  GROW (b->m, b->cap_m, b->n_m + 1);
+  guint i = b->n_m++;
+  while (i > 0)
+    {
+      guint p = (i - 1) / 2;
+      if (!member_less (m, &b->m[p]))
+        break;
+      b->m[i] = b->m[p];
+      i = p;
+    }
+  b->m[i] = *m;
+}
+
+static Member
+heap_pop (Bundle *b)
+{
+  Member top = b->m[0];
+  Member last = b->m[--b->n_m];
+  guint i = 0, n = b->n_m;
+  for (;;)
+    {
+      guint c = 2 * i + 1;
+      if (c >= n)
+        break;
+      if (c + 1 < n && member_less (&b->m[c + 1], &b->m[c]))
+        c++;
+      if (!member_less (&b->m[c], &last))
+        break;
+      b->m[i] = b->m[c];
+      i = c;
+    }
+  if (n > 0)
+    b->m[i] = last;
+  return top;
+}
+
+guint
+flownet_core (FlowNet *fn, const guint *links, guint n)
+{
+  g_return_val_if_fail (n >= 1 && n <= FLOWNET_MAX_HOPS, G_MAXUINT);
+  for (guint h = 0; h < n; h++)
+    {
+      g_return_val_if_fail (links[h] < fn->n_links, G_MAXUINT);
+      for (guint k = 0; k < h; k++)
+        g_return_val_if_fail (links[k] != links[h], G_MAXUINT);
+    }
+  if (fn->core_ids == NULL)
+    fn->core_ids = g_hash_table_new_full (g_bytes_hash, g_bytes_equal, (GDestroyNotify) g_bytes_unref, NULL);
+  GBytes *key = g_bytes_new (links, n * sizeof (guint));
+  gpointer v;
+  if (g_hash_table_lookup_extended (fn->core_ids, key, NULL, &v))
+    {
+      g_bytes_unref (key);
+      return GPOINTER_TO_UINT (v) - 1;
+    }
+  guint id = fn->n_cores++;
+  g_hash_table_insert (fn->core_ids, key, GUINT_TO_POINTER (id + 1));
+  GROW (fn->core_off, fn->cap_core_off, fn->n_cores + 1);
+  GROW (fn->core_bundle, fn->cap_core_bundle, fn->n_cores);
+  GROW (fn->core_links, fn->cap_core_links, fn->n_core_links + n);
+  fn->core_off[id] = fn->n_core_links;
+  memcpy (fn->core_links + fn->n_core_links, links, n * sizeof (guint));
+  fn->n_core_links += n;
+  fn->core_off[id + 1] = fn->n_core_links;
+  fn->core_bundle[id] = G_MAXUINT;
+  return id;
+}
+
+/* A new, empty bundle on core `core`, listed on the core's links. */
+static guint
+bundle_new (FlowNet *fn, SimTime now, guint core)
+{
+  guint bi;
+  if (!free_ids_take (&fn->free_bundles, &bi))
+    {
+      GROW (fn->bundles, fn->cap_bundles, fn->n_bundles + 1);
+      bi = fn->n_bundles++;
+      memset (&fn->bundles[bi], 0, sizeof (Bundle));
+    }
+  guint slot = flownet_slot_alloc (fn);
+  Bundle *b = &fn->bundles[bi];
+  guint off = fn->core_off[core], n = fn->core_off[core + 1] - off;
+  b->slot = slot;
+  b->core = core;
+  b->n_core = b->n_hops = n;
+  b->n_m = b->n_pend = b->seq = 0;
+  FlowHot *f = &fn->hot[slot];
+  memset (f, 0, sizeof *f);
+  f->bundle = 1;
+  f->path[0] = bi;
+  f->t_update = now;
+  memset (&fn->cold[slot], 0, sizeof (FlowCold));
+  fn->end[slot] = SIM_TIME_MAX;
+  fn->start[slot] = now;
+  fn->fixed[slot] = (Stamp) { 0, G_MAXUINT }; /* not fixed, below no restart level */
+  fn->blk_start[slot / BLOCK] = MIN (fn->blk_start[slot / BLOCK], now);
+  for (guint h = 0; h < n; h++)
+    {
+      b->link[h] = fn->core_links[off + h];
+      b->wt[h] = 0;
+      list_append (fn, b->link[h], slot, (guint8) (HOP_BUNDLE | h));
+    }
+  fn->core_bundle[core] = bi;
+  fn->n_active++;
+  return bi;
+}
+
+/* The bundle leaves the network (its members are gone or split off). */
+static void
+bundle_free (FlowNet *fn, guint bi)
+{
+  Bundle *b = &fn->bundles[bi];
+  for (guint h = 0; h < b->n_hops; h++)
+    list_remove (fn, b->link[h], b->pos[h]);
+  b->n_hops = 0;
+  fn->core_bundle[b->core] = G_MAXUINT;
+  guint slot = b->slot;
+  fn->hot[slot].bundle = 0;
+  fn->end[slot] = fn->start[slot] = SIM_TIME_MAX;
+  free_ids_put (&fn->free_slots, slot);
+  free_ids_put (&fn->free_bundles, bi);
+  fn->n_active--;
+}
+
+/* The hop of private link li, or n_hops when the bundle is not on it. */
+static guint
+hop_of (const Bundle *b, guint li)
+{
+  guint h = b->n_core;
+  while (h < b->n_hops && b->link[h] != li)
+    h++;
+  return h;
+}
+
+/* Drops hop h (no member on it any more): the last hop takes its place. */
+static void
+hop_remove (FlowNet *fn, Bundle *b, guint h)
+{
+  list_remove (fn, b->link[h], b->pos[h]);
+  guint last = --b->n_hops;
+  if (h != last)
+    {
+      b->link[h] = b->link[last];
+      b->wt[h] = b->wt[last];
+      b->pos[h] = b->pos[last];
+      fn->links[b->link[h]].hop[b->pos[h]] = (guint8) (HOP_BUNDLE | h);
+    }
+}
+
+/* The bundle's clock (bytes each member sent) at `now`, at its rate since
+ * it was last brought up to date; 0 while it has no member on it. */
+static double
+clock_at (const FlowNet *fn, const Bundle *b, SimTime now)
+{
+  if (b->n_m == 0)
+    return 0.0;
+  const FlowHot *f = &fn->hot[b->slot];
+  return b->m[0].fin - (f->remaining - f->rate * sim_time_to_seconds (now - f->t_update));
+}
+
+void
+flownet_flow_add_shared (FlowNet *fn, SimTime now, double bytes, const guint *priv, guint n_priv, guint core,
+                         guint64 tag)
+{
+  g_return_if_fail (bytes > 0.0 && isfinite (bytes));
+  g_return_if_fail (core < fn->n_cores);
+  guint off = fn->core_off[core], n_core = fn->core_off[core + 1] - off;
+  g_return_if_fail (n_priv + n_core <= FLOWNET_MAX_HOPS);
+  for (guint h = 0; h < n_priv; h++)
+    {
+      g_return_if_fail (priv[h] < fn->n_links);
+      for (guint k = 0; k < h; k++)
+        g_return_if_fail (priv[k] != priv[h]);
+      for (guint k = 0; k < n_core; k++)
+        g_return_if_fail (priv[h] != fn->core_links[off + k]);
+    }
+  guint bi = fn->core_bundle[core];
+  if (bi != G_MAXUINT && fn->bundles[bi].n_hops + n_priv > BUNDLE_HOPS)
+    {
+      /* its hop table may not hold the new links: a flow of its own */
+      guint path[FLOWNET_MAX_HOPS];
+      memcpy (path, priv, n_priv * sizeof (guint));
+      memcpy (path + n_priv, fn->core_links + off, n_core * sizeof (guint));
+      flownet_flow_add (fn, now, bytes, path, n_priv + n_core, 0.0, tag);
+      return;
+    }
+  if (bi == G_MAXUINT)
+    bi = bundle_new (fn, now, core);
+  else if (fn->rec_valid)
+    fn->join_min = MIN (fn->join_min, fn->fixed[fn->bundles[bi].slot].level);
+  Bundle *b = &fn->bundles[bi];
+  Member m = { bytes, tag, b->seq++, (guint8) n_priv, { 0 } };
+  memcpy (m.priv, priv, n_priv * sizeof (guint));
+  FlowHot *f = &fn->hot[b->slot];
+  if (f->rate == 0.0)
+    {
+      /* the bundle sends nothing yet (it was not fixed since it started,
+       * or only waiting members are left): its clock stands still until
+       * the next solve, so the member takes its place on it now */
+      double v = clock_at (fn, b, now);
+      m.fin = v + bytes;
+      heap_push (b, &m);
+      f->remaining = b->m[0].fin - v;
+      f->t_update = now;
+    }
+  else
+    {
+      GROW (b->pend, b->cap_pend, b->n_pend + 1);
+      b->pend[b->n_pend++] = m;
+    }
+  double est = 0.0;
+  for (guint h = 0; h < n_core + n_priv; h++)
+    {
+      guint li, hop;
+      if (h < n_core)
+        hop = h;
+      else
+        {
+          li = priv[h - n_core];
+          hop = hop_of (b, li);
+          if (hop == b->n_hops)
+            {
+              b->link[hop] = li;
+              b->wt[hop] = 0;
+              b->n_hops++;
+              list_append (fn, li, b->slot, (guint8) (HOP_BUNDLE | hop));
+            }
+        }
+      li = b->link[hop];
+      b->wt[hop]++;
+      Link *l = &fn->links[li];
+      l->bytes += bytes;
+      link_joined (fn, li);
+      est = MAX (est, bytes * l->weight / l->capacity);
+    }
+  fn->add_n++;
+  fn->n_weight++;
+  if (now < fn->added_first)
+    fn->added_first = now;
+  fn->added_min_est = MIN (fn->added_min_est, est);
+}
+
+/* The members that joined since the last fix take their places on the
+ * clock (before the fix changes the rate): their bytes count from now, and
+ * their links' loads take them in at the old rate, which the fix then
+ * moves to the new one with the others'. Leaves the record brought up to
+ * date at `now`. */
+void
+flownet_bundle_admit (FlowNet *fn, Bundle *b, SimTime now)
+{
+  FlowHot *f = &fn->hot[b->slot];
+  double v = clock_at (fn, b, now);
+  double old = f->rate;
+  for (guint i = 0; i < b->n_pend; i++)
+    {
+      Member m = b->pend[i];
+      if (old != 0.0)
+        {
+          for (guint h = 0; h < b->n_core; h++)
+            fn->load[b->link[h]] += old;
+          for (guint h = 0; h < m.n_priv; h++)
+            fn->load[m.priv[h]] += old;
+        }
+      m.fin = v + m.fin;
+      heap_push (b, &m);
+    }
+  b->n_pend = 0;
+  f->remaining = b->m[0].fin - v;
+  f->t_update = now;
+}
+
+/* The members of bundle `id` due in this batch (the first one is, and
+ * after it those whose ends fall within the deadline), as FlowEnds from
+ * done[n] on; returns the new count. The bundle leaves once empty. */
+guint
+flownet_bundle_take (FlowNet *fn, guint id, SimTime now, double tolerance, guint n)
+{
+  guint bi = fn->hot[id].path[0];
+  Bundle *b = &fn->bundles[bi];
+  SimTime latest = now + (SimTime) (tolerance * (double) (now - fn->start[id]));
+  for (;;)
+    {
+      FlowHot *f = &fn->hot[id];
+      SimTime end = fn->end[id];
+      g_assert (end >= now);
+      Member m = heap_pop (b);
+      GROW (fn->done, fn->cap_done, n + 1);
+      fn->done[n++] = (FlowEnd) { m.tag, end, f->rate, FALSE };
+      /* it leaves its links */
+      for (guint h = 0; h < b->n_core; h++)
+        {
+          b->wt[h]--;
+          link_left (fn, b->link[h], f->rate);
+        }
+      for (guint k = 0; k < m.n_priv; k++)
+        {
+          guint h = hop_of (b, m.priv[k]);
+          link_left (fn, m.priv[k], f->rate);
+          if (--b->wt[h] == 0)
+            hop_remove (fn, b, h);
+        }
+      if (fn->rec_valid)
+        {
+          fn->rm_min = MIN (fn->rm_min, fn->fixed[id].level);
+          fn->rm_n++;
+        }
+      fn->n_weight--;
+      fn->removed = TRUE;
+      if (b->n_m == 0)
+        {
+          if (b->n_pend == 0)
+            bundle_free (fn, bi);
+          else
+            fn->end[id] = SIM_TIME_MAX; /* the others wait for the next solve */
+          break;
+        }
+      /* the next member's bytes to go, from this end on */
+      f->remaining = b->m[0].fin - m.fin;
+      f->t_update = end;
+      SimTime next = flownet_project (f->remaining, f->rate, end);
+      fn->end[id] = next;
+      if ((next > now && next > latest))
+        break;
+    }
+  return n;
+}
+
+static gboolean
+crosses (const Member *m, guint li)
+{
+  for (guint k = 0; k < m->n_priv; k++)
+    if (m->priv[k] == li)
+      return TRUE;
+  return FALSE;
+}
+
+/* Splits the members on private link li off bundle `id` (not fixed in
+ * this solve) as plain flows, in the order they joined; those that had
+ * not started yet start as new flows. The bundle keeps the others, or
+ * leaves when none is left. */
+void
+flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now)
+{
+  guint bi = fn->hot[id].path[0];
+  Bundle *b = &fn->bundles[bi];
+  double v = clock_at (fn, b, now);
+  double rate = fn->hot[id].rate;
+  SimTime start = fn->start[id];
+  Stamp st = fn->fixed[id];
+  guint seen = fn->seen[id];
+  /* the members that go, in joining order; the heap and the pending list
+   * keep the others */
+  guint n_go = 0, cap = b->n_m + b->n_pend;
+  Member *go = g_new (Member, cap);
+  gboolean *started = g_new (gboolean, cap);
+  gboolean first_goes = b->n_m > 0 && crosses (&b->m[0], li);
+  guint keep = 0;
+  for (guint i = 0; i < b->n_m; i++)
+    if (crosses (&b->m[i], li))
+      {
+        started[n_go] = TRUE;
+        go[n_go++] = b->m[i];
+      }
+    else
+      b->m[keep++] = b->m[i];
+  b->n_m = keep;
+  for (guint i = keep / 2; i-- > 0;) /* heapify what is left */
+    {
+      Member x = b->m[i];
+      guint j = i;
+      for (;;)
+        {
+          guint c = 2 * j + 1;
+          if (c >= keep)
+            break;
+          if (c + 1 < keep && member_less (&b->m[c + 1], &b->m[c]))
+            c++;
+          if (!member_less (&b->m[c], &x))
+            break;
+          b->m[j] = b->m[c];
+          j = c;
+        }
+      b->m[j] = x;
+    }
+  keep = 0;
+  for (guint i = 0; i < b->n_pend; i++)
+    if (crosses (&b->pend[i], li))
+      {
+        started[n_go] = FALSE;
+        go[n_go++] = b->pend[i];
+      }
+    else
+      b->pend[keep++] = b->pend[i];
+  b->n_pend = keep;
+  for (guint i = 1; i < n_go; i++)
+    for (guint k = i; k > 0 && go[k - 1].seq > go[k].seq; k--)
+      {
+        Member t = go[k];
+        go[k] = go[k - 1];
+        go[k - 1] = t;
+        gboolean u = started[k];
+        started[k] = started[k - 1];
+        started[k - 1] = u;
+      }
+  /* their counts leave the bundle's hops (the links keep them: the flows
+   * take their places) */
+  for (guint h = 0; h < b->n_core; h++)
+    b->wt[h] -= n_go;
+  for (guint i = 0; i < n_go; i++)
+    for (guint k = 0; k < go[i].n_priv; k++)
+      {
+        guint h = hop_of (b, go[i].priv[k]);
+        if (--b->wt[h] == 0)
+          hop_remove (fn, b, h);
+      }
+  guint off = fn->core_off[b->core], n_core = b->n_core;
+  for (guint i = 0; i < n_go; i++)
+    {
+      const Member *m = &go[i];
+      guint s = flownet_slot_alloc (fn);
+      FlowHot *f = &fn->hot[s];
+      memset (f, 0, sizeof *f);
+      f->n_hops = (guint8) (m->n_priv + n_core);
+      memcpy (f->path, m->priv, m->n_priv * sizeof (guint));
+      memcpy (f->path + m->n_priv, fn->core_links + off, n_core * sizeof (guint));
+      f->t_update = now;
+      FlowCold *c = &fn->cold[s];
+      memset (c, 0, sizeof *c);
+      c->tag = m->tag;
+      fn->fixed[s] = st;
+      fn->seen[s] = seen;
+      fn->start[s] = start;
+      fn->blk_start[s / BLOCK] = MIN (fn->blk_start[s / BLOCK], start);
+      if (!started[i])
+        {
+          f->remaining = m->fin; /* its bytes: it has not started */
+          set_end (fn, s, SIM_TIME_MAX);
+        }
+      else
+        {
+          f->remaining = m->fin - v;
+          f->rate = rate;
+          set_end (fn, s, rate > 0.0 ? flownet_project (f->remaining, rate, now) : SIM_TIME_MAX);
+        }
+      for (guint h = 0; h < f->n_hops; h++)
+        list_append (fn, f->path[h], s, (guint8) h);
+      fn->n_active++;
+    }
+  g_free (go);
+  g_free (started);
+  b = &fn->bundles[bi];
+  if (b->n_m + b->n_pend == 0)
+    {
+      set_end (fn, id, SIM_TIME_MAX);
+      bundle_free (fn, bi);
+    }
+  else if (first_goes)
+    {
+      /* its record follows the clock to its new first member */
+      FlowHot *f = &fn->hot[id];
+      if (b->n_m == 0)
+        set_end (fn, id, SIM_TIME_MAX);
+      else
+        {
+          f->remaining = b->m[0].fin - v;
+          f->t_update = now;
+          set_end (fn, id, rate > 0.0 ? flownet_project (f->remaining, rate, now) : SIM_TIME_MAX);
+        }
+    }
+}
+
+void
+flownet_bundles_clear (FlowNet *fn)
+{
+  for (guint i = 0; i < fn->n_bundles; i++)
+    {
+      Bundle *b = &fn->bundles[i];
+      g_free (b->m);
+      g_free (b->pend);
+    }
+  g_free (fn->bundles);
+  free_ids_clear (&fn->free_bundles);
+  if (fn->core_ids)
+    g_hash_table_unref (fn->core_ids);
+  g_free (fn->core_links);
+  g_free (fn->core_off);
+  g_free (fn->core_bundle);
+}
