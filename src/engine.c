@@ -46,12 +46,16 @@ typedef guint Succ;
 typedef struct {
   guint path[FLOWNET_MAX_HOPS];
   guint8 n_hops;
-  guint8 n_private; /* shared (core != NIL): the links before its core */
-  guint refs;  /* anonymous (ROUTE_ANON): flows on it not done */
-  guint core;  /* its core in the network (engine_route_shared), else NIL */
+  guint8 n_private; /* shared (ROUTE_SHARED): the links before its core */
+  union
+  {
+    guint refs; /* anonymous (ROUTE_ANON): flows on it not done */
+    guint core; /* shared: its core in the network (flownet_core) */
+  };
   SimTime latency;
   double cap;
 } Route;
+G_STATIC_ASSERT (sizeof (Route) == 56);
 
 /* One cache line: a run keeps hundreds of thousands of tasks, touched at
  * random as they are released and finish. */
@@ -353,7 +357,6 @@ route_new (Engine *e, const guint *path, guint n_hops, SimTime latency, double c
   e->route_bits[r] = (guint8) ((n_hops > 0 ? ROUTE_HOPS : 0) | (anon ? ROUTE_ANON : 0));
   rt->latency = latency;
   rt->cap = cap;
-  rt->core = NIL;
   return r;
 }
 
@@ -716,7 +719,7 @@ task_start (Engine *e, guint id)
       if (t->bytes > 0.0)
         {
           const Route *rt = &e->routes[t->route];
-          if (rt->core != NIL && t->next == NIL)
+          if ((e->route_bits[t->route] & ROUTE_SHARED) && t->next == NIL)
             {
               flownet_flow_add_shared (e->net, now, t->bytes, rt->path, rt->n_private, rt->core, id);
               t->net = NIL;
