@@ -394,9 +394,11 @@ flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now)
   guint seen = fn->seen[id];
   /* the members that go, in joining order; the heap and the pending list
    * keep the others */
-  guint n_go = 0, cap = b->n_m + b->n_pend;
-  Member *go = g_new (Member, cap);
-  gboolean *started = g_new (gboolean, cap);
+  guint n_go = 0;
+  GROW (fn->split_go, fn->cap_split_go, b->n_m + b->n_pend);
+  GROW (fn->split_started, fn->cap_split_started, b->n_m + b->n_pend);
+  Member *go = fn->split_go;
+  gboolean *started = fn->split_started;
   gboolean first_goes = b->n_m > 0 && crosses (&b->m[0], li);
   guint keep = 0;
   for (guint i = 0; i < b->n_m; i++)
@@ -490,8 +492,6 @@ flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now)
         list_append (fn, f->path[h], s, (guint8) h);
       fn->n_active++;
     }
-  g_free (go);
-  g_free (started);
   b = &fn->bundles[bi];
   if (b->n_m + b->n_pend == 0)
     {
@@ -529,4 +529,6 @@ flownet_bundles_clear (FlowNet *fn)
   g_free (fn->core_links);
   g_free (fn->core_off);
   g_free (fn->core_bundle);
+  g_free (fn->split_go);
+  g_free (fn->split_started);
 }

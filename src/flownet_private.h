@@ -125,6 +125,9 @@ struct FlowNet {
   guint *core_links;
   guint *core_bundle;  /* [core]: its bundle */
   guint n_cores, cap_core_off, cap_core_bundle, n_core_links, cap_core_links;
+  Member *split_go;          /* scratch of a split: the members that go, */
+  gboolean *split_started;   /* and whether each had started */
+  guint cap_split_go, cap_split_started;
   guint *capped; /* active flows with a rate cap */
   guint n_capped, cap_capped;
 
