@@ -55,12 +55,11 @@ heap_push (Bundle *b, const Member *m)
   b->m[i] = *m;
 }
 
-static Member
-heap_pop (Bundle *b)
+/* Puts x at position i of the heap (of b->n_m), moving it down. */
+static void
+sift_down (Bundle *b, guint i, const Member *x)
 {
-  Member top = b->m[0];
-  Member last = b->m[--b->n_m];
-  guint i = 0, n = b->n_m;
+  guint n = b->n_m;
   for (;;)
     {
       guint c = 2 * i + 1;
@@ -68,13 +67,21 @@ heap_pop (Bundle *b)
         break;
       if (c + 1 < n && member_less (&b->m[c + 1], &b->m[c]))
         c++;
-      if (!member_less (&b->m[c], &last))
+      if (!member_less (&b->m[c], x))
         break;
       b->m[i] = b->m[c];
       i = c;
     }
-  if (n > 0)
-    b->m[i] = last;
+  b->m[i] = *x;
+}
+
+static Member
+heap_pop (Bundle *b)
+{
+  Member top = b->m[0];
+  Member last = b->m[--b->n_m];
+  if (b->n_m > 0)
+    sift_down (b, 0, &last);
   return top;
 }
 
@@ -413,20 +420,7 @@ flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now)
   for (guint i = keep / 2; i-- > 0;) /* heapify what is left */
     {
       Member x = b->m[i];
-      guint j = i;
-      for (;;)
-        {
-          guint c = 2 * j + 1;
-          if (c >= keep)
-            break;
-          if (c + 1 < keep && member_less (&b->m[c + 1], &b->m[c]))
-            c++;
-          if (!member_less (&b->m[c], &x))
-            break;
-          b->m[j] = b->m[c];
-          j = c;
-        }
-      b->m[j] = x;
+      sift_down (b, i, &x);
     }
   keep = 0;
   for (guint i = 0; i < b->n_pend; i++)
