@@ -393,16 +393,11 @@ fix_bundle (FlowNet *fn, guint id, guint taken, double rate, SimTime now)
   fn->unfixed -= b->n_m + b->n_pend;
   double old = f->rate;
   if (b->n_pend > 0)
-    {
-      flownet_bundle_admit (fn, b, now);
-      f = &fn->hot[id];
-    }
+    flownet_bundle_admit (fn, b, now);
   else if (rate == old)
     return;
   for (guint h = 0; h < b->n_hops; h++)
     fn->load[b->link[h]] += b->wt[h] * (rate - old);
-  if (b->n_m == 0)
-    return;
   f->remaining -= old * sim_time_to_seconds (now - f->t_update);
   f->t_update = now;
   f->rate = rate;
