@@ -385,6 +385,23 @@ crosses (const Member *m, guint li)
   return FALSE;
 }
 
+/* Moves the members of m[0 .. *n) that cross li to go[], marked as
+ * started or not; the others stay, in order. */
+static void
+part_off (Member *m, guint *n, guint li, gboolean started, Member *go, gboolean *go_started, guint *n_go)
+{
+  guint keep = 0;
+  for (guint i = 0; i < *n; i++)
+    if (crosses (&m[i], li))
+      {
+        go_started[*n_go] = started;
+        go[(*n_go)++] = m[i];
+      }
+    else
+      m[keep++] = m[i];
+  *n = keep;
+}
+
 /* Splits the members on private link li off bundle `id` (not fixed in
  * this solve) as plain flows, in the order they joined; those that had
  * not started yet start as new flows. The bundle keeps the others, or
@@ -407,31 +424,13 @@ flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now)
   Member *go = fn->split_go;
   gboolean *started = fn->split_started;
   gboolean first_goes = b->n_m > 0 && crosses (&b->m[0], li);
-  guint keep = 0;
-  for (guint i = 0; i < b->n_m; i++)
-    if (crosses (&b->m[i], li))
-      {
-        started[n_go] = TRUE;
-        go[n_go++] = b->m[i];
-      }
-    else
-      b->m[keep++] = b->m[i];
-  b->n_m = keep;
-  for (guint i = keep / 2; i-- > 0;) /* heapify what is left */
+  part_off (b->m, &b->n_m, li, TRUE, go, started, &n_go);
+  for (guint i = b->n_m / 2; i-- > 0;) /* heapify what is left */
     {
       Member x = b->m[i];
       sift_down (b, i, &x);
     }
-  keep = 0;
-  for (guint i = 0; i < b->n_pend; i++)
-    if (crosses (&b->pend[i], li))
-      {
-        started[n_go] = FALSE;
-        go[n_go++] = b->pend[i];
-      }
-    else
-      b->pend[keep++] = b->pend[i];
-  b->n_pend = keep;
+  part_off (b->pend, &b->n_pend, li, FALSE, go, started, &n_go);
   for (guint i = 1; i < n_go; i++)
     for (guint k = i; k > 0 && go[k - 1].seq > go[k].seq; k--)
       {
