@@ -185,6 +185,22 @@ flownet_slot_alloc (FlowNet *fn)
   return fn->n_slots++;
 }
 
+/* A slot for a new entry started at `start`, its records cleared, not
+ * fixed (below no restart level), no end yet; brought up to date `now`. */
+guint
+flownet_slot_start (FlowNet *fn, SimTime now, SimTime start)
+{
+  guint id = flownet_slot_alloc (fn);
+  memset (&fn->hot[id], 0, sizeof (FlowHot));
+  memset (&fn->cold[id], 0, sizeof (FlowCold));
+  fn->hot[id].t_update = now;
+  fn->end[id] = SIM_TIME_MAX;
+  fn->start[id] = start;
+  fn->fixed[id] = (Stamp) { 0, G_MAXUINT };
+  fn->blk_start[id / BLOCK] = MIN (fn->blk_start[id / BLOCK], start);
+  return id;
+}
+
 guint
 flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, guint n_hops,
                   double rate_cap, guint64 tag)
@@ -198,19 +214,12 @@ flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, gui
         g_return_val_if_fail (path[k] != path[h], G_MAXUINT); /* a path visits a link once */
     }
 
-  guint id = flownet_slot_alloc (fn);
+  guint id = flownet_slot_start (fn, now, now);
   FlowHot *f = &fn->hot[id];
   FlowCold *c = &fn->cold[id];
-  memset (f, 0, sizeof *f);
-  memset (c, 0, sizeof *c);
   f->remaining = bytes;
-  f->t_update = now;
   f->n_hops = (guint8) n_hops;
   memcpy (f->path, path, n_hops * sizeof (guint));
-  fn->end[id] = SIM_TIME_MAX;
-  fn->start[id] = now;
-  fn->fixed[id] = (Stamp) { 0, G_MAXUINT }; /* not fixed, below no restart level */
-  fn->blk_start[id / BLOCK] = MIN (fn->blk_start[id / BLOCK], now);
   c->cap = rate_cap > 0.0 ? rate_cap : 0.0;
   c->tag = tag;
   /* a rough duration: its bytes at an equal share of its most loaded link */

@@ -128,23 +128,15 @@ bundle_new (FlowNet *fn, SimTime now, guint core)
       bi = fn->n_bundles++;
       memset (&fn->bundles[bi], 0, sizeof (Bundle));
     }
-  guint slot = flownet_slot_alloc (fn);
+  guint slot = flownet_slot_start (fn, now, now);
   Bundle *b = &fn->bundles[bi];
   guint off = fn->core_off[core], n = fn->core_off[core + 1] - off;
   b->slot = slot;
   b->core = core;
   b->n_core = b->n_hops = n;
   b->n_m = b->n_pend = b->seq = 0;
-  FlowHot *f = &fn->hot[slot];
-  memset (f, 0, sizeof *f);
-  f->bundle = 1;
-  f->path[0] = bi;
-  f->t_update = now;
-  memset (&fn->cold[slot], 0, sizeof (FlowCold));
-  fn->end[slot] = SIM_TIME_MAX;
-  fn->start[slot] = now;
-  fn->fixed[slot] = (Stamp) { 0, G_MAXUINT }; /* not fixed, below no restart level */
-  fn->blk_start[slot / BLOCK] = MIN (fn->blk_start[slot / BLOCK], now);
+  fn->hot[slot].bundle = 1;
+  fn->hot[slot].path[0] = bi;
   for (guint h = 0; h < n; h++)
     {
       b->link[h] = fn->core_links[off + h];
@@ -456,25 +448,16 @@ flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now)
   for (guint i = 0; i < n_go; i++)
     {
       const Member *m = &go[i];
-      guint s = flownet_slot_alloc (fn);
+      guint s = flownet_slot_start (fn, now, start);
       FlowHot *f = &fn->hot[s];
-      memset (f, 0, sizeof *f);
       f->n_hops = (guint8) (m->n_priv + n_core);
       memcpy (f->path, m->priv, m->n_priv * sizeof (guint));
       memcpy (f->path + m->n_priv, fn->core_links + off, n_core * sizeof (guint));
-      f->t_update = now;
-      FlowCold *c = &fn->cold[s];
-      memset (c, 0, sizeof *c);
-      c->tag = m->tag;
+      fn->cold[s].tag = m->tag;
       fn->fixed[s] = st;
       fn->seen[s] = seen;
-      fn->start[s] = start;
-      fn->blk_start[s / BLOCK] = MIN (fn->blk_start[s / BLOCK], start);
       if (!started[i])
-        {
-          f->remaining = m->fin; /* its bytes: it has not started */
-          set_end (fn, s, SIM_TIME_MAX);
-        }
+        f->remaining = m->fin; /* its bytes: it has not started (no end) */
       else
         {
           f->remaining = m->fin - v;

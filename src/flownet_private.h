@@ -197,6 +197,7 @@ struct FlowNet {
 
 void flownet_new_epoch (FlowNet *fn);
 guint flownet_slot_alloc (FlowNet *fn);
+guint flownet_slot_start (FlowNet *fn, SimTime now, SimTime start);
 
 /* flownet_bundle.c */
 void flownet_bundles_clear (FlowNet *fn);
