@@ -110,10 +110,18 @@ typedef struct {
 /* Adds a flow of `bytes` from GPU a to GPU b (a != b) and accounts for it:
  * wire bytes by the classes its route uses, payload out of a and into b.
  * With `after` (a flow from a to b, else ENGINE_TASK_NONE) it is the next
- * chunk of a pipeline: it starts once the last byte of `after` is sent. */
+ * chunk of a pipeline: it starts once the last byte of `after` is sent.
+ * `last`: no chunk follows it (always, for a flow of its own).
+ *
+ * With micro-batches in flight a's phase gate comes before the flow and
+ * its join after it. A pipeline needs them at its ends only: a chunk starts
+ * after the one before it, and its last byte leaves (the same route, the
+ * same latency) no later than the next chunk's; so the gate goes before
+ * the first chunk and the last chunk before the join. Fewer edges, the same
+ * times. */
 static EngineTask
 add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, gboolean dispatch,
-          EngineTask after)
+          EngineTask after, gboolean last)
 {
   /* the engine route from a to b (and the link classes it uses), made the
    * first time a flow goes that way */
@@ -142,11 +150,10 @@ add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, g
   EngineTask f = after != ENGINE_TASK_NONE ? engine_flow_after (m->engine, after, bytes, pr->latency, tag)
                  : m->pair_route           ? engine_flow_on (m->engine, pr->route, bytes, tag)
                                            : engine_flow (m->engine, bytes, links, n, pr->latency, 0.0, tag);
-  if (m->gate[0])
-    {
-      engine_depend (m->engine, m->gate[dispatch ? 0 : 1][a], f);
-      engine_depend (m->engine, f, m->join[dispatch ? 0 : 1][a]);
-    }
+  if (m->gate[0] && after == ENGINE_TASK_NONE)
+    engine_depend (m->engine, m->gate[dispatch ? 0 : 1][a], f);
+  if (m->gate[0] && last)
+    engine_depend (m->engine, f, m->join[dispatch ? 0 : 1][a]);
   m->flows++;
   lr->flows++;
   if (dispatch)
@@ -165,6 +172,16 @@ add_flow (Moe *m, LayerResult *lr, guint step, guint a, guint b, double bytes, g
   m->res->gpu_steps[(gsize) step * m->ep + a].bytes_out += bytes;
   m->res->gpu_steps[(gsize) step * m->ep + b].bytes_in += bytes;
   return f;
+}
+
+/* Flow f, sent by GPU g, waits for `ready`: g's step start (a dispatch) or
+ * its experts (a combine). With micro-batches in flight g's phase gate,
+ * which f waits for, waits for it already: no edge. */
+static inline void
+after_sender (Moe *m, EngineTask ready, EngineTask f)
+{
+  if (m->gate[0] == NULL)
+    engine_depend (m->engine, ready, f);
 }
 
 /* DeepEP-style hierarchical dispatch and combine (the `normal` kernels).
@@ -202,11 +219,11 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
           guint32 n = r->pair_tokens[(gsize) s * ep + d];
           if (d == s || n == 0)
             continue;
-          EngineTask f = add_flow (m, lr, step, s, d, n * db, TRUE, ENGINE_TASK_NONE);
-          engine_depend (m->engine, start[s], f);
+          EngineTask f = add_flow (m, lr, step, s, d, n * db, TRUE, ENGINE_TASK_NONE, TRUE);
+          after_sender (m, start[s], f);
           engine_depend (m->engine, f, expert[d]);
-          EngineTask c = add_flow (m, lr, step, d, s, n * cb, FALSE, ENGINE_TASK_NONE);
-          engine_depend (m->engine, expert[d], c);
+          EngineTask c = add_flow (m, lr, step, d, s, n * cb, FALSE, ENGINE_TASK_NONE, TRUE);
+          after_sender (m, expert[d], c);
           engine_depend (m->engine, c, unpermute[s]);
         }
       for (guint nd = 0; nd < nodes; nd++)
@@ -220,9 +237,9 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
             {
               /* the chunks stream back to back (each starts once the last
                * byte of the one before is sent) */
-              EngineTask f = add_flow (m, lr, step, s, peer, n * db / K, TRUE, prev);
+              EngineTask f = add_flow (m, lr, step, s, peer, n * db / K, TRUE, prev, c + 1 == K);
               if (c == 0)
-                engine_depend (m->engine, start[s], f);
+                after_sender (m, start[s], f);
               chunk[c] = f;
               prev = f;
             }
@@ -258,12 +275,12 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
             EngineTask prev_f = ENGINE_TASK_NONE, prev_c = ENGINE_TASK_NONE;
             for (guint c = 0; c < K; c++)
               {
-                EngineTask f = add_flow (m, lr, step, peer, d, n * db / K, TRUE, prev_f);
+                EngineTask f = add_flow (m, lr, step, peer, d, n * db / K, TRUE, prev_f, c + 1 == K);
                 engine_depend (m->engine, arrived[(gsize) peer * K + c], f);
                 engine_depend (m->engine, f, expert[d]);
-                EngineTask cf = add_flow (m, lr, step, d, peer, n * cb / K, FALSE, prev_c);
+                EngineTask cf = add_flow (m, lr, step, d, peer, n * cb / K, FALSE, prev_c, c + 1 == K);
                 if (c == 0)
-                  engine_depend (m->engine, expert[d], cf);
+                  after_sender (m, expert[d], cf);
                 engine_depend (m->engine, cf, back[c]);
                 prev_f = f;
                 prev_c = cf;
@@ -279,7 +296,7 @@ build_hierarchical (Moe *m, LayerResult *lr, guint step, const RoutingLayer *r, 
             EngineTask prev = ENGINE_TASK_NONE;
             for (guint c = 0; c < K; c++)
               {
-                EngineTask f = add_flow (m, lr, step, peer, s, n * cb / K, FALSE, prev);
+                EngineTask f = add_flow (m, lr, step, peer, s, n * cb / K, FALSE, prev, c + 1 == K);
                 engine_depend (m->engine, back[c], f);
                 prev = f;
               }
@@ -479,12 +496,12 @@ build_step (Moe *m, guint step)
             guint32 n = copies[(gsize) src * ep + dst];
             if (src == dst || n == 0)
               continue;
-            EngineTask f = add_flow (m, lr, step, src, dst, n * m->db, TRUE, ENGINE_TASK_NONE);
-            engine_depend (m->engine, send[src], f);
+            EngineTask f = add_flow (m, lr, step, src, dst, n * m->db, TRUE, ENGINE_TASK_NONE, TRUE);
+            after_sender (m, send[src], f);
             engine_depend (m->engine, f, expert[dst]);
             /* combine: dst sends the results of src's tokens back */
-            EngineTask c = add_flow (m, lr, step, dst, src, n * m->cb, FALSE, ENGINE_TASK_NONE);
-            engine_depend (m->engine, expert[dst], c);
+            EngineTask c = add_flow (m, lr, step, dst, src, n * m->cb, FALSE, ENGINE_TASK_NONE, TRUE);
+            after_sender (m, expert[dst], c);
             engine_depend (m->engine, c, post[src]);
           }
     }
