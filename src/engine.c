@@ -64,8 +64,10 @@ typedef struct {
   /* flow: follows another (its pending count holds one for that flow's
    * last byte); handed to the network as that flow's continuation; on an
    * anonymous route (kept here so that a flow on a shared route never
-   * touches the route again once started) */
-  guint8 follows : 1, handed : 1, anon_route : 1;
+   * touches the route again once started); the flow it follows is in the
+   * network (a follower is touched when that one starts: releases of its
+   * other predecessors then need not fetch that flow to know) */
+  guint8 follows : 1, handed : 1, anon_route : 1, prev_sending : 1;
   guint gen;
   guint pending;
   guint succ_head;
@@ -579,7 +581,10 @@ follower_took_over (Engine *e, Task *t, guint net, SimTime end)
     e->hooks.task_started (e->user, f->tag, end);
   f = &e->tasks[id]; /* hooks may create tasks and move the array */
   if (f->next != NIL)
-    try_hand_over (e, &e->tasks[f->next]);
+    {
+      e->tasks[f->next].prev_sending = 1;
+      try_hand_over (e, &e->tasks[f->next]);
+    }
 }
 
 static void gpu_try_start (Engine *e, guint gpu);
@@ -599,11 +604,10 @@ gpu_touch (Engine *e, guint gpu)
 static void
 try_hand_over (Engine *e, Task *t)
 {
-  if (!t->follows || t->handed || t->pending != 1 || t->state != ST_WAIT || t->bytes == 0.0)
+  if (!t->follows || !t->prev_sending || t->handed || t->pending != 1 || t->state != ST_WAIT || t->bytes == 0.0)
     return;
   const Task *p = &e->tasks[t->prev];
-  if (p->state != ST_RUN || p->bytes == 0.0 || p->net == NIL) /* (NIL: in a bundle) */
-    return;
+  g_assert (p->state == ST_RUN && p->bytes > 0.0 && p->net != NIL);
   flownet_flow_set_next (e->net, p->net, t->bytes, p->next);
   t->handed = 1;
 }
@@ -728,7 +732,10 @@ task_start (Engine *e, guint id)
             {
               t->net = flownet_flow_add (e->net, now, t->bytes, rt->path, rt->n_hops, rt->cap, id);
               if (t->next != NIL)
-                try_hand_over (e, &e->tasks[t->next]);
+                {
+                  e->tasks[t->next].prev_sending = 1;
+                  try_hand_over (e, &e->tasks[t->next]);
+                }
             }
         }
       else
