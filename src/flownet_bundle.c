@@ -218,9 +218,12 @@ flownet_flow_add_shared (FlowNet *fn, SimTime now, double bytes, const guint *pr
         g_return_if_fail (priv[h] != fn->core_links[off + k]);
     }
   guint bi = fn->core_bundle[core];
-  if (bi != G_MAXUINT && fn->bundles[bi].n_hops + n_priv > BUNDLE_HOPS)
+  if (bi != G_MAXUINT
+      && (fn->bundles[bi].n_hops + n_priv > BUNDLE_HOPS
+          || fn->bundles[bi].n_m + fn->bundles[bi].n_pend >= BUNDLE_MEMBERS))
     {
-      /* its hop table may not hold the new links: a flow of its own */
+      /* its hop table may not hold the new links, or it is full: a flow
+       * of its own */
       guint path[FLOWNET_MAX_HOPS];
       memcpy (path, priv, n_priv * sizeof (guint));
       memcpy (path + n_priv, fn->core_links + off, n_core * sizeof (guint));

@@ -52,24 +52,30 @@ typedef struct {
  * rate, so the solve fixes them together and one clock tracks their bytes.
  * A private link taken first splits the bundle into its flows. */
 #define BUNDLE_HOPS 16
+/* members a bundle holds at most (its per-link counts are 16 bits) */
+#define BUNDLE_MEMBERS G_MAXUINT16
+/* Four cache lines, what a solve reads in the first two (the array is
+ * cache-line aligned: util.h GROW). */
 typedef struct {
   /* what a solve reads, first */
-  guint n_hops;
-  guint n_core;  /* hops [0, n_core) are the core's links, every member on them */
-  guint n_m;     /* members in the heap */
+  guint16 n_hops;
+  guint16 n_core; /* hops [0, n_core) are the core's links, every member on them */
+  guint n_m;      /* members in the heap */
   guint n_pend;
-  guint link[BUNDLE_HOPS]; /* per hop: the link, */
-  guint wt[BUNDLE_HOPS];   /* the members on it, */
-  guint pos[BUNDLE_HOPS];  /* the bundle's place in its list */
-  guint slot;    /* its entry in the flow arrays */
+  guint slot;     /* its entry in the flow arrays */
+  guint link[BUNDLE_HOPS];   /* per hop: the link, */
+  guint16 wt[BUNDLE_HOPS];   /* the members on it, */
   guint core;    /* its core (flownet_core) */
+  guint seq;
+  guint cap_m, cap_pend;
+  guint pos[BUNDLE_HOPS];  /* the bundle's place in its list */
   Member *m;     /* a binary min-heap on (fin, seq) */
-  guint cap_m, seq;
   /* members that joined since its last fix: sending nothing until then,
    * as a new flow does (fin holds their bytes) */
   Member *pend;
-  guint cap_pend;
+  guint8 pad_[48];
 } Bundle;
+G_STATIC_ASSERT (sizeof (Bundle) == 256);
 
 typedef struct {
   double capacity;

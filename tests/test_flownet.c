@@ -518,6 +518,31 @@ test_bundles_match_plain_flows (void)
     }
 }
 
+/* A bundle holds at most BUNDLE_MEMBERS members (its per-link counts are
+ * 16 bits): flows past that on its core go as flows of their own, and max-min
+ * treats them all alike. 70,000 equal flows on two links: every one ends at
+ * 70,000 x 1000 B / 1 GB/s = 70 ms. */
+static void
+test_full_bundle_spills_into_plain_flows (void)
+{
+  g_autoptr (FlowNet) fn = flownet_new ();
+  guint core_links[2] = { flownet_add_link (fn, 1e9), flownet_add_link (fn, 2e9) };
+  guint core = flownet_core (fn, core_links, 2);
+  const guint n = 70000;
+  for (guint i = 0; i < n; i++)
+    flownet_flow_add_shared (fn, 0, 1000.0, NULL, 0, core, i);
+  CU_ASSERT_EQUAL (flownet_n_active (fn), 1 + (n - 65535)); /* one full bundle, the rest plain */
+  flownet_solve (fn, 0);
+  g_autofree SimTime *ends = g_new0 (SimTime, n);
+  SimTime now = 0;
+  run_to (fn, SIM_TIME_MAX - 1, &now, ends);
+  CU_ASSERT_EQUAL (flownet_n_active (fn), 0);
+  guint bad = 0;
+  for (guint i = 0; i < n; i++)
+    bad += llabs (ends[i] - G_GINT64_CONSTANT (70000000000)) > 80; /* 10 ps + 1e-9 */
+  CU_ASSERT_EQUAL (bad, 0);
+}
+
 int
 main (void)
 {
@@ -533,6 +558,7 @@ main (void)
     TEST (test_rates_stay_max_min_through_changes),
     TEST (test_whole_network_solves_restart),
     TEST (test_bundles_match_plain_flows),
+    TEST (test_full_bundle_spills_into_plain_flows),
   };
   return test_main ("flownet", tests, G_N_ELEMENTS (tests));
 }
