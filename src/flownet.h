@@ -55,8 +55,9 @@ guint flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *pat
  * private link is their bottleneck (the bundle then splits into plain
  * flows). Their ends come out of flownet_take_batch one by one with
  * their tags, as for flows of their own; they have no flow id, and no
- * continuation. flownet_core returns the id of a core (1..MAX_HOPS
- * distinct links), the same id for the same links. */
+ * continuation (`priv` may be NULL when n_priv is 0). flownet_core
+ * returns the id of a core (1..MAX_HOPS distinct links), the same id for
+ * the same links. */
 guint flownet_core (FlowNet *fn, const guint *links, guint n);
 void flownet_flow_add_shared (FlowNet *fn, SimTime now, double bytes, const guint *priv, guint n_priv, guint core,
                               guint64 tag);

@@ -175,7 +175,18 @@ hop_of (const Bundle *b, guint li)
   return h;
 }
 
-/* Drops hop h (no member on it any more): the last hop takes its place. */
+/* Renumbers hop `from` to `to` in the members of m[0 .. n). */
+static void
+members_renumber (Member *m, guint n, guint from, guint to)
+{
+  for (guint i = 0; i < n; i++)
+    for (guint k = 0; k < m[i].n_priv; k++)
+      if (m[i].hop[k] == from)
+        m[i].hop[k] = (guint8) to;
+}
+
+/* Drops hop h (no member on it any more): the last hop takes its place,
+ * in the link's list and in the members (of the heap and waiting) on it. */
 static void
 hop_remove (FlowNet *fn, Bundle *b, guint h)
 {
@@ -187,7 +198,17 @@ hop_remove (FlowNet *fn, Bundle *b, guint h)
       b->wt[h] = b->wt[last];
       b->pos[h] = b->pos[last];
       fn->links[b->link[h]].hop[b->pos[h]] = (guint8) (HOP_BUNDLE | h);
+      members_renumber (b->m, b->n_m, last, h);
+      members_renumber (b->pend, b->n_pend, last, h);
     }
+}
+
+/* A member's private links (its hops looked up while the table holds them). */
+static void
+member_links (const Bundle *b, const Member *m, guint *links)
+{
+  for (guint k = 0; k < m->n_priv; k++)
+    links[k] = b->link[m->hop[k]];
 }
 
 /* The bundle's clock (bytes each member sent) at `now`, at its rate since
@@ -225,7 +246,8 @@ flownet_flow_add_shared (FlowNet *fn, SimTime now, double bytes, const guint *pr
       /* its hop table may not hold the new links, or it is full: a flow
        * of its own */
       guint path[FLOWNET_MAX_HOPS];
-      memcpy (path, priv, n_priv * sizeof (guint));
+      if (n_priv > 0) /* (priv may be NULL then) */
+        memcpy (path, priv, n_priv * sizeof (guint));
       memcpy (path + n_priv, fn->core_links + off, n_core * sizeof (guint));
       flownet_flow_add (fn, now, bytes, path, n_priv + n_core, 0.0, tag);
       return;
@@ -236,24 +258,6 @@ flownet_flow_add_shared (FlowNet *fn, SimTime now, double bytes, const guint *pr
     fn->join_min = MIN (fn->join_min, fn->fixed[fn->bundles[bi].slot].level);
   Bundle *b = &fn->bundles[bi];
   Member m = { bytes, tag, b->seq++, (guint8) n_priv, { 0 } };
-  memcpy (m.priv, priv, n_priv * sizeof (guint));
-  FlowHot *f = &fn->hot[b->slot];
-  if (f->rate == 0.0)
-    {
-      /* the bundle sends nothing yet (it was not fixed since it started,
-       * or only waiting members are left): its clock stands still until
-       * the next solve, so the member takes its place on it now */
-      double v = clock_at (fn, b, now);
-      m.fin = v + bytes;
-      heap_push (b, &m);
-      f->remaining = b->m[0].fin - v;
-      f->t_update = now;
-    }
-  else
-    {
-      GROW (b->pend, b->cap_pend, b->n_pend + 1);
-      b->pend[b->n_pend++] = m;
-    }
   double est = 0.0;
   for (guint h = 0; h < n_core + n_priv; h++)
     {
@@ -271,6 +275,7 @@ flownet_flow_add_shared (FlowNet *fn, SimTime now, double bytes, const guint *pr
               b->n_hops++;
               list_append (fn, li, b->slot, (guint8) (HOP_BUNDLE | hop));
             }
+          m.hop[h - n_core] = (guint8) hop;
         }
       li = b->link[hop];
       b->wt[hop]++;
@@ -278,6 +283,23 @@ flownet_flow_add_shared (FlowNet *fn, SimTime now, double bytes, const guint *pr
       l->bytes += bytes;
       link_joined (fn, li);
       est = MAX (est, bytes * l->weight / l->capacity);
+    }
+  FlowHot *f = &fn->hot[b->slot];
+  if (f->rate == 0.0)
+    {
+      /* the bundle sends nothing yet (it was not fixed since it started,
+       * or only waiting members are left): its clock stands still until
+       * the next solve, so the member takes its place on it now */
+      double v = clock_at (fn, b, now);
+      m.fin = v + bytes;
+      heap_push (b, &m);
+      f->remaining = b->m[0].fin - v;
+      f->t_update = now;
+    }
+  else
+    {
+      GROW (b->pend, b->cap_pend, b->n_pend + 1);
+      b->pend[b->n_pend++] = m;
     }
   fn->add_n++;
   fn->n_weight++;
@@ -305,7 +327,7 @@ flownet_bundle_admit (FlowNet *fn, Bundle *b, SimTime now)
           for (guint h = 0; h < b->n_core; h++)
             fn->load[b->link[h]] += old;
           for (guint h = 0; h < m.n_priv; h++)
-            fn->load[m.priv[h]] += old;
+            fn->load[b->link[m.hop[h]]] += old;
         }
       m.fin = v + m.fin;
       heap_push (b, &m);
@@ -338,10 +360,12 @@ flownet_bundle_take (FlowNet *fn, guint id, SimTime now, double tolerance, guint
           b->wt[h]--;
           link_left (fn, b->link[h], f->rate);
         }
+      guint priv[FLOWNET_MAX_HOPS];
+      member_links (b, &m, priv); /* (a hop dropped renumbers the others) */
       for (guint k = 0; k < m.n_priv; k++)
         {
-          guint h = hop_of (b, m.priv[k]);
-          link_left (fn, m.priv[k], f->rate);
+          guint h = hop_of (b, priv[k]);
+          link_left (fn, priv[k], f->rate);
           if (--b->wt[h] == 0)
             hop_remove (fn, b, h);
         }
@@ -372,22 +396,22 @@ flownet_bundle_take (FlowNet *fn, guint id, SimTime now, double tolerance, guint
 }
 
 static gboolean
-crosses (const Member *m, guint li)
+crosses (const Member *m, guint hop)
 {
   for (guint k = 0; k < m->n_priv; k++)
-    if (m->priv[k] == li)
+    if (m->hop[k] == hop)
       return TRUE;
   return FALSE;
 }
 
-/* Moves the members of m[0 .. *n) that cross li to go[], marked as
+/* Moves the members of m[0 .. *n) that cross hop `hop` to go[], marked as
  * started or not; the others stay, in order. */
 static void
-part_off (Member *m, guint *n, guint li, gboolean started, Member *go, gboolean *go_started, guint *n_go)
+part_off (Member *m, guint *n, guint hop, gboolean started, Member *go, gboolean *go_started, guint *n_go)
 {
   guint keep = 0;
   for (guint i = 0; i < *n; i++)
-    if (crosses (&m[i], li))
+    if (crosses (&m[i], hop))
       {
         go_started[*n_go] = started;
         go[(*n_go)++] = m[i];
@@ -418,14 +442,16 @@ flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now)
   GROW (fn->split_started, fn->cap_split_started, b->n_m + b->n_pend);
   Member *go = fn->split_go;
   gboolean *started = fn->split_started;
-  gboolean first_goes = b->n_m > 0 && crosses (&b->m[0], li);
-  part_off (b->m, &b->n_m, li, TRUE, go, started, &n_go);
+  guint hl = hop_of (b, li);
+  g_assert (hl < b->n_hops);
+  gboolean first_goes = b->n_m > 0 && crosses (&b->m[0], hl);
+  part_off (b->m, &b->n_m, hl, TRUE, go, started, &n_go);
   for (guint i = b->n_m / 2; i-- > 0;) /* heapify what is left */
     {
       Member x = b->m[i];
       sift_down (b, i, &x);
     }
-  part_off (b->pend, &b->n_pend, li, FALSE, go, started, &n_go);
+  part_off (b->pend, &b->n_pend, hl, FALSE, go, started, &n_go);
   for (guint i = 1; i < n_go; i++)
     for (guint k = i; k > 0 && go[k - 1].seq > go[k].seq; k--)
       {
@@ -436,6 +462,11 @@ flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now)
         started[k] = started[k - 1];
         started[k - 1] = u;
       }
+  /* their private links, while the hop table holds them */
+  GROW (fn->split_links, fn->cap_split_links, n_go * FLOWNET_MAX_HOPS);
+  guint *go_links = fn->split_links;
+  for (guint i = 0; i < n_go; i++)
+    member_links (b, &go[i], go_links + (gsize) i * FLOWNET_MAX_HOPS);
   /* their counts leave the bundle's hops (the links keep them: the flows
    * take their places) */
   for (guint h = 0; h < b->n_core; h++)
@@ -443,7 +474,7 @@ flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now)
   for (guint i = 0; i < n_go; i++)
     for (guint k = 0; k < go[i].n_priv; k++)
       {
-        guint h = hop_of (b, go[i].priv[k]);
+        guint h = hop_of (b, go_links[(gsize) i * FLOWNET_MAX_HOPS + k]);
         if (--b->wt[h] == 0)
           hop_remove (fn, b, h);
       }
@@ -454,7 +485,7 @@ flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now)
       guint s = flownet_slot_start (fn, now, start);
       FlowHot *f = &fn->hot[s];
       f->n_hops = (guint8) (m->n_priv + n_core);
-      memcpy (f->path, m->priv, m->n_priv * sizeof (guint));
+      memcpy (f->path, go_links + (gsize) i * FLOWNET_MAX_HOPS, m->n_priv * sizeof (guint));
       memcpy (f->path + m->n_priv, fn->core_links + off, n_core * sizeof (guint));
       fn->cold[s].tag = m->tag;
       fn->fixed[s] = st;
@@ -510,4 +541,5 @@ flownet_bundles_clear (FlowNet *fn)
   g_free (fn->core_bundle);
   g_free (fn->split_go);
   g_free (fn->split_started);
+  g_free (fn->split_links);
 }

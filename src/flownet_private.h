@@ -37,14 +37,17 @@ typedef struct {
  * with HOP_BUNDLE set, of a bundle's hop table (flownet_bundle.c) */
 #define HOP_BUNDLE 0x80
 
-/* A member of a bundle: one flow, at the bundle's rate while it is one. */
+/* A member of a bundle: one flow, at the bundle's rate while it is one.
+ * Half a cache line: its links apart from the core are kept as hops of
+ * the bundle's table (renumbered when a hop is dropped). */
 typedef struct {
   double fin;    /* the bundle's clock (bytes each member sent) when it is done */
   guint64 tag;
   guint seq;     /* joining order: members done together end in it */
   guint8 n_priv;
-  guint priv[FLOWNET_MAX_HOPS]; /* its links apart from the core, in path order */
+  guint8 hop[FLOWNET_MAX_HOPS]; /* its private links' hops, in path order */
 } Member;
+G_STATIC_ASSERT (sizeof (Member) == 32);
 
 /* Flows that share a core (the rest of their paths after a private
  * prefix), kept as one entry of the network with a weight per link: while
@@ -132,8 +135,9 @@ struct FlowNet {
   guint *core_bundle;  /* [core]: its bundle */
   guint n_cores, cap_core_off, cap_core_bundle, n_core_links, cap_core_links;
   Member *split_go;          /* scratch of a split: the members that go, */
-  gboolean *split_started;   /* and whether each had started */
-  guint cap_split_go, cap_split_started;
+  gboolean *split_started;   /* and whether each had started, */
+  guint *split_links;        /* and their private links (FLOWNET_MAX_HOPS each) */
+  guint cap_split_go, cap_split_started, cap_split_links;
   guint *capped; /* active flows with a rate cap */
   guint n_capped, cap_capped;
 
