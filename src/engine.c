@@ -14,6 +14,15 @@
  * routes, engine_route's, stay for the run). A flow that follows another
  * (engine_flow_after) takes its place in the network when it is handed
  * over before that one's last byte, without a re-solve.
+ *
+ * A flow is done when it arrives, its latency after its last byte is sent.
+ * When the owner takes note of flows through the flow_arrived hook, a flow
+ * followed by one join or compute task (a dispatch flow into its
+ * receiver's experts) is done as its last byte is sent, with no event of
+ * its own: the event queue reserves the seq its arrival would have had,
+ * and the successor carries the latest such (time, seq) as the event it
+ * becomes ready at (flow_arrived), so every task starts when and in the
+ * order it would have, with one event per join rather than per flow.
  */
 #include "engine.h"
 
@@ -25,7 +34,7 @@
 
 enum { TASK_NOP, TASK_COMPUTE, TASK_FLOW };
 enum { ST_FREE, ST_NEW, ST_WAIT, ST_RUN };
-enum { EV_FLOW_BATCH, EV_SOLVE, EV_TASK_DONE, EV_N };
+enum { EV_FLOW_BATCH, EV_SOLVE, EV_TASK_DONE, EV_READY, EV_N };
 #define NIL G_MAXUINT
 
 /* a task's first SUCC_INLINE successors live in the task itself (most
@@ -73,6 +82,9 @@ typedef struct {
   guint succ_head;
   Succ succ[SUCC_INLINE];
   guint64 tag;
+  /* when it started; before, for a compute or nop task, with ready_seq
+   * (its seq + 1) the event it becomes ready at: the latest arrival of a
+   * flow it waits for (see flow_arrived); ready_seq 0 while none */
   SimTime start;
   union
   {
@@ -81,6 +93,7 @@ typedef struct {
       SimTime duration; /* at full SMs */
       guint gpu;
       guint prio; /* lower runs first among ready tasks of its GPU */
+      guint64 ready_seq;
     };
     struct
     {
@@ -197,8 +210,10 @@ struct Engine {
   guint n_gpus, cap_gpus;
 
   guint batch_gen;
-  SimEvent *batch; /* a batch's completions, queued together */
-  guint cap_batch;
+  SimEvent *batch; /* a batch's events (flow_arrived), queued together */
+  guint n_batch, cap_batch;
+  SimEvent *batch_by_seq; /* scratch of batch_queue */
+  guint cap_batch_by_seq;
   SimTime solve_event_time; /* pending EV_SOLVE, SIM_TIME_MAX when none */
   SimTime hold_until;       /* no re-solve before this (see maybe_solve) */
   gboolean batch_consumed;
@@ -247,6 +262,7 @@ engine_free (Engine *e)
   free_ids_clear (&e->free_edges);
   g_free (e->uncommitted);
   g_free (e->batch);
+  g_free (e->batch_by_seq);
   id_fifo_clear (&e->ready);
   g_free (e->touched);
   sim_queue_free (e->q);
@@ -552,6 +568,8 @@ engine_depend (Engine *e, EngineTask before, EngineTask after)
   b->succ_head = bi;
 }
 
+static void make_ready (Engine *e, Task *t, guint id);
+
 void
 engine_commit (Engine *e)
 {
@@ -560,7 +578,7 @@ engine_commit (Engine *e)
       Task *t = &e->tasks[e->uncommitted[i]];
       t->state = ST_WAIT;
       if (t->pending == 0)
-        id_fifo_push (&e->ready, e->uncommitted[i]);
+        make_ready (e, t, e->uncommitted[i]);
     }
   e->n_uncommitted = 0;
 }
@@ -612,6 +630,20 @@ try_hand_over (Engine *e, Task *t)
   t->handed = 1;
 }
 
+/* Task t (compute or nop, its predecessors all done) is ready now, or,
+ * when a flow it waited for arrives later (its start holds when, see
+ * flow_arrived), at that event. */
+static void
+make_ready (Engine *e, Task *t, guint id)
+{
+  SimTime now = sim_queue_now (e->q);
+  if (t->kind != TASK_FLOW && t->ready_seq > 0
+      && (t->start > now || (t->start == now && t->ready_seq > sim_queue_seq_floor (e->q))))
+    sim_queue_push_seq (e->q, t->start, t->ready_seq - 1, EV_READY, t->gen, id);
+  else
+    id_fifo_push (&e->ready, id);
+}
+
 /* One predecessor of task `id` finished. */
 static inline void
 succ_release (Engine *e, guint id)
@@ -619,7 +651,7 @@ succ_release (Engine *e, guint id)
   Task *s = &e->tasks[id];
   g_assert (s->state != ST_FREE && s->pending > 0);
   if (--s->pending == 0 && s->state == ST_WAIT)
-    id_fifo_push (&e->ready, id);
+    make_ready (e, s, id);
   else if (s->pending == 1 && s->follows)
     try_hand_over (e, s);
 }
@@ -640,8 +672,8 @@ task_finish (Engine *e, guint id)
 {
   Task *t = &e->tasks[id];
   SimTime now = sim_queue_now (e->q);
-  e->last_done = now;
-  if (e->hooks.task_done)
+  e->last_done = MAX (e->last_done, now); /* a flow may have arrived later (flow_arrived) */
+  if (e->hooks.task_done && !(t->kind == TASK_FLOW && e->hooks.flow_arrived))
     e->hooks.task_done (e->user, t->tag, t->start, now);
   t = &e->tasks[id]; /* hooks may create tasks and move the array */
   /* successors become ready in the reverse of the order they were added:
@@ -740,7 +772,10 @@ task_start (Engine *e, guint id)
         }
       else
         {
-          sim_queue_push (e->q, now + e->routes[t->route].latency, EV_TASK_DONE, t->gen, id);
+          SimTime at = now + e->routes[t->route].latency;
+          if (e->hooks.flow_arrived)
+            e->hooks.flow_arrived (e->user, t->tag, now, at);
+          sim_queue_push (e->q, at, EV_TASK_DONE, t->gen, id);
           release_follower (e, t); /* nothing to send */
         }
       break;
@@ -780,6 +815,98 @@ drain_ready (Engine *e)
     }
 }
 
+/* Adds an event to the batch queued at the end of on_flow_batch. */
+static inline void
+batch_add (Engine *e, SimTime time, guint64 seq, guint32 kind, guint32 gen, guint id)
+{
+  GROW (e->batch, e->cap_batch, e->n_batch + 1);
+  e->batch[e->n_batch++] = (SimEvent) { time, seq, kind, gen, id };
+}
+
+/* Queues the batch's events, in order of seq: of the n flows that ended
+ * (seqs seq0 + i), and of tasks that became ready at the arrival of one
+ * of them or of a flow before (older seqs, ordered apart: few). Each seq
+ * is one event's (a flow passes its key on to its one successor at most). */
+static void
+batch_queue (Engine *e, guint64 seq0, guint n)
+{
+  guint nb = e->n_batch;
+  gboolean sorted = TRUE;
+  for (guint i = 1; i < nb && sorted; i++)
+    sorted = e->batch[i - 1].seq < e->batch[i].seq;
+  if (!sorted)
+    {
+      GROW (e->batch_by_seq, e->cap_batch_by_seq, n + nb);
+      SimEvent *by = e->batch_by_seq, *slot = by + nb; /* [n]: by seq - seq0 */
+      for (guint i = 0; i < n; i++)
+        slot[i].kind = G_MAXUINT32;
+      guint n_old = 0;
+      for (guint i = 0; i < nb; i++)
+        {
+          const SimEvent *ev = &e->batch[i];
+          if (ev->seq >= seq0)
+            slot[ev->seq - seq0] = *ev;
+          else
+            {
+              guint k = n_old++;
+              for (; k > 0 && by[k - 1].seq > ev->seq; k--)
+                by[k] = by[k - 1];
+              by[k] = *ev;
+            }
+        }
+      guint m = n_old;
+      for (guint i = 0; i < n; i++)
+        if (slot[i].kind != G_MAXUINT32)
+          by[m++] = slot[i];
+      g_assert (m == nb);
+      memcpy (e->batch, by, nb * sizeof *by);
+    }
+  sim_queue_push_batch_seq (e->q, e->batch, nb);
+}
+
+/* Flow `id` sent its last byte; it arrives `at` (its end plus latency),
+ * at the event (at, seq) its end would have been scheduled as. When the
+ * owner hears of flows from the flow_arrived hook (or not at all), a flow
+ * with one successor that is not a flow (a join, the receiver's compute:
+ * the common case), or none, is done now, at no event of its own: its
+ * successor takes (at, seq) as the key of the event it becomes ready at
+ * when that is its latest predecessor, which is where the flow's event
+ * would have made it ready, so nothing runs in another order. Other flows
+ * get their event. */
+static void
+flow_arrived (Engine *e, guint id, SimTime at, guint64 seq)
+{
+  Task *t = &e->tasks[id];
+  if (e->hooks.flow_arrived)
+    e->hooks.flow_arrived (e->user, t->tag, t->start, at);
+  if ((e->hooks.task_done && !e->hooks.flow_arrived) || t->succ_head != NIL || t->n_succ > 1
+      || (t->n_succ == 1 && e->tasks[t->succ[0]].kind == TASK_FLOW))
+    {
+      batch_add (e, at, seq, EV_TASK_DONE, t->gen, id);
+      return;
+    }
+  e->last_done = MAX (e->last_done, at);
+  if (t->n_succ == 1)
+    {
+      guint sid = t->succ[0];
+      Task *s = &e->tasks[sid];
+      g_assert (s->state != ST_FREE && s->pending > 0);
+      if (at > s->start || (at == s->start && seq + 1 > s->ready_seq))
+        {
+          s->start = at;
+          s->ready_seq = seq + 1;
+        }
+      if (--s->pending == 0 && s->state == ST_WAIT)
+        batch_add (e, s->start, s->ready_seq - 1, EV_READY, s->gen, sid);
+    }
+  if (t->anon_route)
+    route_release (e, t->route);
+  t->state = ST_FREE;
+  t->gen++;
+  free_ids_put (&e->free_tasks, id);
+  e->live--;
+}
+
 /* ---- event handlers (indexed by EV_*) ---- */
 
 static void
@@ -797,28 +924,36 @@ on_flow_batch (Engine *e, const SimEvent *ev)
   if (left && e->hooks.rates_changed)
     e->hooks.rates_changed (e->user, ev->time);
   double wsum = 0.0, w = 0.0;
-  GROW (e->batch, e->cap_batch, n);
+  /* the seqs their ends would have been scheduled with, in this order */
+  guint64 seq0 = sim_queue_reserve (e->q, n);
+  e->n_batch = 0;
   for (guint i = 0; i < n; i++)
     {
-      /* the tasks ahead, and the routes (their latency) of those fetched
-       * four ends ago */
+      /* the tasks ahead, and the routes (their latency) and successors of
+       * those fetched four ends ago */
       if (i + 8 < n)
         __builtin_prefetch (&e->tasks[(guint) done[i + 8].tag]);
       if (i + 4 < n)
-        __builtin_prefetch (&e->routes[e->tasks[(guint) done[i + 4].tag].route]);
+        {
+          const Task *a = &e->tasks[(guint) done[i + 4].tag];
+          __builtin_prefetch (&e->routes[a->route]);
+          if (a->n_succ > 0)
+            __builtin_prefetch (&e->tasks[a->succ[0]]);
+        }
       guint id = (guint) done[i].tag;
       Task *t = &e->tasks[id];
-      e->batch[i] = (SimEvent) { done[i].end + e->routes[t->route].latency, 0, EV_TASK_DONE, t->gen, id };
+      SimTime at = done[i].end + e->routes[t->route].latency;
       if (done[i].continued)
+        follower_took_over (e, t, t->net, done[i].end); /* frees no bandwidth */
+      else
         {
-          follower_took_over (e, t, t->net, done[i].end);
-          continue; /* frees no bandwidth */
+          release_follower (e, t);
+          wsum += done[i].rate * (double) (done[i].end - ev->time);
+          w += done[i].rate;
         }
-      release_follower (e, t);
-      wsum += done[i].rate * (double) (done[i].end - ev->time);
-      w += done[i].rate;
+      flow_arrived (e, id, at, seq0 + i);
     }
-  sim_queue_push_batch (e->q, e->batch, n);
+  batch_queue (e, seq0, n);
   if (w > 0.0)
     {
       SimTime mid = ev->time + (SimTime) (wsum / w);
@@ -843,11 +978,21 @@ on_task_done (Engine *e, const SimEvent *ev)
   task_finish (e, id);
 }
 
+/* A task whose last predecessor was a flow that arrived now. */
+static void
+on_ready (Engine *e, const SimEvent *ev)
+{
+  guint id = (guint) ev->id;
+  g_assert (e->tasks[id].gen == ev->gen && e->tasks[id].state == ST_WAIT && e->tasks[id].pending == 0);
+  id_fifo_push (&e->ready, id);
+}
+
 typedef void (*EventHandler) (Engine *e, const SimEvent *ev);
 static const EventHandler handlers[EV_N] = {
   [EV_FLOW_BATCH] = on_flow_batch,
   [EV_SOLVE] = on_solve,
   [EV_TASK_DONE] = on_task_done,
+  [EV_READY] = on_ready,
 };
 
 static void
@@ -935,6 +1080,8 @@ engine_run (Engine *e)
       e->events++;
       prefetch_next (e);
       handlers[ev.kind](e, &ev);
+      drain_ready (e);
+      /* the tick's other events, each followed by the tasks it made ready */
       while (sim_queue_peek_time (e->q) == ev.time)
         {
           sim_queue_pop (e->q, &ev);
@@ -943,7 +1090,6 @@ engine_run (Engine *e)
           handlers[ev.kind](e, &ev);
           drain_ready (e);
         }
-      drain_ready (e);
       maybe_solve (e, ev.time);
     }
   /* superseded events may pop after the last task; they are not work */

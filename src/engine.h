@@ -36,6 +36,14 @@ typedef struct {
   /* optional: called at `now` after flow rates changed (a solve, or flows
    * leaving the network); flownet_link_load() then gives the new loads */
   void (*rates_changed) (void *user, SimTime now);
+  /* optional: called for a flow instead of task_done, as soon as its last
+   * byte is sent, with the time it arrives (`end`: its latency later). It
+   * may only take note (make no task, read no clock). With it, a flow
+   * followed by one join or compute task, or by none, needs no event of
+   * its own: tasks still become ready and start in the same order. Such
+   * a flow is gone once its last byte is sent: a task made to depend on it
+   * after that does not wait for its arrival (add successors up front). */
+  void (*flow_arrived) (void *user, guint64 tag, SimTime start, SimTime end);
 } EngineHooks;
 
 /* `tolerance` (>= 0) trades exactness for solver runs. 0 re-solves rates at

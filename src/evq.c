@@ -28,6 +28,7 @@ struct SimQueue {
   gsize count; /* events queued, runs' included */
   uint64_t next_seq;
   SimTime now;
+  uint64_t seq_floor; /* one past the last popped event's seq */
   Run *runs;
   guint n_runs, cap_runs, free_run; /* free runs: a list through next_free */
 };
@@ -91,6 +92,24 @@ sim_queue_push (SimQueue *q, SimTime time, uint32_t kind, uint32_t gen, uint64_t
   q->count++;
 }
 
+uint64_t
+sim_queue_reserve (SimQueue *q, gsize n)
+{
+  uint64_t first = q->next_seq;
+  q->next_seq += n;
+  return first;
+}
+
+void
+sim_queue_push_seq (SimQueue *q, SimTime time, uint64_t seq, uint32_t kind, uint32_t gen, uint64_t id)
+{
+  g_assert (time > q->now || (time == q->now && seq >= q->seq_floor));
+  g_assert (seq < q->next_seq);
+  g_assert (kind != RUN);
+  heap_insert (q, (SimEvent) { time, seq, kind, gen, id });
+  q->count++;
+}
+
 static int
 cmp_event (const void *a, const void *b)
 {
@@ -100,11 +119,10 @@ cmp_event (const void *a, const void *b)
   return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-void
-sim_queue_push_batch (SimQueue *q, const SimEvent *evs, gsize n)
+/* A free run with room for n events. */
+static guint
+run_take (SimQueue *q, gsize n)
 {
-  if (n == 0)
-    return;
   guint ri;
   if (q->free_run != G_MAXUINT)
     {
@@ -127,22 +145,29 @@ sim_queue_push_batch (SimQueue *q, const SimEvent *evs, gsize n)
       r->cap = MAX (n, 2 * r->cap);
       r->ev = g_renew (SimEvent, r->ev, r->cap);
     }
+  return ri;
+}
+
+/* Fills run r with evs[0 .. n) sorted by (time, array order), stable;
+ * with `index_seq` each event's seq becomes its index in evs, else it
+ * keeps its own. */
+static void
+run_sort (SimQueue *q, Run *r, const SimEvent *evs, gsize n, gboolean index_seq)
+{
   gboolean sorted = TRUE;
   SimTime lo = evs[0].time, hi = evs[0].time;
   for (gsize i = 0; i < n; i++)
     {
-      g_assert (evs[i].time >= q->now);
-      g_assert (evs[i].kind != RUN);
       sorted = sorted && (i == 0 || evs[i].time >= evs[i - 1].time);
       lo = MIN (lo, evs[i].time);
       hi = MAX (hi, evs[i].time);
     }
-  /* each event's seq holds its index in evs until the end */
   if (sorted)
     {
       memcpy (r->ev, evs, n * sizeof *evs);
-      for (gsize i = 0; i < n; i++)
-        r->ev[i].seq = i;
+      if (index_seq)
+        for (gsize i = 0; i < n; i++)
+          r->ev[i].seq = i;
     }
   else if (hi - lo < ((SimTime) 1 << 32) && n < ((gsize) 1 << 32))
     {
@@ -192,24 +217,66 @@ sim_queue_push_batch (SimQueue *q, const SimEvent *evs, gsize n)
         {
           gsize k = a[i] & 0xffffffffu;
           r->ev[i] = evs[k];
-          r->ev[i].seq = k;
+          if (index_seq)
+            r->ev[i].seq = k;
         }
     }
   else
     {
+      /* (seqs are in array order either way) */
       memcpy (r->ev, evs, n * sizeof *evs);
-      for (gsize i = 0; i < n; i++)
-        r->ev[i].seq = i; /* array order, for the sort */
+      if (index_seq)
+        for (gsize i = 0; i < n; i++)
+          r->ev[i].seq = i;
       qsort (r->ev, n, sizeof *r->ev, cmp_event);
     }
-  /* as if pushed one by one in array order */
-  for (gsize i = 0; i < n; i++)
-    r->ev[i].seq += q->next_seq;
-  q->next_seq += n;
+}
+
+/* Run ri, its n events sorted, takes its place in the heap. */
+static void
+run_insert (SimQueue *q, guint ri, gsize n)
+{
+  Run *r = &q->runs[ri];
   r->len = n;
   r->pos = 0;
   heap_insert (q, (SimEvent) { r->ev[0].time, r->ev[0].seq, RUN, 0, ri });
   q->count += n;
+}
+
+void
+sim_queue_push_batch (SimQueue *q, const SimEvent *evs, gsize n)
+{
+  if (n == 0)
+    return;
+  for (gsize i = 0; i < n; i++)
+    {
+      g_assert (evs[i].time >= q->now);
+      g_assert (evs[i].kind != RUN);
+    }
+  guint ri = run_take (q, n);
+  Run *r = &q->runs[ri];
+  run_sort (q, r, evs, n, TRUE);
+  /* as if pushed one by one in array order */
+  for (gsize i = 0; i < n; i++)
+    r->ev[i].seq += q->next_seq;
+  q->next_seq += n;
+  run_insert (q, ri, n);
+}
+
+void
+sim_queue_push_batch_seq (SimQueue *q, const SimEvent *evs, gsize n)
+{
+  if (n == 0)
+    return;
+  for (gsize i = 0; i < n; i++)
+    {
+      g_assert (evs[i].time > q->now || (evs[i].time == q->now && evs[i].seq >= q->seq_floor));
+      g_assert (evs[i].seq < q->next_seq && evs[i].kind != RUN);
+      g_assert (i == 0 || evs[i].seq > evs[i - 1].seq);
+    }
+  guint ri = run_take (q, n);
+  run_sort (q, &q->runs[ri], evs, n, FALSE);
+  run_insert (q, ri, n);
 }
 
 /* Restores the heap below the top after heap[0] grew (or was replaced). */
@@ -263,6 +330,7 @@ sim_queue_pop (SimQueue *q, SimEvent *out)
       sift_down_top (q, q->heap[--q->len]);
     }
   q->now = out->time;
+  q->seq_floor = out->seq + 1;
   q->count--;
   return TRUE;
 }
@@ -300,4 +368,10 @@ SimTime
 sim_queue_now (const SimQueue *q)
 {
   return q->now;
+}
+
+uint64_t
+sim_queue_seq_floor (const SimQueue *q)
+{
+  return q->seq_floor;
 }

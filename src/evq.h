@@ -30,6 +30,16 @@ void sim_queue_push (SimQueue *q, SimTime time, uint32_t kind, uint32_t gen, uin
  * G_MAXUINT32): they pop exactly as if pushed one by one in array order,
  * but hold one heap entry between them (for batches of completions). */
 void sim_queue_push_batch (SimQueue *q, const SimEvent *evs, gsize n);
+/* Takes n consecutive seqs for events scheduled later with
+ * sim_queue_push_seq (in the order they would have been pushed now);
+ * returns the first. */
+uint64_t sim_queue_reserve (SimQueue *q, gsize n);
+/* Schedules an event with a seq taken by sim_queue_reserve: it pops where
+ * it would have had it been pushed then. (time, seq) must come after the
+ * last popped event (seq at least sim_queue_seq_floor at the same time). */
+void sim_queue_push_seq (SimQueue *q, SimTime time, uint64_t seq, uint32_t kind, uint32_t gen, uint64_t id);
+/* The same for n events at once, in increasing order of seq. */
+void sim_queue_push_batch_seq (SimQueue *q, const SimEvent *evs, gsize n);
 /* Pops the earliest event into *ev; FALSE when empty. */
 gboolean sim_queue_pop (SimQueue *q, SimEvent *ev);
 /* Time of the earliest event, SIM_TIME_MAX when empty. */
@@ -44,3 +54,6 @@ uint64_t sim_queue_peek_id_ahead (const SimQueue *q, gsize k);
 gsize sim_queue_length (const SimQueue *q);
 /* Time of the last popped event (the queue's notion of now). */
 SimTime sim_queue_now (const SimQueue *q);
+/* One past the seq of the last popped event (0 before the first pop): an
+ * event at the current time with a lower seq would have popped already. */
+uint64_t sim_queue_seq_floor (const SimQueue *q);

@@ -659,15 +659,14 @@ steps_final (Moe *m)
     m->watch.steps_final (m->watch.user, m->res, m->n_final);
 }
 
+/* A flow's last byte was sent; it arrives at `end`. Of a dispatch flow
+ * into a GPU, the latest arrival and its source. */
 static void
-on_done (void *user, guint64 tag, SimTime start, SimTime end)
+on_flow_arrived (void *user, guint64 tag, SimTime start, SimTime end)
 {
   Moe *m = user;
   (void) start;
-  guint kind = TAG_KIND (tag), step = TAG_STEP (tag), g = TAG_GPU (tag);
-  if (kind == TAG_PREP)
-    m->times[(gsize) step * m->ep + g].send = end;
-  else if (kind == TAG_DFLOW)
+  if (TAG_KIND (tag) == TAG_DFLOW)
     {
       gsize i = (gsize) DTAG_STEP (tag) * m->ep + DTAG_DST (tag);
       if (end >= m->fed_at[i])
@@ -676,6 +675,16 @@ on_done (void *user, guint64 tag, SimTime start, SimTime end)
           m->fed_by[i] = DTAG_SRC (tag);
         }
     }
+}
+
+static void
+on_done (void *user, guint64 tag, SimTime start, SimTime end)
+{
+  Moe *m = user;
+  (void) start;
+  guint kind = TAG_KIND (tag), step = TAG_STEP (tag), g = TAG_GPU (tag);
+  if (kind == TAG_PREP)
+    m->times[(gsize) step * m->ep + g].send = end;
   else if (kind == TAG_EXPERT)
     m->times[(gsize) step * m->ep + g].expert_end = end;
   else if (kind == TAG_DONE)
@@ -770,7 +779,7 @@ moe_simulate (const Scenario *sc, LayerPlacement *const *placement, const MoeWat
     return NULL;
   /* the counterfactual keeps only its layer times: no link samples, no
    * last-arrival tracking */
-  EngineHooks hooks = { on_started, on_done, balanced ? NULL : on_rates_changed };
+  EngineHooks hooks = { on_started, on_done, balanced ? NULL : on_rates_changed, on_flow_arrived };
   m.engine = engine_new (&hooks, &m, s->sim.tolerance);
   for (guint l = 0; l < cluster_n_links (m.cluster); l++)
     engine_add_link (m.engine, cluster_link_capacity (m.cluster, l));

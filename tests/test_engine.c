@@ -19,7 +19,7 @@ log_done (void *user, guint64 tag, SimTime start, SimTime end)
   l->order[l->n_done++] = (guint) tag;
 }
 
-static const EngineHooks log_hooks = { NULL, log_done, NULL };
+static const EngineHooks log_hooks = { NULL, log_done, NULL, NULL };
 
 static void
 test_dependencies_and_gpu_fifo (void)
@@ -238,7 +238,7 @@ static void
 test_flows_started_by_hooks (void)
 {
   Relay r = { 0 };
-  const EngineHooks hooks = { NULL, relay_done, NULL };
+  const EngineHooks hooks = { NULL, relay_done, NULL, NULL };
   g_autoptr (Engine) e = engine_new (&hooks, &r, 0.0);
   r.e = e;
   r.links[0] = engine_add_link (e, 1e9);
@@ -577,6 +577,205 @@ test_link_load_follows_rates (void)
   CU_ASSERT_EQUAL (flownet_link_load (fn, 1), 0.0);
 }
 
+/* The flow_arrived hook lets flows followed by a join or compute task end
+ * without an event of their own: the same graph runs the same with it and
+ * without it (every task starts at the same time, in the same order, every
+ * flow arrives at the same time), with fewer events. Random steps of GPUs
+ * sending to each other over routes of unequal latencies (ties included):
+ * flows into a join, into a compute task directly, into two tasks, chains
+ * of chunks, zero-byte flows; exact and with a tolerance. */
+typedef struct {
+  SimTime start[4096], end[4096];
+  guint order[8192];
+  guint n_started;
+} RunLog;
+
+static void
+runlog_started (void *user, guint64 tag, SimTime now)
+{
+  RunLog *l = user;
+  l->start[tag] = now;
+  l->order[l->n_started++] = (guint) tag;
+}
+
+static void
+runlog_done (void *user, guint64 tag, SimTime start, SimTime end)
+{
+  RunLog *l = user;
+  (void) start;
+  l->end[tag] = end;
+}
+
+static guint64
+run_random_steps (guint seed, gboolean arrived_hook, double tolerance, RunLog *log)
+{
+  const guint G = 6, STEPS = 4;
+  EngineHooks hooks = { runlog_started, runlog_done, NULL, arrived_hook ? runlog_done : NULL };
+  g_autoptr (Engine) e = engine_new (&hooks, log, tolerance);
+  GRand *r = g_rand_new_with_seed (seed);
+  guint links[12], gpus[6], routes[6][6];
+  for (guint i = 0; i < 2 * G; i++)
+    links[i] = engine_add_link (e, 40e9);
+  for (guint g = 0; g < G; g++)
+    gpus[g] = engine_add_gpu (e);
+  for (guint s = 0; s < G; s++)
+    for (guint d = 0; d < G; d++)
+      if (s != d)
+        {
+          guint path[2] = { links[2 * s], links[2 * d + 1] };
+          /* latencies of 0, 1 or 2 us: with equal links, sizes and
+           * compute times from few values, many arrivals tie */
+          routes[s][d] = engine_route (e, path, 2, g_rand_int_range (r, 0, 3) * SIM_PS_PER_US, 0.0);
+        }
+  guint64 tag = 0;
+  EngineTask prev_done[6];
+  for (guint g = 0; g < G; g++)
+    prev_done[g] = ENGINE_TASK_NONE;
+  for (guint st = 0; st < STEPS; st++)
+    {
+      EngineTask comp[6], join[6], after[6];
+      for (guint g = 0; g < G; g++)
+        {
+          comp[g] = engine_compute_prio (e, gpus[g], g_rand_int_range (r, 1, 3) * SIM_PS_PER_US,
+                                         g_rand_int_range (r, 0, 2), tag++);
+          if (prev_done[g] != ENGINE_TASK_NONE)
+            engine_depend (e, prev_done[g], comp[g]);
+          join[g] = engine_nop (e, tag++);
+          after[g] = engine_compute_prio (e, gpus[g], g_rand_int_range (r, 1, 3) * SIM_PS_PER_US, 0, tag++);
+        }
+      for (guint s = 0; s < G; s++)
+        for (guint d = 0; d < G; d++)
+          {
+            if (s == d)
+              continue;
+            guint kind = (guint) g_rand_int_range (r, 0, 5);
+            double bytes = kind == 4 ? 0.0 : (double) g_rand_int_range (r, 1, 3) * 200e3;
+            EngineTask f = engine_flow_on (e, routes[s][d], bytes, tag++);
+            engine_depend (e, comp[s], f);
+            if (kind == 1) /* straight into the receiver's compute */
+              engine_depend (e, f, after[d]);
+            else if (kind == 2) /* into two tasks */
+              {
+                engine_depend (e, f, join[d]);
+                engine_depend (e, f, after[d]);
+              }
+            else if (kind == 3) /* a chain of chunks into the join */
+              {
+                EngineTask c = f;
+                for (guint k = 0; k < 2; k++)
+                  c = engine_flow_after (e, c, (double) g_rand_int_range (r, 1, 3) * 200e3,
+                                         g_rand_int_range (r, 0, 3) * SIM_PS_PER_US, tag++);
+                engine_depend (e, f, join[d]);
+                engine_depend (e, c, join[d]);
+              }
+            else
+              engine_depend (e, f, join[d]);
+          }
+      for (guint g = 0; g < G; g++)
+        {
+          engine_depend (e, join[g], after[g]);
+          prev_done[g] = after[g];
+        }
+      engine_commit (e);
+    }
+  g_assert (tag <= 4096);
+  g_rand_free (r);
+  engine_run (e);
+  CU_ASSERT_EQUAL (engine_tasks_pending (e), 0);
+  CU_ASSERT_EQUAL (log->n_started, tag);
+  return engine_events (e);
+}
+
+static void
+test_flow_arrived_runs_the_same (void)
+{
+  for (guint k = 0; k < 40; k++)
+    {
+      double tol = k % 2 ? 0.02 : 0.0;
+      static RunLog a, b;
+      memset (&a, 0, sizeof a);
+      memset (&b, 0, sizeof b);
+      guint64 ev_a = run_random_steps (k / 2, FALSE, tol, &a);
+      guint64 ev_b = run_random_steps (k / 2, TRUE, tol, &b);
+      CU_ASSERT (ev_b < ev_a);
+      CU_ASSERT_EQUAL (a.n_started, b.n_started);
+      CU_ASSERT_EQUAL (memcmp (a.order, b.order, a.n_started * sizeof a.order[0]), 0);
+      CU_ASSERT_EQUAL (memcmp (a.start, b.start, sizeof a.start), 0);
+      CU_ASSERT_EQUAL (memcmp (a.end, b.end, sizeof a.end), 0);
+    }
+}
+
+/* Where arrivals tie, tasks become ready in the order of the events the
+ * flows' ends would have been (with or without the flow_arrived hook):
+ * 1. flows A, C, B (in that order, 1 MB on links of their own, ending
+ *    together at 1 ms) into joins X (A, B) and Y (C): with no latency Y
+ *    is ready first (C's end comes before B's); with 5 us on A and C
+ *    only, X is (A's arrival, before C's, is X's last);
+ * 2. flow F ends at 1 ms into join Z, which also waits for compute P;
+ *    compute Q, ending with P, is all join W waits for: the end of F is
+ *    reported (its batch) before P's and Q's ends, but it would arrive
+ *    after them, so W is ready before Z. */
+static guint
+order_of (const RunLog *l, guint64 tag)
+{
+  for (guint i = 0; i < l->n_started; i++)
+    if (l->order[i] == tag)
+      return i;
+  return G_MAXUINT;
+}
+
+static void
+test_arrivals_keep_event_order (void)
+{
+  const SimTime us = SIM_PS_PER_US;
+  for (guint hook = 0; hook < 2; hook++)
+    for (guint lat = 0; lat < 2; lat++)
+      {
+        RunLog log = { 0 };
+        EngineHooks hooks = { runlog_started, runlog_done, NULL, hook ? runlog_done : NULL };
+        g_autoptr (Engine) e = engine_new (&hooks, &log, 0.0);
+        guint l[3];
+        for (guint i = 0; i < 3; i++)
+          l[i] = engine_add_link (e, 1e9);
+        EngineTask a = engine_flow (e, 1e6, &l[0], 1, lat ? 5 * us : 0, 0.0, 0);
+        EngineTask c = engine_flow (e, 1e6, &l[1], 1, lat ? 5 * us : 0, 0.0, 1);
+        EngineTask b = engine_flow (e, 1e6, &l[2], 1, 0, 0.0, 2);
+        EngineTask x = engine_nop (e, 3), y = engine_nop (e, 4);
+        engine_depend (e, a, x);
+        engine_depend (e, b, x);
+        engine_depend (e, c, y);
+        engine_commit (e);
+        engine_run (e);
+        CU_ASSERT_EQUAL (log.start[3], 1000 * us + (lat ? 5 * us : 0));
+        CU_ASSERT_EQUAL (log.start[4], log.start[3]);
+        guint first = lat ? 3 : 4, second = lat ? 4 : 3;
+        CU_ASSERT (order_of (&log, first) < order_of (&log, second));
+      }
+  for (guint hook = 0; hook < 2; hook++)
+    {
+      RunLog log = { 0 };
+      EngineHooks hooks = { runlog_started, runlog_done, NULL, hook ? runlog_done : NULL };
+      g_autoptr (Engine) e = engine_new (&hooks, &log, 0.0);
+      guint l = engine_add_link (e, 1e9);
+      guint g0 = engine_add_gpu (e), g1 = engine_add_gpu (e);
+      EngineTask f = engine_flow (e, 1e6, &l, 1, 0, 0.0, 0);
+      /* P and Q start 1 us in, after the flow's end was scheduled */
+      EngineTask p0 = engine_compute (e, g0, us, 1), q0 = engine_compute (e, g1, us, 2);
+      EngineTask p = engine_compute (e, g0, 999 * us, 3), q = engine_compute (e, g1, 999 * us, 4);
+      engine_depend (e, p0, p);
+      engine_depend (e, q0, q);
+      EngineTask z = engine_nop (e, 5), w = engine_nop (e, 6);
+      engine_depend (e, f, z);
+      engine_depend (e, p, z);
+      engine_depend (e, q, w);
+      engine_commit (e);
+      engine_run (e);
+      CU_ASSERT_EQUAL (log.start[5], 1000 * us);
+      CU_ASSERT_EQUAL (log.start[6], 1000 * us);
+      CU_ASSERT (order_of (&log, 6) < order_of (&log, 5));
+    }
+}
+
 int
 main (void)
 {
@@ -595,6 +794,8 @@ main (void)
     TEST (test_chunks_follow_without_gap),
     TEST (test_tolerance_stays_close_to_exact),
     TEST (test_link_load_follows_rates),
+    TEST (test_flow_arrived_runs_the_same),
+    TEST (test_arrivals_keep_event_order),
   };
   return test_main ("engine", tests, G_N_ELEMENTS (tests));
 }

@@ -278,6 +278,66 @@ test_radix_heap_pops_the_least (void)
   radix_heap_clear (&h);
 }
 
+/* Events whose seqs are reserved when they would have been pushed, and
+ * pushed later (before they are due), one by one or as a batch in seq
+ * order, pop exactly as if pushed then: against a queue where they were. */
+static void
+test_reserved_seqs_pop_in_place (void)
+{
+  g_autoptr (SimQueue) a = sim_queue_new ();
+  g_autoptr (SimQueue) b = sim_queue_new ();
+  GRand *r = g_rand_new_with_seed (13);
+  static SimEvent late[400];
+  guint64 id = 0;
+  guint popped = 0, bad = 0;
+  for (guint round = 0; round < 400; round++)
+    {
+      SimTime now = sim_queue_now (a);
+      /* some pushed at once to both, the others reserved in b */
+      guint n = (guint) g_rand_int_range (r, 0, 400), n_late = 0;
+      guint64 seq = sim_queue_reserve (b, 0);
+      for (guint i = 0; i < n; i++)
+        {
+          /* times from a few values: many ties */
+          SimTime t = now + g_rand_int_range (r, 0, 8) * 1000;
+          sim_queue_push (a, t, 1, 0, id);
+          if (g_rand_int_range (r, 0, 3) == 0)
+            sim_queue_push (b, t, 1, 0, id);
+          else
+            late[n_late++] = (SimEvent) { t, sim_queue_reserve (b, 1), 1, 0, id };
+          id++;
+        }
+      CU_ASSERT (n_late == 0 || late[0].seq >= seq);
+      if (round % 2)
+        sim_queue_push_batch_seq (b, late, n_late);
+      else
+        for (guint i = n_late; i-- > 0;) /* one by one, in any order */
+          sim_queue_push_seq (b, late[i].time, late[i].seq, late[i].kind, late[i].gen, late[i].id);
+      CU_ASSERT_EQUAL (sim_queue_length (a), sim_queue_length (b));
+      guint pops = (guint) g_rand_int_range (r, 0, 400);
+      for (guint k = 0; k < pops && sim_queue_length (a) > 0; k++)
+        {
+          SimEvent x, y;
+          sim_queue_pop (a, &x);
+          sim_queue_pop (b, &y);
+          bad += x.time != y.time || x.id != y.id || x.seq != y.seq;
+          CU_ASSERT_EQUAL (sim_queue_seq_floor (b), y.seq + 1);
+          popped++;
+        }
+    }
+  SimEvent x, y;
+  while (sim_queue_pop (a, &x))
+    {
+      CU_ASSERT_FATAL (sim_queue_pop (b, &y));
+      bad += x.time != y.time || x.id != y.id || x.seq != y.seq;
+      popped++;
+    }
+  CU_ASSERT_FALSE (sim_queue_pop (b, &y));
+  CU_ASSERT_EQUAL (bad, 0);
+  CU_ASSERT (popped > 50000);
+  g_rand_free (r);
+}
+
 int
 main (void)
 {
@@ -285,6 +345,7 @@ main (void)
     TEST (test_orders_by_time),
     TEST (test_equal_time_in_schedule_order),
     TEST (test_batches_pop_as_singles),
+    TEST (test_reserved_seqs_pop_in_place),
     TEST (test_peek_ahead_names_later_batch_events),
     TEST (test_scheduling_into_past_asserts),
     TEST (test_time_conversion_rounds_up),
