@@ -74,8 +74,9 @@ typedef struct {
    * last byte); handed to the network as that flow's continuation; on an
    * anonymous route (kept here so that a flow on a shared route never
    * touches the route again once started); the flow it follows is in the
-   * network (a follower is touched when that one starts: releases of its
-   * other predecessors then need not fetch that flow to know) */
+   * network (a follower is touched when that one starts, and takes note of
+   * its flow there in `net`: releases of its other predecessors then need
+   * not fetch that flow) */
   guint8 follows : 1, handed : 1, anon_route : 1, prev_sending : 1;
   guint gen;
   guint pending;
@@ -99,7 +100,8 @@ typedef struct {
     {
       double bytes;
       guint route;
-      guint net; /* its flow in the network while it runs */
+      guint net; /* its flow in the network while it runs (a follower
+                  * waiting: that of the flow it follows, once sending) */
       /* the flow it follows and the one that follows it (NIL when none;
        * neither can be done while the other waits on it) */
       guint prev, next;
@@ -584,6 +586,8 @@ engine_commit (Engine *e)
 }
 
 /* A follower handed to the network took over from flow `t` at `end`. */
+static void prev_sending (Engine *e, Task *f, guint net);
+
 static void
 follower_took_over (Engine *e, Task *t, guint net, SimTime end)
 {
@@ -599,10 +603,7 @@ follower_took_over (Engine *e, Task *t, guint net, SimTime end)
     e->hooks.task_started (e->user, f->tag, end);
   f = &e->tasks[id]; /* hooks may create tasks and move the array */
   if (f->next != NIL)
-    {
-      e->tasks[f->next].prev_sending = 1;
-      try_hand_over (e, &e->tasks[f->next]);
-    }
+    prev_sending (e, &e->tasks[f->next], net);
 }
 
 static void gpu_try_start (Engine *e, guint gpu);
@@ -624,10 +625,19 @@ try_hand_over (Engine *e, Task *t)
 {
   if (!t->follows || !t->prev_sending || t->handed || t->pending != 1 || t->state != ST_WAIT || t->bytes == 0.0)
     return;
-  const Task *p = &e->tasks[t->prev];
-  g_assert (p->state == ST_RUN && p->bytes > 0.0 && p->net != NIL);
-  flownet_flow_set_next (e->net, p->net, t->bytes, p->next);
+  g_assert (t->net != NIL);
+  flownet_flow_set_next (e->net, t->net, t->bytes, (guint64) (t - e->tasks));
   t->handed = 1;
+}
+
+/* The flow follower f follows started sending, as flow `net` of the
+ * network. */
+static void
+prev_sending (Engine *e, Task *f, guint net)
+{
+  f->prev_sending = 1;
+  f->net = net;
+  try_hand_over (e, f);
 }
 
 /* Task t (compute or nop, its predecessors all done) is ready now, or,
@@ -764,10 +774,7 @@ task_start (Engine *e, guint id)
             {
               t->net = flownet_flow_add (e->net, now, t->bytes, rt->path, rt->n_hops, rt->cap, id);
               if (t->next != NIL)
-                {
-                  e->tasks[t->next].prev_sending = 1;
-                  try_hand_over (e, &e->tasks[t->next]);
-                }
+                prev_sending (e, &e->tasks[t->next], t->net);
             }
         }
       else
@@ -799,7 +806,11 @@ drain_ready (Engine *e)
             {
               const Task *a = &e->tasks[id_fifo_peek (&e->ready, 4)];
               if (a->kind == TASK_FLOW)
-                __builtin_prefetch (&e->routes[a->route]);
+                {
+                  __builtin_prefetch (&e->routes[a->route]);
+                  if (a->next != NIL)
+                    __builtin_prefetch (&e->tasks[a->next]);
+                }
             }
           task_start (e, id_fifo_pop (&e->ready));
         }
