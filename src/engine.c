@@ -24,111 +24,10 @@
  * becomes ready at (flow_arrived), so every task starts when and in the
  * order it would have, with one event per join rather than per flow.
  */
-#include "engine.h"
-
-#include "evq.h"
-#include "util.h"
+#include "engine_private.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-enum { TASK_NOP, TASK_COMPUTE, TASK_FLOW };
-enum { ST_FREE, ST_NEW, ST_WAIT, ST_RUN };
-enum { EV_FLOW_BATCH, EV_SOLVE, EV_TASK_DONE, EV_READY, EV_N };
-#define NIL G_MAXUINT
-
-/* a task's first SUCC_INLINE successors live in the task itself (most
- * tasks have one or two: a flow its receiver, a chunk the next chunk), the
- * rest in a list of blocks of up to EDGE_BLOCK (a block a cache line: a
- * fan-out is read a line per fourteen successors, all fetched ahead) */
-#define SUCC_INLINE 2
-#define EDGE_BLOCK 14
-
-enum { ROUTE_HOPS = 1, ROUTE_ANON = 2, ROUTE_SHARED = 4 };
-
-/* A successor is a task id: it cannot be done, nor its slot reused, while
- * it waits for the task that lists it, so no generation is needed. */
-typedef guint Succ;
-
-/* Where a flow goes: its path, its latency and its rate cap. Flows that go
- * the same way (a pair of GPUs, step after step) share one. */
-typedef struct {
-  guint path[FLOWNET_MAX_HOPS];
-  guint8 n_hops;
-  guint8 n_private; /* shared (ROUTE_SHARED): the links before its core */
-  union
-  {
-    guint refs; /* anonymous (ROUTE_ANON): flows on it not done */
-    guint core; /* shared: its core in the network (flownet_core) */
-  };
-  SimTime latency;
-  double cap;
-} Route;
-G_STATIC_ASSERT (sizeof (Route) == 56);
-
-/* One cache line: a run keeps hundreds of thousands of tasks, touched at
- * random as they are released and finish. */
-typedef struct {
-  guint8 kind, state, n_succ; /* n_succ: inline successors used */
-  /* flow: follows another (its pending count holds one for that flow's
-   * last byte); handed to the network as that flow's continuation; on an
-   * anonymous route (kept here so that a flow on a shared route never
-   * touches the route again once started); the flow it follows is in the
-   * network (a follower is touched when that one starts, and takes note of
-   * its flow there in `net`: releases of its other predecessors then need
-   * not fetch that flow) */
-  guint8 follows : 1, handed : 1, anon_route : 1, prev_sending : 1;
-  guint gen;
-  guint pending;
-  guint succ_head;
-  Succ succ[SUCC_INLINE];
-  guint64 tag;
-  /* when it started; before, for a compute or nop task, with ready_seq
-   * (its seq + 1) the event it becomes ready at: the latest arrival of a
-   * flow it waits for (see flow_arrived); ready_seq 0 while none */
-  SimTime start;
-  union
-  {
-    struct
-    {
-      SimTime duration; /* at full SMs */
-      guint gpu;
-      guint prio; /* lower runs first among ready tasks of its GPU */
-      guint64 ready_seq;
-    };
-    struct
-    {
-      double bytes;
-      guint route;
-      guint net; /* its flow in the network while it runs (a follower
-                  * waiting: that of the flow it follows, once sending) */
-      /* the flow it follows and the one that follows it (NIL when none;
-       * neither can be done while the other waits on it) */
-      guint prev, next;
-    };
-  };
-} Task;
-G_STATIC_ASSERT (sizeof (Task) == 64);
-
-typedef struct {
-  guint n;    /* successors held */
-  guint next; /* the block of the successors added before, NIL when none */
-  Succ succ[EDGE_BLOCK];
-} EdgeBlock;
-G_STATIC_ASSERT (sizeof (EdgeBlock) == 64);
-
-/* A ready compute task in its GPU's queue: by priority, then readiness. */
-typedef struct {
-  guint prio, seq, id;
-} Ready;
-
-typedef struct {
-  double sm_share;
-  gboolean busy;
-  gboolean touched; /* in the engine's list of GPUs to try starting */
-  Ready *heap;      /* ready compute tasks, a binary min-heap */
-  guint len, cap, seq;
-} Gpu;
 
 static gboolean
 ready_less (const Ready *a, const Ready *b)
@@ -173,57 +72,6 @@ gpu_pop (Gpu *g)
   return id;
 }
 
-struct Engine {
-  EngineHooks hooks;
-  void *user;
-  double tolerance;
-  SimQueue *q;
-  FlowNet *net;
-
-  Task *tasks;
-  guint n_tasks, cap_tasks;
-  Route *routes;
-  guint n_routes, cap_routes;
-  guint8 *route_bits; /* per route: ROUTE_HOPS (it has hops) | ROUTE_ANON
-                       * (made by engine_flow for its flow and followers: not
-                       * shared by lookup, freed with its last flow); a byte
-                       * each, so that making a flow on a known route does
-                       * not read the route */
-  guint *route_slot; /* open addressing: route id + 1, 0 empty (named routes) */
-  guint route_mask, n_named;
-  FreeIds free_routes; /* anonymous routes' slots, lowest first */
-  FreeIds free_tasks; /* lowest first: a step's tasks sit together */
-  guint live;
-
-  EdgeBlock *edges; /* 64-byte aligned */
-  guint n_edges, cap_edges;
-  FreeIds free_edges; /* lowest first */
-
-  guint *uncommitted;
-  guint n_uncommitted, cap_uncommitted;
-
-  IdFifo ready; /* tasks ready to start, in order of readiness */
-  /* GPUs whose queue changed or which went idle: started once every task
-   * ready at this instant is queued, so priorities decide among them */
-  guint *touched;
-  guint n_touched, cap_touched;
-
-  Gpu *gpus;
-  guint n_gpus, cap_gpus;
-
-  guint batch_gen;
-  SimEvent *batch; /* a batch's events (flow_arrived), queued together */
-  guint n_batch, cap_batch;
-  SimEvent *batch_by_seq; /* scratch of batch_queue */
-  guint cap_batch_by_seq;
-  SimTime solve_event_time; /* pending EV_SOLVE, SIM_TIME_MAX when none */
-  SimTime hold_until;       /* no re-solve before this (see maybe_solve) */
-  gboolean batch_consumed;
-  guint64 events;
-  SimTime last_done; /* when the last task finished */
-};
-
-#define GROW UTIL_GROW
 
 static inline EngineTask
 handle_of (guint idx, guint gen)
@@ -345,116 +193,6 @@ engine_compute_prio (Engine *e, guint gpu, SimTime duration, guint prio, guint64
   return handle_of (id, e->tasks[id].gen);
 }
 
-static guint
-route_hash (const guint *path, guint n_hops, SimTime latency, double cap)
-{
-  guint64 h = 0x9e3779b97f4a7c15ull ^ n_hops;
-  for (guint i = 0; i < n_hops; i++)
-    h = (h ^ path[i]) * 0x100000001b3ull;
-  guint64 c;
-  memcpy (&c, &cap, sizeof c);
-  h = (h ^ (guint64) latency) * 0x9e3779b97f4a7c15ull;
-  h = (h ^ c) * 0x9e3779b97f4a7c15ull;
-  return (guint) (h >> 32);
-}
-
-static guint
-route_new (Engine *e, const guint *path, guint n_hops, SimTime latency, double cap, gboolean anon)
-{
-  guint r;
-  if (!anon || !free_ids_take (&e->free_routes, &r))
-    {
-      GROW (e->routes, e->cap_routes, e->n_routes + 1);
-      e->route_bits = g_realloc (e->route_bits, e->cap_routes);
-      r = e->n_routes++;
-    }
-  Route *rt = &e->routes[r];
-  memset (rt, 0, sizeof *rt);
-  if (n_hops > 0)
-    memcpy (rt->path, path, n_hops * sizeof (guint));
-  rt->n_hops = (guint8) n_hops;
-  rt->refs = 0; /* anonymous: its flows count themselves in */
-  e->route_bits[r] = (guint8) ((n_hops > 0 ? ROUTE_HOPS : 0) | (anon ? ROUTE_ANON : 0));
-  rt->latency = latency;
-  rt->cap = cap;
-  return r;
-}
-
-/* The id of the named route (path, latency, cap), added when new. */
-static guint
-route_intern (Engine *e, const guint *path, guint n_hops, SimTime latency, double cap)
-{
-  if (2 * (e->n_named + 1) > e->route_mask + 1)
-    {
-      guint size = e->route_mask ? 2 * (e->route_mask + 1) : 1024;
-      g_free (e->route_slot);
-      e->route_slot = g_new0 (guint, size);
-      e->route_mask = size - 1;
-      for (guint r = 0; r < e->n_routes; r++)
-        {
-          const Route *rt = &e->routes[r];
-          if (e->route_bits[r] & (ROUTE_ANON | ROUTE_SHARED))
-            continue; /* not looked up */
-          guint i = route_hash (rt->path, rt->n_hops, rt->latency, rt->cap) & e->route_mask;
-          while (e->route_slot[i] != 0)
-            i = (i + 1) & e->route_mask;
-          e->route_slot[i] = r + 1;
-        }
-    }
-  guint i = route_hash (path, n_hops, latency, cap) & e->route_mask;
-  for (; e->route_slot[i] != 0; i = (i + 1) & e->route_mask)
-    {
-      const Route *rt = &e->routes[e->route_slot[i] - 1];
-      if (rt->n_hops == n_hops && rt->latency == latency && rt->cap == cap
-          && memcmp (rt->path, path, n_hops * sizeof (guint)) == 0)
-        return e->route_slot[i] - 1;
-    }
-  guint r = route_new (e, path, n_hops, latency, cap, FALSE);
-  e->route_slot[i] = r + 1;
-  e->n_named++;
-  return r;
-}
-
-/* A route for one flow (and the chunks that follow it), without a lookup:
- * engine_flow's callers rarely send twice the same way. */
-static guint
-route_anon (Engine *e, const guint *path, guint n_hops, SimTime latency, double cap)
-{
-  return route_new (e, path, n_hops, latency, cap, TRUE);
-}
-
-/* One more flow is done with anonymous route r. */
-static void
-route_release (Engine *e, guint r)
-{
-  Route *rt = &e->routes[r];
-  g_assert (e->route_bits[r] & ROUTE_ANON);
-  if (--rt->refs == 0)
-    free_ids_put (&e->free_routes, r);
-}
-
-guint
-engine_route (Engine *e, const guint *path, guint n_hops, SimTime latency, double rate_cap)
-{
-  g_return_val_if_fail (n_hops >= 1 && n_hops <= FLOWNET_MAX_HOPS, G_MAXUINT);
-  g_return_val_if_fail (latency >= 0, G_MAXUINT);
-  return route_intern (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0);
-}
-
-guint
-engine_route_shared (Engine *e, const guint *path, guint n_hops, guint n_private, SimTime latency)
-{
-  g_return_val_if_fail (n_hops >= 1 && n_hops <= FLOWNET_MAX_HOPS && n_private < n_hops, G_MAXUINT);
-  g_return_val_if_fail (latency >= 0, G_MAXUINT);
-  guint core = flownet_core (e->net, path + n_private, n_hops - n_private);
-  g_return_val_if_fail (core != G_MAXUINT, G_MAXUINT);
-  guint r = route_new (e, path, n_hops, latency, 0.0, FALSE);
-  e->routes[r].core = core;
-  e->routes[r].n_private = (guint8) n_private;
-  e->route_bits[r] |= ROUTE_SHARED;
-  return r;
-}
-
 EngineTask
 engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime latency,
              double rate_cap, guint64 tag)
@@ -463,7 +201,7 @@ engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime l
   g_return_val_if_fail (n_hops <= FLOWNET_MAX_HOPS, ENGINE_TASK_NONE);
   g_return_val_if_fail (bytes == 0.0 || n_hops >= 1, ENGINE_TASK_NONE);
   g_return_val_if_fail (latency >= 0, ENGINE_TASK_NONE);
-  return engine_flow_on (e, route_anon (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0), bytes, tag);
+  return engine_flow_on (e, engine_route_anon (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0), bytes, tag);
 }
 
 EngineTask
@@ -500,8 +238,8 @@ engine_flow_after (Engine *e, EngineTask prev, double bytes, SimTime latency, gu
   if (e->routes[route].latency != latency)
     {
       Route copy = e->routes[route]; /* the routes may move as one is added */
-      route = (e->route_bits[route] & ROUTE_ANON) ? route_anon (e, copy.path, copy.n_hops, latency, copy.cap)
-                                                  : route_intern (e, copy.path, copy.n_hops, latency, copy.cap);
+      route = (e->route_bits[route] & ROUTE_ANON) ? engine_route_anon (e, copy.path, copy.n_hops, latency, copy.cap)
+                                                  : engine_route_intern (e, copy.path, copy.n_hops, latency, copy.cap);
     }
   gboolean anon = (e->route_bits[route] & ROUTE_ANON) != 0;
   if (anon)
@@ -706,7 +444,7 @@ task_finish (Engine *e, guint id)
   guint8 kind = t->kind;
   guint gpu = kind == TASK_COMPUTE ? t->gpu : 0;
   if (kind == TASK_FLOW && t->anon_route)
-    route_release (e, t->route);
+    engine_route_release (e, t->route);
   t->state = ST_FREE;
   t->gen++;
   free_ids_put (&e->free_tasks, id);
@@ -911,7 +649,7 @@ flow_arrived (Engine *e, guint id, SimTime at, guint64 seq)
         batch_add (e, s->start, s->ready_seq - 1, EV_READY, s->gen, sid);
     }
   if (t->anon_route)
-    route_release (e, t->route);
+    engine_route_release (e, t->route);
   t->state = ST_FREE;
   t->gen++;
   free_ids_put (&e->free_tasks, id);
