@@ -1,9 +1,9 @@
 /* Binary heap keyed by (time, seq). The heap array grows by doubling and is
  * never shrunk, so steady-state scheduling does not allocate.
  *
- * A batch (sim_queue_push_batch) is kept as a run: its events sorted by
- * (time, seq) in an array of their own, with one heap entry (kind RUN, id
- * the run) keyed by the run's next event. Pops come out in the same order
+ * A batch (sim_queue_push_batch_seq) is kept as a run: its events sorted
+ * by (time, seq) in an array of their own, with one heap entry (kind RUN,
+ * id the run) keyed by the run's next event. Pops come out in the same order
  * as if the events had been pushed one by one, while the heap holds one
  * entry per batch rather than thousands. */
 #include "evq.h"
@@ -148,11 +148,10 @@ run_take (SimQueue *q, gsize n)
   return ri;
 }
 
-/* Fills run r with evs[0 .. n) sorted by (time, array order), stable;
- * with `index_seq` each event's seq becomes its index in evs, else it
- * keeps its own. */
+/* Fills run r with evs[0 .. n) sorted by (time, array order), stable:
+ * by (time, seq) when the array is in order of seq. */
 static void
-run_sort (SimQueue *q, Run *r, const SimEvent *evs, gsize n, gboolean index_seq)
+run_sort (SimQueue *q, Run *r, const SimEvent *evs, gsize n)
 {
   gboolean sorted = TRUE;
   SimTime lo = evs[0].time, hi = evs[0].time;
@@ -163,12 +162,7 @@ run_sort (SimQueue *q, Run *r, const SimEvent *evs, gsize n, gboolean index_seq)
       hi = MAX (hi, evs[i].time);
     }
   if (sorted)
-    {
-      memcpy (r->ev, evs, n * sizeof *evs);
-      if (index_seq)
-        for (gsize i = 0; i < n; i++)
-          r->ev[i].seq = i;
-    }
+    memcpy (r->ev, evs, n * sizeof *evs);
   else if (hi - lo < ((SimTime) 1 << 32) && n < ((gsize) 1 << 32))
     {
       /* by (time, array order): a radix sort of (time - lo) << 32 | i on
@@ -214,20 +208,11 @@ run_sort (SimQueue *q, Run *r, const SimEvent *evs, gsize n, gboolean index_seq)
           b = t;
         }
       for (gsize i = 0; i < n; i++)
-        {
-          gsize k = a[i] & 0xffffffffu;
-          r->ev[i] = evs[k];
-          if (index_seq)
-            r->ev[i].seq = k;
-        }
+        r->ev[i] = evs[a[i] & 0xffffffffu];
     }
   else
     {
-      /* (seqs are in array order either way) */
       memcpy (r->ev, evs, n * sizeof *evs);
-      if (index_seq)
-        for (gsize i = 0; i < n; i++)
-          r->ev[i].seq = i;
       qsort (r->ev, n, sizeof *r->ev, cmp_event);
     }
 }
@@ -244,26 +229,6 @@ run_insert (SimQueue *q, guint ri, gsize n)
 }
 
 void
-sim_queue_push_batch (SimQueue *q, const SimEvent *evs, gsize n)
-{
-  if (n == 0)
-    return;
-  for (gsize i = 0; i < n; i++)
-    {
-      g_assert (evs[i].time >= q->now);
-      g_assert (evs[i].kind != RUN);
-    }
-  guint ri = run_take (q, n);
-  Run *r = &q->runs[ri];
-  run_sort (q, r, evs, n, TRUE);
-  /* as if pushed one by one in array order */
-  for (gsize i = 0; i < n; i++)
-    r->ev[i].seq += q->next_seq;
-  q->next_seq += n;
-  run_insert (q, ri, n);
-}
-
-void
 sim_queue_push_batch_seq (SimQueue *q, const SimEvent *evs, gsize n)
 {
   if (n == 0)
@@ -275,7 +240,7 @@ sim_queue_push_batch_seq (SimQueue *q, const SimEvent *evs, gsize n)
       g_assert (i == 0 || evs[i].seq > evs[i - 1].seq);
     }
   guint ri = run_take (q, n);
-  run_sort (q, &q->runs[ri], evs, n, FALSE);
+  run_sort (q, &q->runs[ri], evs, n);
   run_insert (q, ri, n);
 }
 

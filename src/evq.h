@@ -26,10 +26,6 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SimQueue, sim_queue_free)
 
 /* Schedules an event at `time` (>= the time of the last popped event). */
 void sim_queue_push (SimQueue *q, SimTime time, uint32_t kind, uint32_t gen, uint64_t id);
-/* Schedules n events at once (times >= now; seq is assigned, kind not
- * G_MAXUINT32): they pop exactly as if pushed one by one in array order,
- * but hold one heap entry between them (for batches of completions). */
-void sim_queue_push_batch (SimQueue *q, const SimEvent *evs, gsize n);
 /* Takes n consecutive seqs for events scheduled later with
  * sim_queue_push_seq (in the order they would have been pushed now);
  * returns the first. */
@@ -38,7 +34,9 @@ uint64_t sim_queue_reserve (SimQueue *q, gsize n);
  * it would have had it been pushed then. (time, seq) must come after the
  * last popped event (seq at least sim_queue_seq_floor at the same time). */
 void sim_queue_push_seq (SimQueue *q, SimTime time, uint64_t seq, uint32_t kind, uint32_t gen, uint64_t id);
-/* The same for n events at once, in increasing order of seq. */
+/* The same for n events at once, in increasing order of seq (kind not
+ * G_MAXUINT32): they pop exactly as if pushed one by one, but hold one
+ * heap entry between them (for batches of completions). */
 void sim_queue_push_batch_seq (SimQueue *q, const SimEvent *evs, gsize n);
 /* Pops the earliest event into *ev; FALSE when empty. */
 gboolean sim_queue_pop (SimQueue *q, SimEvent *ev);

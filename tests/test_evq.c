@@ -10,6 +10,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* n events queued as a batch, with seqs taken now in array order: as if
+ * pushed one by one */
+static void
+push_batch (SimQueue *q, SimEvent *evs, gsize n)
+{
+  guint64 first = sim_queue_reserve (q, n);
+  for (gsize i = 0; i < n; i++)
+    evs[i].seq = first + i;
+  sim_queue_push_batch_seq (q, evs, n);
+}
+
 static void
 test_orders_by_time (void)
 {
@@ -66,7 +77,7 @@ test_peek_ahead_names_later_batch_events (void)
   SimEvent batch[10];
   for (guint i = 0; i < 10; i++)
     batch[i] = (SimEvent) { 100 + (SimTime) (i * 7 % 10), 0, 1, 0, 1000 + i };
-  sim_queue_push_batch (q, batch, 10);
+  push_batch (q, batch, 10);
   guint64 ahead[10];
   for (guint k = 0; k < 10; k++)
     ahead[k] = sim_queue_peek_id_ahead (q, k);
@@ -103,7 +114,7 @@ test_batches_pop_as_singles (void)
           batch[i] = (SimEvent) { t, 0, 1, 0, id };
           sim_queue_push (a, t, 1, 0, id++);
         }
-      sim_queue_push_batch (b, batch, n);
+      push_batch (b, batch, n);
       for (guint k = 0; k < 5; k++) /* a single event between batches */
         {
           SimTime t = now + g_rand_int_range (r, 0, 500000);
