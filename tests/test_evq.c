@@ -21,6 +21,23 @@ push_batch (SimQueue *q, SimEvent *evs, gsize n)
   sim_queue_push_batch_seq (q, evs, n);
 }
 
+/* Pops what is left of two queues that must pop alike, then checks that
+ * they did, all along (`bad` events differed of `popped`). */
+static void
+drain_both (SimQueue *a, SimQueue *b, guint bad, guint popped)
+{
+  SimEvent x, y;
+  while (sim_queue_pop (a, &x))
+    {
+      CU_ASSERT_FATAL (sim_queue_pop (b, &y));
+      bad += x.time != y.time || x.id != y.id || x.seq != y.seq;
+      popped++;
+    }
+  CU_ASSERT_FALSE (sim_queue_pop (b, &y));
+  CU_ASSERT_EQUAL (bad, 0);
+  CU_ASSERT (popped > 50000);
+}
+
 static void
 test_orders_by_time (void)
 {
@@ -134,16 +151,7 @@ test_batches_pop_as_singles (void)
           popped++;
         }
     }
-  SimEvent x, y;
-  while (sim_queue_pop (a, &x))
-    {
-      CU_ASSERT_FATAL (sim_queue_pop (b, &y));
-      bad += x.time != y.time || x.id != y.id || x.seq != y.seq;
-      popped++;
-    }
-  CU_ASSERT_FALSE (sim_queue_pop (b, &y));
-  CU_ASSERT_EQUAL (bad, 0);
-  CU_ASSERT (popped > 50000);
+  drain_both (a, b, bad, popped);
   g_rand_free (r);
 }
 
@@ -336,16 +344,7 @@ test_reserved_seqs_pop_in_place (void)
           popped++;
         }
     }
-  SimEvent x, y;
-  while (sim_queue_pop (a, &x))
-    {
-      CU_ASSERT_FATAL (sim_queue_pop (b, &y));
-      bad += x.time != y.time || x.id != y.id || x.seq != y.seq;
-      popped++;
-    }
-  CU_ASSERT_FALSE (sim_queue_pop (b, &y));
-  CU_ASSERT_EQUAL (bad, 0);
-  CU_ASSERT (popped > 50000);
+  drain_both (a, b, bad, popped);
   g_rand_free (r);
 }
 
