@@ -214,7 +214,7 @@ engine_flow_on (Engine *e, guint route, double bytes, guint64 tag)
   Task *t = &e->tasks[id];
   t->bytes = bytes;
   t->route = route;
-  t->prev = t->next = NIL;
+  t->next = NIL;
   t->anon_route = (e->route_bits[route] & ROUTE_ANON) != 0;
   if (t->anon_route)
     e->routes[route].refs++;
@@ -252,7 +252,6 @@ engine_flow_after (Engine *e, EngineTask prev, double bytes, SimTime latency, gu
   t->anon_route = anon;
   t->follows = 1;
   t->pending = 1;
-  t->prev = pi;
   t->next = NIL;
   p->next = id;
   return handle_of (id, t->gen);

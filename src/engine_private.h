@@ -76,9 +76,9 @@ typedef struct {
       guint route;
       guint net; /* its flow in the network while it runs (a follower
                   * waiting: that of the flow it follows, once sending) */
-      /* the flow it follows and the one that follows it (NIL when none;
-       * neither can be done while the other waits on it) */
-      guint prev, next;
+      /* the flow that follows it (NIL when none; it cannot be done
+       * while this one waits on it) */
+      guint next;
     };
   };
 } Task;
