@@ -192,6 +192,62 @@ slotmap_clear (SlotMap *m)
   g_free (m->ctr);
 }
 
+/* One source GPU's tokens in the common case, kept apart so that its loop
+ * fits the registers: no placement (a candidate's expert is its slot), at
+ * most 256 candidates (duplicates caught in a bit mask), at most 64 nodes
+ * (or none counted), and the experts of each group subset in a table
+ * (`sub_experts`, NULL without a group limit: the candidate is the
+ * expert). It draws exactly what the general loop below draws, and counts
+ * the same. */
+static void
+synthetic_source_fast (Rng *rng, guint tokens, guint k, guint n_subsets, guint cand,
+                       const guint32 *restrict sub_experts, const guint32 *restrict gpu_of,
+                       const guint32 *restrict node_of, guint32 *restrict expert_rows,
+                       guint32 *restrict row /* NULL: one expert per GPU, row = srow */,
+                       guint32 *restrict srow, guint32 *restrict dstamp, guint32 *restrict nrow /* NULL: no nodes */,
+                       guint32 *restrict fanout, guint32 *stamp_io)
+{
+  Rng r = *rng;
+  guint32 stamp = *stamp_io;
+  for (guint t = 0; t < tokens; t++)
+    {
+      const guint32 *ce = sub_experts ? sub_experts + (gsize) rng_below (&r, n_subsets) * cand : NULL;
+      guint64 seen[4] = { 0, 0, 0, 0 };
+      guint64 nmask = 0;
+      guint span = 0;
+      stamp++;
+      for (guint j = 0; j < k;)
+        {
+          guint c = rng_below (&r, cand);
+          guint64 bit = (guint64) 1 << (c & 63);
+          if (seen[c >> 6] & bit)
+            continue;
+          seen[c >> 6] |= bit;
+          guint e = ce ? ce[c] : c;
+          expert_rows[e]++;
+          guint d = gpu_of[e];
+          if (row)
+            {
+              row[d] += dstamp[d] != stamp; /* branch-free: unpredictable */
+              dstamp[d] = stamp;
+            }
+          srow[d]++;
+          if (nrow)
+            {
+              guint n = node_of[e];
+              guint fresh = (guint) (~nmask >> n) & 1u;
+              nrow[n] += fresh;
+              span += fresh;
+              nmask |= (guint64) 1 << n;
+            }
+          j++;
+        }
+      if (nrow)
+        fanout[span]++; /* the nodes it reached */
+    }
+  *stamp_io = stamp;
+}
+
 void
 routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer, guint mb, guint tokens,
                    RoutingLayer *out)
@@ -238,6 +294,7 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
    * are its GPUs, and every selection is a token copy of its own */
   gboolean one_per_gpu = pl == NULL && E == ep;
   guint32 stamp = 0;
+  gboolean fast = pl == NULL && small && nodes <= 64 && (!limited || sub_experts);
 
   for (guint src = 0; src < ep; src++)
     {
@@ -247,6 +304,15 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
       guint32 *srow = out->pair_selections + (gsize) src * ep;
       guint32 *nrow = gpn ? out->node_tokens + (gsize) src * nodes : NULL;
       slotmap_source (&sm, src);
+      if (fast)
+        {
+          synthetic_source_fast (&rng, tokens, k, n_subsets, cand, limited ? sub_experts : NULL, sm.gpu_of,
+                                 sm.node_of, out->expert_rows, one_per_gpu ? NULL : row, srow, dstamp, nrow,
+                                 out->fanout, &stamp);
+          if (one_per_gpu)
+            memcpy (row, srow, ep * sizeof *row);
+          continue;
+        }
       for (guint t = 0; t < tokens; t++)
         {
           stamp++;

@@ -80,35 +80,57 @@ test_routing_counts_are_consistent (void)
     }
 }
 
-/* With one expert per GPU (EP256) the synthetic routing skips the per-GPU
- * deduplication (a token's GPUs are distinct): everything it counts equals
+/* Without a placement the synthetic routing takes a loop of its own
+ * (and with one expert per GPU, as at EP256, skips the per-GPU
+ * deduplication: a token's GPUs are distinct). Everything it counts equals
  * what the general path, taken through an explicit placement of the same
- * experts, counts from the same draws. */
+ * experts, counts from the same draws: with one and with four experts per
+ * GPU, with and without a group limit. */
 static void
-test_routing_one_expert_per_gpu_matches_general_path (void)
+routing_fast_matches_general (const char *sim, const char *const *sets, guint ep)
 {
-  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep256.yaml", NULL);
+  g_autoptr (Scenario) sc = test_load_sim (sim, sets);
   CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
   const ScenarioSpec *s = scenario_spec (sc);
-  g_autoptr (RoutingLayer) fast = routing_layer_new (256, 256);
-  g_autoptr (RoutingLayer) general = routing_layer_new (256, 256);
+  guint E = (guint) s->model.experts, nodes = ep / 8;
+  g_autoptr (RoutingLayer) fast = routing_layer_new (ep, E);
+  g_autoptr (RoutingLayer) general = routing_layer_new (ep, E);
   routing_layer_count_nodes (fast, 8);
   routing_layer_count_nodes (general, 8);
-  LayerPlacement *pl = placement_contiguous (256, 256, 8);
+  LayerPlacement *pl = placement_contiguous (E, ep, 8);
   routing_synthetic (s, NULL, 5, 0, 512, fast);
   routing_synthetic (s, pl, 5, 0, 512, general);
   layer_placement_free (pl);
-  gsize pairs = 256 * 256 * sizeof (guint32);
+  gsize pairs = (gsize) ep * ep * sizeof (guint32);
   CU_ASSERT (memcmp (fast->pair_tokens, general->pair_tokens, pairs) == 0);
   CU_ASSERT (memcmp (fast->pair_selections, general->pair_selections, pairs) == 0);
-  CU_ASSERT (memcmp (fast->pair_tokens, fast->pair_selections, pairs) == 0);
-  CU_ASSERT (memcmp (fast->expert_rows, general->expert_rows, 256 * sizeof (guint32)) == 0);
-  CU_ASSERT (memcmp (fast->node_tokens, general->node_tokens, 256 * 32 * sizeof (guint32)) == 0);
-  CU_ASSERT (memcmp (fast->fanout, general->fanout, 33 * sizeof (guint32)) == 0);
-  guint64 copies = 0;
-  for (gsize i = 0; i < 256 * 256; i++)
-    copies += fast->pair_tokens[i];
-  CU_ASSERT_EQUAL (copies, 256ull * 512 * 8);
+  CU_ASSERT (memcmp (fast->expert_rows, general->expert_rows, E * sizeof (guint32)) == 0);
+  CU_ASSERT (memcmp (fast->node_tokens, general->node_tokens, (gsize) ep * nodes * sizeof (guint32)) == 0);
+  CU_ASSERT (memcmp (fast->fanout, general->fanout, (nodes + 1) * sizeof (guint32)) == 0);
+  guint64 copies = 0, selections = 0;
+  for (gsize i = 0; i < (gsize) ep * ep; i++)
+    {
+      copies += fast->pair_tokens[i];
+      selections += fast->pair_selections[i];
+    }
+  CU_ASSERT_EQUAL (selections, (guint64) ep * 512 * 8);
+  if (E == ep)
+    {
+      CU_ASSERT (memcmp (fast->pair_tokens, fast->pair_selections, pairs) == 0);
+    }
+  else
+    {
+      CU_ASSERT (copies < selections); /* four experts per GPU: some tokens meet two on one GPU */
+    }
+}
+
+static void
+test_routing_without_placement_matches_general_path (void)
+{
+  routing_fast_matches_general ("deepseek-v3-ep256.yaml", NULL, 256);
+  routing_fast_matches_general ("deepseek-v3-ep64-forward.yaml", NULL, 64);
+  const char *no_limit[] = { "model.n_group=1", "model.topk_group=1", NULL };
+  routing_fast_matches_general ("deepseek-v3-ep64-forward.yaml", no_limit, 64);
 }
 
 static void
@@ -750,7 +772,7 @@ main (void)
     TEST (test_fp8_token_payload),
     TEST (test_routing_counts_are_consistent),
     TEST (test_routing_is_uniform_on_average),
-    TEST (test_routing_one_expert_per_gpu_matches_general_path),
+    TEST (test_routing_without_placement_matches_general_path),
     TEST (test_run_agrees_with_estimate_on_single_switch),
     TEST (test_bytes_are_conserved),
     TEST (test_balanced_counterfactual),
