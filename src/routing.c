@@ -481,10 +481,14 @@ routing_trace_loads (const Trace *t, guint layer, guint experts, double *load)
 
 /* ---- generation ahead of use ---- */
 
+/* A slot of the ring holds one step: queued, being generated (by a worker,
+ * or by the run while it waits), then ready. */
+enum { SLOT_QUEUED, SLOT_BUSY, SLOT_READY };
+
 typedef struct {
   RoutingLayer *layer;
   guint step;
-  gboolean ready;
+  guint state;
 } Slot;
 
 struct RoutingStream {
@@ -495,18 +499,21 @@ struct RoutingStream {
   LayerPlacement *const *placement; /* per MoE layer; NULL: contiguous */
   Slot *slots;
   GThreadPool *pool;
-  GMutex lock;
+  GMutex lock; /* guards the slots' step and state */
   GCond cond;
   guint next_to_queue;
 };
 
-static void
-generate (gpointer data, gpointer user)
+/* Generates the slot's step unless someone took it already (FALSE then).
+ * Called with the lock held, which it lets go of while it works. */
+static gboolean
+take_and_generate (RoutingStream *rs, Slot *slot)
 {
-  RoutingStream *rs = user;
-  util_thread_background (UTIL_NICE_AHEAD); /* generated ahead of the run that reads it */
-  Slot *slot = &rs->slots[GPOINTER_TO_UINT (data) - 1];
+  if (slot->state != SLOT_QUEUED)
+    return FALSE;
+  slot->state = SLOT_BUSY;
   guint step = slot->step;
+  g_mutex_unlock (&rs->lock);
   guint layer = rs->step_layer[step / rs->mbs];
   const LayerPlacement *pl = rs->placement ? rs->placement[layer] : NULL;
   if (rs->trace)
@@ -514,8 +521,21 @@ generate (gpointer data, gpointer user)
   else
     routing_synthetic (rs->spec, pl, layer, step % rs->mbs, rs->tokens, slot->layer);
   g_mutex_lock (&rs->lock);
-  slot->ready = TRUE;
+  slot->state = SLOT_READY;
   g_cond_broadcast (&rs->cond);
+  return TRUE;
+}
+
+/* A worker's job: the slot it was queued for, if the run did not take it
+ * while waiting (a slot queued again since holds a later step, which is
+ * as good). */
+static void
+generate (gpointer data, gpointer user)
+{
+  RoutingStream *rs = user;
+  util_thread_background (UTIL_NICE_AHEAD); /* generated ahead of the run that reads it */
+  g_mutex_lock (&rs->lock);
+  take_and_generate (rs, &rs->slots[GPOINTER_TO_UINT (data) - 1]);
   g_mutex_unlock (&rs->lock);
 }
 
@@ -526,12 +546,12 @@ queue_next (RoutingStream *rs)
   Slot *slot = &rs->slots[step % rs->window];
   g_mutex_lock (&rs->lock);
   slot->step = step;
-  slot->ready = FALSE;
+  slot->state = SLOT_QUEUED;
+  if (rs->pool == NULL)
+    take_and_generate (rs, slot);
   g_mutex_unlock (&rs->lock);
   if (rs->pool)
     g_thread_pool_push (rs->pool, GUINT_TO_POINTER (step % rs->window + 1), NULL);
-  else
-    generate (GUINT_TO_POINTER (step % rs->window + 1), rs);
 }
 
 RoutingStream *
@@ -576,8 +596,17 @@ routing_stream_get (RoutingStream *rs, guint step)
     queue_next (rs);
   Slot *slot = &rs->slots[step % rs->window];
   g_mutex_lock (&rs->lock);
-  while (!(slot->ready && slot->step == step))
-    g_cond_wait (&rs->cond, &rs->lock);
+  while (!(slot->state == SLOT_READY && slot->step == step))
+    {
+      /* rather than wait, generate a step no worker has taken yet: this
+       * one, or the first queued after it (where routing is slower than
+       * the run, the run's core then works on it too) */
+      gboolean helped = FALSE;
+      for (guint i = 0; i < rs->window && !helped; i++)
+        helped = take_and_generate (rs, &rs->slots[(step + i) % rs->window]);
+      if (!helped)
+        g_cond_wait (&rs->cond, &rs->lock);
+    }
   g_mutex_unlock (&rs->lock);
   return slot->layer;
 }

@@ -133,6 +133,41 @@ test_routing_without_placement_matches_general_path (void)
   routing_fast_matches_general ("deepseek-v3-ep64-forward.yaml", no_limit, 64);
 }
 
+/* The routing stream hands out each step as routing_synthetic makes it,
+ * whoever generated it: its workers (none, one or two), or the run while
+ * it waits (it takes queued steps no worker has started), in rings of 2
+ * to 8 slots, with micro-batches and a layer map. */
+static void
+test_routing_stream_matches_direct_routing (void)
+{
+  const char *sets[] = { "parallel.microbatches=2", NULL };
+  g_autoptr (Scenario) sc = test_load_sim ("deepseek-v3-ep64-forward.yaml", sets);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+  const ScenarioSpec *s = scenario_spec (sc);
+  const guint ep = 64, E = 256, tokens = 1024, n_steps = 14;
+  const guint step_layer[7] = { 3, 0, 5, 1, 1, 6, 2 }; /* per layer position */
+  g_autoptr (RoutingLayer) ref = routing_layer_new (ep, E);
+  routing_layer_count_nodes (ref, 8);
+  const guint threads[] = { 0, 1, 2, 1 }, windows[] = { 3, 2, 8, 8 };
+  for (guint c = 0; c < G_N_ELEMENTS (threads); c++)
+    {
+      RoutingStream *rs = routing_stream_new (s, NULL, NULL, n_steps, step_layer, tokens, threads[c], windows[c], 8);
+      guint same = 0;
+      for (guint step = 0; step < n_steps; step++)
+        {
+          const RoutingLayer *r = routing_stream_get (rs, step);
+          routing_synthetic (s, NULL, step_layer[step / 2], step % 2, tokens, ref);
+          same += memcmp (r->pair_tokens, ref->pair_tokens, ep * ep * sizeof (guint32)) == 0
+                  && memcmp (r->pair_selections, ref->pair_selections, ep * ep * sizeof (guint32)) == 0
+                  && memcmp (r->expert_rows, ref->expert_rows, E * sizeof (guint32)) == 0
+                  && memcmp (r->node_tokens, ref->node_tokens, ep * (ep / 8) * sizeof (guint32)) == 0
+                  && memcmp (r->fanout, ref->fanout, (ep / 8 + 1) * sizeof (guint32)) == 0;
+        }
+      routing_stream_free (rs);
+      CU_ASSERT_EQUAL (same, n_steps);
+    }
+}
+
 static void
 test_routing_is_uniform_on_average (void)
 {
@@ -772,6 +807,7 @@ main (void)
     TEST (test_fp8_token_payload),
     TEST (test_routing_counts_are_consistent),
     TEST (test_routing_is_uniform_on_average),
+    TEST (test_routing_stream_matches_direct_routing),
     TEST (test_routing_without_placement_matches_general_path),
     TEST (test_run_agrees_with_estimate_on_single_switch),
     TEST (test_bytes_are_conserved),
