@@ -1,6 +1,8 @@
 /* Synthetic routing generator. The per-token work is a handful of bounded
- * random draws with rejection of duplicates through a stamp array (no
- * clearing between tokens), so a layer costs O(tokens * top_k). */
+ * random draws with rejection of duplicates through a bit mask (up to 256
+ * candidates) or a stamp array (no clearing between tokens), so a layer
+ * costs O(tokens * top_k); and the stream that generates steps ahead of
+ * the run that reads them. */
 #include "routing.h"
 
 #include "rng.h"

@@ -68,8 +68,10 @@ RoutingStream *routing_stream_new (const ScenarioSpec *s, const Trace *trace,
                                    guint n_steps, const guint *step_layer, guint tokens, guint threads,
                                    guint window,
                                    guint count_nodes_of /* gpus per node, 0 = no node counts */);
-/* Blocks until step `step` is ready and returns it; steps must be asked for
- * in order, and the previous step's layer is recycled by this call. */
+/* Returns step `step` once it is ready; steps must be asked for in order,
+ * and the previous step's layer is recycled by this call. While the step
+ * is not ready the caller generates queued steps no worker has started
+ * (this one or later ones), and blocks only when there are none. */
 const RoutingLayer *routing_stream_get (RoutingStream *rs, guint step);
 void routing_stream_free (RoutingStream *rs);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RoutingStream, routing_stream_free)
