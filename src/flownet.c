@@ -72,6 +72,8 @@ flownet_free (FlowNet *fn)
   g_free (fn->seen);
   g_free (fn->fixed);
   g_free (fn->end);
+  g_free (fn->split_core);
+  g_free (fn->split_off);
   g_free (fn->ck_rem);
   g_free (fn->ck_free);
   g_free (fn->ck_unfixed);
@@ -177,6 +179,7 @@ flownet_slot_alloc (FlowNet *fn)
           fn->blk_loose[b] = 0;
         }
       fn->start = g_realloc_n (fn->start, nc, sizeof (SimTime));
+      fn->split_core = g_realloc_n (fn->split_core, nc, sizeof (guint));
     }
   fn->fixed[fn->n_slots] = (Stamp) { 0, 0 };
   fn->seen[fn->n_slots] = 0;
@@ -197,6 +200,7 @@ flownet_slot_start (FlowNet *fn, SimTime now, SimTime start)
   fn->end[id] = SIM_TIME_MAX;
   fn->start[id] = start;
   fn->fixed[id] = (Stamp) { 0, G_MAXUINT };
+  fn->split_core[id] = G_MAXUINT;
   fn->blk_start[id / BLOCK] = MIN (fn->blk_start[id / BLOCK], start);
   return id;
 }
@@ -778,6 +782,8 @@ flownet_solve (FlowNet *fn, SimTime now)
       fn->rec_nl = nl;
       fn->rec_levels = level;
     }
+  if (fn->n_split_off > 0)
+    flownet_bundle_merge (fn, now);
   tighten_loose (fn);
 }
 

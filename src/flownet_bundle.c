@@ -15,7 +15,9 @@
  * When a private link of an unfixed bundle is taken first, the members
  * do not share one rate: the bundle splits there and then into plain
  * flows (the links' counts, capacities and loads stay as they are, so the
- * fill goes on), and they stay plain.
+ * fill goes on). A later solve that fixes such a flow by the same link as
+ * its bundle (the private link no longer binds it) merges it back
+ * (flownet_bundle_merge).
  *
  * Members share the rate, so one clock counts the bytes each sent; a
  * member is done when the clock reaches its `fin`. The bundle's record
@@ -175,6 +177,22 @@ hop_of (const Bundle *b, guint li)
   return h;
 }
 
+/* The hop of private link li, which a member joining the bundle crosses:
+ * a new one (and the bundle listed on the link) when it has none yet. */
+static guint
+hop_take (FlowNet *fn, Bundle *b, guint li)
+{
+  guint hop = hop_of (b, li);
+  if (hop == b->n_hops)
+    {
+      b->link[hop] = li;
+      b->wt[hop] = 0;
+      b->n_hops++;
+      list_append (fn, li, b->slot, (guint8) (HOP_BUNDLE | hop));
+    }
+  return hop;
+}
+
 /* Renumbers hop `from` to `to` in the members of m[0 .. n). */
 static void
 members_renumber (Member *m, guint n, guint from, guint to)
@@ -261,23 +279,13 @@ flownet_flow_add_shared (FlowNet *fn, SimTime now, double bytes, const guint *pr
   double est = 0.0;
   for (guint h = 0; h < n_core + n_priv; h++)
     {
-      guint li, hop;
-      if (h < n_core)
-        hop = h;
-      else
+      guint hop = h;
+      if (h >= n_core)
         {
-          li = priv[h - n_core];
-          hop = hop_of (b, li);
-          if (hop == b->n_hops)
-            {
-              b->link[hop] = li;
-              b->wt[hop] = 0;
-              b->n_hops++;
-              list_append (fn, li, b->slot, (guint8) (HOP_BUNDLE | hop));
-            }
+          hop = hop_take (fn, b, priv[h - n_core]);
           m.hop[h - n_core] = (guint8) hop;
         }
-      li = b->link[hop];
+      guint li = b->link[hop];
       b->wt[hop]++;
       Link *l = &fn->links[li];
       l->bytes += bytes;
@@ -489,6 +497,9 @@ flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now)
       memcpy (f->path + m->n_priv, fn->core_links + off, n_core * sizeof (guint));
       fn->cold[s].tag = m->tag;
       fn->fixed[s] = st;
+      fn->split_core[s] = b->core;
+      GROW (fn->split_off, fn->cap_split_off, fn->n_split_off + 1);
+      fn->split_off[fn->n_split_off++] = s;
       fn->seen[s] = seen;
       if (!started[i])
         f->remaining = m->fin; /* its bytes: it has not started (no end) */
@@ -542,4 +553,85 @@ flownet_bundles_clear (FlowNet *fn)
   g_free (fn->split_go);
   g_free (fn->split_started);
   g_free (fn->split_links);
+}
+
+/* Flow `id`, split off the bundle of its core, goes back into it: fixed
+ * by the same link as the bundle, it has the bundle's rate, so as a member
+ * it sends what it sends as a flow of its own and every link carries the
+ * same flows at the same rates (nothing to re-solve; the record of the
+ * solve stays true: the bundle is fixed at the level the flow was). Its
+ * bytes left join the bundle's clock; it takes hops for its private links
+ * where the bundle has none. FALSE when it cannot: its private links would
+ * not fit the bundle's hop table, or the bundle is full (as at a join). */
+static gboolean
+merge_flow (FlowNet *fn, guint id, Bundle *b, SimTime now)
+{
+  FlowHot *f = &fn->hot[id];
+  guint n_core = b->n_core, n_priv = f->n_hops - n_core;
+  guint extra = 0;
+  for (guint k = 0; k < n_priv; k++)
+    extra += hop_of (b, f->path[k]) == b->n_hops;
+  if (b->n_hops + extra > BUNDLE_HOPS || b->n_m + b->n_pend >= BUNDLE_MEMBERS)
+    return FALSE;
+  double v = clock_at (fn, b, now);
+  double left = f->remaining - f->rate * sim_time_to_seconds (now - f->t_update);
+  Member m = { v + left, fn->cold[id].tag, b->seq++, (guint8) n_priv, { 0 } };
+  for (guint k = 0; k < n_priv; k++)
+    {
+      guint hop = hop_take (fn, b, f->path[k]);
+      b->wt[hop]++;
+      m.hop[k] = (guint8) hop;
+    }
+  for (guint h = 0; h < n_core; h++)
+    b->wt[h]++;
+  for (guint h = 0; h < f->n_hops; h++)
+    list_remove (fn, f->path[h], fn->cold[id].pos[h]);
+  heap_push (b, &m);
+  if (b->m[0].seq == m.seq)
+    {
+      /* the bundle's record follows its clock to its new first member */
+      FlowHot *bf = &fn->hot[b->slot];
+      bf->remaining = m.fin - v;
+      bf->t_update = now;
+      set_end (fn, b->slot, flownet_project (bf->remaining, bf->rate, now));
+    }
+  set_end (fn, id, SIM_TIME_MAX);
+  fn->start[id] = SIM_TIME_MAX;
+  fn->split_core[id] = G_MAXUINT;
+  free_ids_put (&fn->free_slots, id);
+  fn->n_active--;
+  return TRUE;
+}
+
+/* After a solve: each flow split off a bundle goes back into the bundle
+ * of its core when the solve fixed both at one level (so by one link) and
+ * they are of one age (a member's age is its bundle's, and the batching
+ * tolerance scales with it: the flow keeps its own); the others stay
+ * listed for the solves to come, but for those the bundle cannot take. */
+void
+flownet_bundle_merge (FlowNet *fn, SimTime now)
+{
+  guint ep = fn->epoch, kept = 0;
+  for (guint i = 0; i < fn->n_split_off; i++)
+    {
+      guint id = fn->split_off[i], core = fn->split_core[id];
+      if (core == G_MAXUINT)
+        continue; /* gone, or merged already */
+      guint bi = fn->core_bundle[core];
+      if (bi != G_MAXUINT)
+        {
+          Bundle *b = &fn->bundles[bi];
+          Stamp sf = fn->fixed[id], sb = fn->fixed[b->slot];
+          if (sf.epoch == ep && sb.epoch == ep && sf.level == sb.level && b->n_m > 0
+              && fn->hot[id].rate == fn->hot[b->slot].rate && fn->hot[id].rate > 0.0 && fn->end[id] > now
+              && fn->start[id] == fn->start[b->slot])
+            {
+              if (!merge_flow (fn, id, b, now))
+                fn->split_core[id] = G_MAXUINT; /* a flow of its own for good */
+              continue;
+            }
+        }
+      fn->split_off[kept++] = id;
+    }
+  fn->n_split_off = kept;
 }

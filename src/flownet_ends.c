@@ -23,6 +23,7 @@ flow_remove (FlowNet *fn, guint id)
   /* free slots are never taken by a scan; a block's earliest end, if it
    * was this flow's, is recomputed by the scan that removed it */
   fn->end[id] = fn->start[id] = SIM_TIME_MAX;
+  fn->split_core[id] = G_MAXUINT;
   if (c->cap > 0.0)
     for (guint i = 0; i < fn->n_capped; i++)
       if (fn->capped[i] == id)

@@ -138,6 +138,12 @@ struct FlowNet {
   gboolean *split_started;   /* and whether each had started, */
   guint *split_links;        /* and their private links (FLOWNET_MAX_HOPS each) */
   guint cap_split_go, cap_split_started, cap_split_links;
+  /* per slot: the core of a flow split off a bundle there (G_MAXUINT for
+   * any other), and those flows, which a solve may merge back (repeats and
+   * flows gone since allowed: their core says) */
+  guint *split_core;
+  guint *split_off;
+  guint n_split_off, cap_split_off;
   guint *capped; /* active flows with a rate cap */
   guint n_capped, cap_capped;
 
@@ -214,6 +220,7 @@ void flownet_bundles_clear (FlowNet *fn);
 void flownet_bundle_split (FlowNet *fn, guint id, guint li, SimTime now);
 guint flownet_bundle_take (FlowNet *fn, guint id, SimTime now, double tolerance, guint n);
 void flownet_bundle_admit (FlowNet *fn, Bundle *b, SimTime now);
+void flownet_bundle_merge (FlowNet *fn, SimTime now);
 
 /* When `remaining` bytes at `rate` (> 0) from `now` are sent. */
 static inline SimTime

@@ -518,6 +518,57 @@ test_bundles_match_plain_flows (void)
     }
 }
 
+/* A flow split off its bundle goes back into it once a solve fixes it
+ * with the bundle again, and ends as it would have as a flow of its own.
+ * Member A (from a GPU off the rail: private links E, its NVLink out, and
+ * I, the relay's NVLink in) and member B (from the relay itself) share the
+ * core N (the relay's NIC out, 12 GB/s) and D (the receiver's NIC in).
+ * Four short flows also cross E (10 GB/s): E's share, 2 GB/s, is the
+ * least, so A splits off (B alone in the bundle: 10 GB/s). Once they end
+ * (1 MB at 2 GB/s: 0.5 ms), A and B share N at 6 GB/s: one bundle again.
+ * When B ends, E binds A alone (10 GB/s): A splits off once more. The
+ * ends, against the same flows all added as flows of their own: A sends
+ * 1 MB by 0.5 ms, B 5 MB; B's 95 MB at 6 GB/s end at 16.333 ms, by when A
+ * has sent 96 MB; its last 4 MB at 10 GB/s end at 16.733 ms. */
+static void
+test_split_flow_rejoins_its_bundle (void)
+{
+  g_autoptr (FlowNet) plain = flownet_new ();
+  g_autoptr (FlowNet) bund = flownet_new ();
+  FlowNet *nets[2] = { plain, bund };
+  enum { E, I, N, D, X };
+  const double caps[] = { 10e9, 100e9, 12e9, 100e9, 100e9 };
+  for (guint k = 0; k < 2; k++)
+    for (guint l = 0; l < G_N_ELEMENTS (caps); l++)
+      flownet_add_link (nets[k], caps[l]);
+  const guint a_path[] = { E, I, N, D }, b_path[] = { N, D }, c_path[] = { E, X };
+  flownet_flow_add (plain, 0, 100e6, a_path, 4, 0.0, 0);
+  flownet_flow_add (plain, 0, 100e6, b_path, 2, 0.0, 1);
+  guint core = flownet_core (bund, b_path, 2);
+  flownet_flow_add_shared (bund, 0, 100e6, a_path, 2, core, 0);
+  flownet_flow_add_shared (bund, 0, 100e6, NULL, 0, core, 1);
+  for (guint k = 0; k < 2; k++)
+    for (guint c = 0; c < 4; c++)
+      flownet_flow_add (nets[k], 0, 1e6, c_path, 2, 0.0, 2 + c);
+  SimTime ends[2][6] = { { 0 } }, now[2] = { 0, 0 };
+  for (guint k = 0; k < 2; k++)
+    flownet_solve (nets[k], 0);
+  CU_ASSERT_EQUAL (flownet_n_active (bund), 6); /* A split off: A, the bundle, four flows */
+  for (guint k = 0; k < 2; k++)
+    run_to (nets[k], G_GINT64_CONSTANT (1000000000), &now[k], ends[k]); /* 1 ms */
+  CU_ASSERT_EQUAL (flownet_n_active (bund), 1); /* A back in the bundle */
+  CU_ASSERT_DOUBLE_EQUAL (flownet_flow_rate (plain, 0), 6e9, 1.0);
+  for (guint k = 0; k < 2; k++)
+    run_to (nets[k], SIM_TIME_MAX - 1, &now[k], ends[k]);
+  CU_ASSERT_EQUAL (flownet_n_active (bund), 0);
+  const double want_us[] = { 16733.333333, 16333.333333, 500, 500, 500, 500 };
+  for (guint f = 0; f < 6; f++)
+    {
+      CU_ASSERT (llabs (ends[0][f] - ends[1][f]) <= 10);
+      CU_ASSERT_DOUBLE_EQUAL (ends[1][f] / 1e6, want_us[f], 1e-3);
+    }
+}
+
 /* A bundle holds at most BUNDLE_MEMBERS members (its per-link counts are
  * 16 bits): flows past that on its core go as flows of their own, and max-min
  * treats them all alike. 70,000 equal flows on two links: every one ends at
@@ -558,6 +609,7 @@ main (void)
     TEST (test_rates_stay_max_min_through_changes),
     TEST (test_whole_network_solves_restart),
     TEST (test_bundles_match_plain_flows),
+    TEST (test_split_flow_rejoins_its_bundle),
     TEST (test_full_bundle_spills_into_plain_flows),
   };
   return test_main ("flownet", tests, G_N_ELEMENTS (tests));
