@@ -582,8 +582,10 @@ test_link_load_follows_rates (void)
  * without it (every task starts at the same time, in the same order, every
  * flow arrives at the same time), with fewer events. Random steps of GPUs
  * sending to each other over routes of unequal latencies (ties included):
- * flows into a join, into a compute task directly, into two tasks, chains
- * of chunks, zero-byte flows; exact and with a tolerance. */
+ * flows into a join, into a compute task directly, into two tasks, into
+ * four (more than a task holds inline), into two tasks that it alone
+ * makes ready (ready together: an event of its own), chains of chunks,
+ * zero-byte flows; exact and with a tolerance. */
 typedef struct {
   SimTime start[4096], end[4096];
   guint order[8192];
@@ -648,7 +650,7 @@ run_random_steps (guint seed, gboolean arrived_hook, double tolerance, RunLog *l
           {
             if (s == d)
               continue;
-            guint kind = (guint) g_rand_int_range (r, 0, 5);
+            guint kind = (guint) g_rand_int_range (r, 0, 7);
             double bytes = kind == 4 ? 0.0 : (double) g_rand_int_range (r, 1, 3) * 200e3;
             EngineTask f = engine_flow_on (e, routes[s][d], bytes, tag++);
             engine_depend (e, comp[s], f);
@@ -667,6 +669,27 @@ run_random_steps (guint seed, gboolean arrived_hook, double tolerance, RunLog *l
                                          g_rand_int_range (r, 0, 3) * SIM_PS_PER_US, tag++);
                 engine_depend (e, f, join[d]);
                 engine_depend (e, c, join[d]);
+              }
+            else if (kind == 5) /* into four tasks: the join, the compute, two nops into them */
+              {
+                EngineTask n1 = engine_nop (e, tag++), n2 = engine_nop (e, tag++);
+                engine_depend (e, comp[d], n1);
+                engine_depend (e, comp[s], n2);
+                engine_depend (e, f, join[d]);
+                engine_depend (e, f, n1);
+                engine_depend (e, f, after[d]);
+                engine_depend (e, f, n2);
+                engine_depend (e, n1, join[d]);
+                engine_depend (e, n2, after[d]);
+              }
+            else if (kind == 6) /* into two tasks that wait for it alone */
+              {
+                EngineTask n1 = engine_nop (e, tag++);
+                EngineTask c1 = engine_compute_prio (e, gpus[d], SIM_PS_PER_US, 1, tag++);
+                engine_depend (e, f, n1);
+                engine_depend (e, f, c1);
+                engine_depend (e, n1, join[d]);
+                engine_depend (e, c1, after[d]);
               }
             else
               engine_depend (e, f, join[d]);
@@ -714,7 +737,11 @@ test_flow_arrived_runs_the_same (void)
  * 2. flow F ends at 1 ms into join Z, which also waits for compute P;
  *    compute Q, ending with P, is all join W waits for: the end of F is
  *    reported (its batch) before P's and Q's ends, but it would arrive
- *    after them, so W is ready before Z. */
+ *    after them, so W is ready before Z;
+ * 3. flows F (5 us of latency) and G (none) end together at 1 ms, each into
+ *    joins A and B (added in that order): G arrives first, F last, so A and
+ *    B become ready at F's arrival in the order F's event would release
+ *    its successors, the last added first: B, then A. */
 static guint
 order_of (const RunLog *l, guint64 tag)
 {
@@ -773,6 +800,25 @@ test_arrivals_keep_event_order (void)
       CU_ASSERT_EQUAL (log.start[5], 1000 * us);
       CU_ASSERT_EQUAL (log.start[6], 1000 * us);
       CU_ASSERT (order_of (&log, 6) < order_of (&log, 5));
+    }
+  for (guint hook = 0; hook < 2; hook++)
+    {
+      RunLog log = { 0 };
+      EngineHooks hooks = { runlog_started, runlog_done, NULL, hook ? runlog_done : NULL };
+      g_autoptr (Engine) e = engine_new (&hooks, &log, 0.0);
+      guint l[2] = { engine_add_link (e, 1e9), engine_add_link (e, 1e9) };
+      EngineTask f = engine_flow (e, 1e6, &l[0], 1, 5 * us, 0.0, 0);
+      EngineTask g = engine_flow (e, 1e6, &l[1], 1, 0, 0.0, 1);
+      EngineTask a = engine_nop (e, 2), b = engine_nop (e, 3);
+      engine_depend (e, f, a);
+      engine_depend (e, f, b);
+      engine_depend (e, g, a);
+      engine_depend (e, g, b);
+      engine_commit (e);
+      engine_run (e);
+      CU_ASSERT_EQUAL (log.start[2], 1005 * us);
+      CU_ASSERT_EQUAL (log.start[3], 1005 * us);
+      CU_ASSERT (order_of (&log, 3) < order_of (&log, 2));
     }
 }
 
