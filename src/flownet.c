@@ -41,6 +41,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* a taken link's list is gone through in chunks of this many entries */
+#define SCAN_CHUNK 16
+
 FlowNet *
 flownet_new (void)
 {
@@ -81,6 +84,15 @@ flownet_free (FlowNet *fn)
   g_free (fn->d_cnt);
   g_free (fn->lvl_share);
   g_free (fn->lvl_link);
+  g_free (fn->ck_level);
+  g_free (fn->lvl_tie);
+  g_free (fn->lvl_skip);
+  g_free (fn->taken);
+  g_free (fn->tie_ends);
+  g_free (fn->tie_links);
+  g_free (fn->tie_freed);
+  g_free (fn->tie_rate);
+  g_free (fn->tie_cnt);
   g_free (fn->blk_end);
   g_free (fn->blk_start);
   g_free (fn->blk_loose);
@@ -111,6 +123,10 @@ flownet_add_link (FlowNet *fn, double capacity)
   fn->load = g_realloc_n (fn->load, fn->cap_links, sizeof (double));
   fn->rec_pos = g_realloc_n (fn->rec_pos, fn->cap_links, sizeof (guint));
   fn->d_cnt = g_realloc_n (fn->d_cnt, fn->cap_links, sizeof (gint));
+  fn->taken = g_realloc_n (fn->taken, fn->cap_links, sizeof (Stamp));
+  fn->tie_rate = g_realloc_n (fn->tie_rate, fn->cap_links, sizeof (double));
+  fn->tie_cnt = g_realloc_n (fn->tie_cnt, fn->cap_links, sizeof (guint));
+  fn->taken[fn->n_links] = (Stamp) { 0, 0 };
   fn->load[fn->n_links] = 0.0;
   fn->d_cnt[fn->n_links] = 0;
   fn->rec_pos[fn->n_links] = G_MAXUINT;
@@ -335,13 +351,15 @@ flownet_new_epoch (FlowNet *fn)
     {
       for (guint i = 0; i < fn->n_slots; i++)
         fn->fixed[i].epoch = 0;
+      for (guint i = 0; i < fn->n_links; i++)
+        fn->taken[i].epoch = 0;
       fn->epoch = 1;
     }
 }
 
 /* A new component search: no link or flow counts as reached. */
-static void
-new_mark (FlowNet *fn)
+void
+flownet_new_mark (FlowNet *fn)
 {
   if (++fn->mark == 0) /* wrapped: clear stale marks */
     {
@@ -362,22 +380,34 @@ fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, guint taken, d
 {
   FlowHot *f = &fn->hot[id];
   fn->fixed[id] = (Stamp) { fn->epoch, fn->level };
+  fn->work += n_hops;
+  fn->unfixed--;
+  double old = f->rate;
+  if (rate == old)
+    {
+      /* most flows keep their rate: their record is not touched */
+      for (guint h = 0; h < n_hops; h++)
+        {
+          guint li = path[h];
+          if (li == taken)
+            continue;
+          double r = fn->rem[li] - rate;
+          fn->rem[li] = r > 0.0 ? r : 0.0;
+          fn->n_free[li]--;
+        }
+      return;
+    }
+  /* (the loads move in the same pass) */
   for (guint h = 0; h < n_hops; h++)
     {
       guint li = path[h];
+      fn->load[li] += rate - old;
       if (li == taken)
         continue;
       double r = fn->rem[li] - rate;
       fn->rem[li] = r > 0.0 ? r : 0.0;
       fn->n_free[li]--;
     }
-  fn->work += n_hops;
-  fn->unfixed--;
-  double old = f->rate;
-  if (rate == old)
-    return; /* most flows keep their rate: their record is not touched */
-  for (guint h = 0; h < n_hops; h++)
-    fn->load[path[h]] += rate - old;
   f->remaining -= old * sim_time_to_seconds (now - f->t_update);
   f->t_update = now;
   f->rate = rate;
@@ -393,24 +423,40 @@ fix_bundle (FlowNet *fn, guint id, guint taken, double rate, SimTime now)
   FlowHot *f = &fn->hot[id];
   Bundle *b = &fn->bundles[f->path[0]];
   fn->fixed[id] = (Stamp) { fn->epoch, fn->level };
-  for (guint h = 0; h < b->n_hops; h++)
-    {
-      guint li = b->link[h];
-      if (li == taken)
-        continue;
-      double r = fn->rem[li] - b->wt[h] * rate;
-      fn->rem[li] = r > 0.0 ? r : 0.0;
-      fn->n_free[li] -= b->wt[h];
-    }
+  double old = f->rate;
+  /* without members waiting, the loads move in the same pass (with some,
+   * they take those in at the old rate first) */
+  if (rate != old && b->n_pend == 0)
+    for (guint h = 0; h < b->n_hops; h++)
+      {
+        guint li = b->link[h];
+        fn->load[li] += b->wt[h] * (rate - old);
+        if (li == taken)
+          continue;
+        double r = fn->rem[li] - b->wt[h] * rate;
+        fn->rem[li] = r > 0.0 ? r : 0.0;
+        fn->n_free[li] -= b->wt[h];
+      }
+  else
+    for (guint h = 0; h < b->n_hops; h++)
+      {
+        guint li = b->link[h];
+        if (li == taken)
+          continue;
+        double r = fn->rem[li] - b->wt[h] * rate;
+        fn->rem[li] = r > 0.0 ? r : 0.0;
+        fn->n_free[li] -= b->wt[h];
+      }
   fn->work += b->n_hops;
   fn->unfixed -= b->n_m + b->n_pend;
-  double old = f->rate;
   if (b->n_pend > 0)
-    flownet_bundle_admit (fn, b, now);
+    {
+      flownet_bundle_admit (fn, b, now);
+      for (guint h = 0; h < b->n_hops; h++)
+        fn->load[b->link[h]] += b->wt[h] * (rate - old);
+    }
   else if (rate == old)
     return;
-  for (guint h = 0; h < b->n_hops; h++)
-    fn->load[b->link[h]] += b->wt[h] * (rate - old);
   f->remaining -= old * sim_time_to_seconds (now - f->t_update);
   f->t_update = now;
   f->rate = rate;
@@ -434,6 +480,7 @@ take_bundle (FlowNet *fn, guint id, guint8 hop, guint li, double share, SimTime 
   const Bundle *b = &fn->bundles[fn->hot[id].path[0]];
   if (b->wt[hop & ~HOP_BUNDLE] < b->n_m + b->n_pend)
     {
+      fn->tie_split = TRUE; /* (read while recording: the open tie had one) */
       flownet_bundle_split (fn, id, li, now);
       return TRUE;
     }
@@ -468,7 +515,7 @@ add_search_link (FlowNet *fn, guint li, guint *nl)
 static guint
 search_component (FlowNet *fn, guint *n_links, guint *weight)
 {
-  new_mark (fn);
+  flownet_new_mark (fn);
   guint nl = 0, nf = 0, nw = 0, mk = fn->mark;
   for (guint i = 0; i < fn->n_dirty; i++)
     if (fn->links[fn->dirty_links[i]].mark != mk)
@@ -509,7 +556,7 @@ search_component (FlowNet *fn, guint *n_links, guint *weight)
 static guint
 gather_all (FlowNet *fn, guint *n_links)
 {
-  new_mark (fn);
+  flownet_new_mark (fn);
   guint nl = 0;
   for (guint li = 0; li < fn->n_links; li++)
     if (fn->links[li].n_flows > 0)
@@ -540,8 +587,10 @@ gather_all (FlowNet *fn, guint *n_links)
  * started flows and without the ended ones) repeats the rest as a solve
  * from scratch would, up to rounding. Flows fixed at high shares (fast
  * ones, which end first) sit at late levels: an all-to-all's intra-node flows ending cost the NVLink
- * levels only. Capped flows turn restarts off (the caps interleave with
- * levels). */
+ * levels only. After ends alone, a restart may also skip the tie (links
+ * of one share, such as every NIC of an all-to-all) the lowest of them was
+ * fixed in, from the checkpoint at its end (flownet_restart.c). Capped
+ * flows turn restarts off (the caps interleave with levels). */
 void
 flownet_solve (FlowNet *fn, SimTime now)
 {
@@ -615,13 +664,17 @@ flownet_solve (FlowNet *fn, SimTime now)
   fn->rm_min = fn->join_min = G_MAXUINT;
   fn->rm_n = fn->add_n = 0;
   fn->rec_valid = FALSE;
+  fn->n_tie_ends = 0;
   if (record && !restart)
     {
       fn->ck_every = MAX (16u, nl / 32);
       fn->ck_stride = fn->n_links;
+      fn->n_ck = 0;
       for (guint i = 0; i < nl; i++)
         fn->rec_pos[fn->comp_links[i]] = i;
     }
+  if (record)
+    flownet_record_open (fn, level);
 
   guint n_capped = 0;
   for (guint i = 0; i < fn->n_capped; i++)
@@ -685,16 +738,7 @@ flownet_solve (FlowNet *fn, SimTime now)
           continue;
         }
       if (record)
-        {
-          if (level % fn->ck_every == 0)
-            flownet_checkpoint_save (fn, level / fn->ck_every);
-          GROW (fn->lvl_share, fn->cap_lvl_share, level + 1);
-          GROW (fn->lvl_link, fn->cap_lvl_link, level + 1);
-          fn->lvl_link[level] = li;
-          /* shares come in order but for rounding: keep the greatest of
-           * the checkpoint's levels so far */
-          fn->lvl_share[level] = level % fn->ck_every != 0 ? MAX (share, fn->lvl_share[level - 1]) : share;
-        }
+        flownet_record_level (fn, level, li, share);
       fn->level = level++;
       /* the taken link's own state is not updated flow by flow (a serial
        * chain through memory): all its unfixed flows are fixed now, which
@@ -713,13 +757,15 @@ flownet_solve (FlowNet *fn, SimTime now)
           const guint *le = fn->links[li].flows;
           const guint8 *hb = fn->links[li].hop;
           guint n = fn->links[li].n_flows;
-          if (n <= 64)
+          /* in chunks: a chunk's unfixed flows first (branch-free: whether
+           * a listed flow is fixed yet is a coin toss; most of a flow's
+           * visits find it fixed already and read only its stamp), their
+           * records fetched together, then fixed in list order; the scan
+           * ends once the link's unfixed flows are all found */
+          for (guint j0 = 0; j0 < n && left > 0 && !again; j0 += SCAN_CHUNK)
             {
-              /* a short list: its unfixed flows first, their records
-               * fetched together, then fixed (in list order, as below) */
-              guint todo[64], at[64], m = 0;
-              /* branch-free: whether a listed flow is fixed yet is a coin toss */
-              for (guint j = 0; j < n; j++)
+              guint j1 = MIN (j0 + SCAN_CHUNK, n), todo[SCAN_CHUNK], at[SCAN_CHUNK], m = 0;
+              for (guint j = j0; j < j1; j++)
                 {
                   todo[m] = le[j];
                   at[m] = j;
@@ -734,37 +780,15 @@ flownet_solve (FlowNet *fn, SimTime now)
                 {
                   const FlowHot *f = &fn->hot[todo[k]];
                   if (G_LIKELY (!f->bundle))
-                    fix_flow (fn, todo[k], f->n_hops, f->path, li, share, now);
-                  else
-                    again = take_bundle (fn, todo[k], hb[at[k]], li, share, now);
-                }
-              continue;
-            }
-          for (guint j = 0; j < n && left > 0 && !again; j++)
-            {
-              /* a link's flows sit at scattered slots: fetch their stamps
-               * ahead, and the records of those a solve will fix (most of a
-               * flow's visits find it fixed already and read only the stamp) */
-              if (j + 32 < n)
-                __builtin_prefetch (&fn->fixed[le[j + 32]]);
-              if (j + 16 < n && fn->fixed[le[j + 16]].epoch != ep)
-                {
-                  __builtin_prefetch (&fn->hot[le[j + 16]]);
-                  __builtin_prefetch (&fn->end[le[j + 16]]);
-                }
-              if (fn->fixed[le[j]].epoch != ep)
-                {
-                  const FlowHot *f = &fn->hot[le[j]];
-                  if (G_LIKELY (!f->bundle))
                     {
-                      fix_flow (fn, le[j], f->n_hops, f->path, li, share, now);
+                      fix_flow (fn, todo[k], f->n_hops, f->path, li, share, now);
                       left--;
                     }
                   else
                     {
                       const Bundle *b = &fn->bundles[f->path[0]];
                       guint w = b->n_m + b->n_pend;
-                      again = take_bundle (fn, le[j], hb[j], li, share, now);
+                      again = take_bundle (fn, todo[k], hb[at[k]], li, share, now);
                       if (!again)
                         left -= w;
                     }
@@ -778,6 +802,7 @@ flownet_solve (FlowNet *fn, SimTime now)
       fix_capped (fn, fn->comp_capped[next_cap], now);
   if (record)
     {
+      flownet_record_close (fn, level);
       fn->rec_valid = TRUE;
       fn->rec_nl = nl;
       fn->rec_levels = level;
@@ -812,6 +837,12 @@ guint64
 flownet_solve_restarts (const FlowNet *fn)
 {
   return fn->restarts;
+}
+
+guint64
+flownet_solve_tie_skips (const FlowNet *fn)
+{
+  return fn->tie_skips;
 }
 
 guint64

@@ -110,5 +110,7 @@ SimTime flownet_added_due (const FlowNet *fn, double tolerance);
 /* Counters for benchmarks: solves run and flow-visits they made. */
 /* Solves that restarted from the record of an earlier one (flownet.c). */
 guint64 flownet_solve_restarts (const FlowNet *fn);
+/* Of those, how many skipped a tie of the record (flownet_restart.c). */
+guint64 flownet_solve_tie_skips (const FlowNet *fn);
 guint64 flownet_solve_count (const FlowNet *fn);
 guint64 flownet_solve_work (const FlowNet *fn);

@@ -379,8 +379,10 @@ flownet_bundle_take (FlowNet *fn, guint id, SimTime now, double tolerance, guint
         }
       if (fn->rec_valid)
         {
-          fn->rm_min = MIN (fn->rm_min, fn->fixed[id].level);
-          fn->rm_n++;
+          guint all[FLOWNET_MAX_HOPS];
+          memcpy (all, b->link, b->n_core * sizeof (guint));
+          memcpy (all + b->n_core, priv, m.n_priv * sizeof (guint));
+          flownet_record_end (fn, fn->fixed[id].level, f->rate, all, b->n_core + m.n_priv);
         }
       fn->n_weight--;
       fn->removed = TRUE;

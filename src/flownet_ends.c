@@ -9,10 +9,7 @@ flow_remove (FlowNet *fn, guint id)
   FlowHot *f = &fn->hot[id];
   FlowCold *c = &fn->cold[id];
   if (fn->rec_valid)
-    {
-      fn->rm_min = MIN (fn->rm_min, fn->fixed[id].level);
-      fn->rm_n++;
-    }
+    flownet_record_end (fn, fn->fixed[id].level, f->rate, f->path, f->n_hops);
   for (guint h = 0; h < f->n_hops; h++)
     {
       list_remove (fn, f->path[h], c->pos[h]);

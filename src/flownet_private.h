@@ -80,6 +80,15 @@ typedef struct {
 } Bundle;
 G_STATIC_ASSERT (sizeof (Bundle) == 256);
 
+/* A flow (or bundle member) that ended, fixed in a tie of the record that
+ * a restart may skip (flownet_restart.c) */
+typedef struct {
+  guint level;
+  guint n;
+  double rate;
+  guint link[FLOWNET_MAX_HOPS];
+} TieEnd;
+
 typedef struct {
   double capacity;
   double bytes;
@@ -172,7 +181,10 @@ struct FlowNet {
   guint ck_stride;   /* checkpoint k of link li: [k * ck_stride + li] (every
                       * link: n_links when the record was made) */
   guint rec_levels;  /* levels the record holds */
-  guint ck_every;
+  guint ck_every;    /* levels between checkpoints at most */
+  guint n_ck;        /* checkpoints, at increasing levels */
+  guint *ck_level;   /* [checkpoint]: the level it was saved before */
+  guint cap_ck_level;
   double *ck_rem;    /* [checkpoint][link] */
   guint *ck_free;
   guint *ck_unfixed; /* [checkpoint] */
@@ -180,6 +192,27 @@ struct FlowNet {
   guint cap_lvl_share;
   guint *lvl_link;   /* [level]: the link it took */
   guint cap_lvl_link;
+  /* ties (see flownet_restart.c): per level, the first level of its tie
+   * (the run of levels at one share it belongs to), and whether that tie
+   * can be skipped (long enough, no split in it, a checkpoint at its end) */
+  guint *lvl_tie;
+  guint8 *lvl_skip;
+  guint cap_lvl_tie, cap_lvl_skip;
+  guint tie_first;   /* during a recording solve: the open tie's first level, */
+  double tie_share;  /* and its share */
+  gboolean tie_split; /* a bundle split in the open tie */
+  gboolean ck_due;   /* the recording solve has not saved its first checkpoint */
+  Stamp *taken;      /* per link: the level that took it, in the epoch */
+  /* the ends since the record of flows fixed in a tie that can be skipped
+   * (their level, rate and links) */
+  TieEnd *tie_ends;
+  guint n_tie_ends, cap_tie_ends;
+  guint *tie_links;  /* scratch of a skip: the links those ends left, */
+  guint *tie_freed;  /* and the entries it unfixes */
+  guint cap_tie_links, cap_tie_freed;
+  double *tie_rate;  /* per link (scratch of a skip): the rates those ends took */
+  guint *tie_cnt;    /* and how many */
+  guint64 tie_skips;
   gsize cap_ck;
   guint cap_ck_unfixed;
   guint *rec_pos;    /* per link: its position in comp_links */
@@ -212,6 +245,7 @@ struct FlowNet {
 #define BLOCK 64
 
 void flownet_new_epoch (FlowNet *fn);
+void flownet_new_mark (FlowNet *fn);
 guint flownet_slot_alloc (FlowNet *fn);
 guint flownet_slot_start (FlowNet *fn, SimTime now, SimTime start);
 
@@ -244,8 +278,30 @@ flownet_is_bundle (const FlowNet *fn, guint id)
 
 /* flownet_restart.c */
 void flownet_record_add_link (FlowNet *fn, guint li);
-void flownet_checkpoint_save (FlowNet *fn, guint q);
+void flownet_checkpoint_save (FlowNet *fn, guint level);
 guint flownet_restart_from_record (FlowNet *fn);
+void flownet_record_open (FlowNet *fn, guint level);
+void flownet_record_level (FlowNet *fn, guint level, guint li, double share);
+void flownet_record_close (FlowNet *fn, guint levels);
+
+/* An entry fixed at `level` of the record ended: a skippable tie's keeps
+ * what a skip needs to know of it (its rate and links). */
+static inline void
+flownet_record_end (FlowNet *fn, guint level, double rate, const guint *links, guint n)
+{
+  fn->rm_min = MIN (fn->rm_min, level);
+  fn->rm_n++;
+  if (level < fn->rec_levels && fn->lvl_skip[level])
+    {
+      if (fn->n_tie_ends == fn->cap_tie_ends)
+        GROW (fn->tie_ends, fn->cap_tie_ends, fn->n_tie_ends + 1);
+      TieEnd *te = &fn->tie_ends[fn->n_tie_ends++];
+      te->level = level;
+      te->n = n;
+      te->rate = rate;
+      memcpy (te->link, links, n * sizeof (guint));
+    }
+}
 
 /* Shared by the flow network's files */
 
