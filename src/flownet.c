@@ -41,8 +41,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* a taken link's list is gone through in chunks of this many entries */
+/* a taken link's list is gone through in chunks of this many entries, or
+ * entry by entry when it is longer than SCAN_LONG */
 #define SCAN_CHUNK 16
+#define SCAN_LONG 256
 
 FlowNet *
 flownet_new (void)
@@ -488,6 +490,27 @@ take_bundle (FlowNet *fn, guint id, guint8 hop, guint li, double share, SimTime 
   return FALSE;
 }
 
+/* Fixes unfixed entry `id`, listed on the taken link li with hop byte
+ * `hop`, at `share`; counts its members off *left, or sets *again when a
+ * bundle split there instead. */
+static inline __attribute__ ((always_inline)) void
+fix_listed (FlowNet *fn, guint id, guint8 hop, guint li, double share, SimTime now, guint *left,
+            gboolean *again)
+{
+  const FlowHot *f = &fn->hot[id];
+  if (G_LIKELY (!f->bundle))
+    {
+      fix_flow (fn, id, f->n_hops, f->path, li, share, now);
+      (*left)--;
+      return;
+    }
+  const Bundle *b = &fn->bundles[f->path[0]];
+  guint w = b->n_m + b->n_pend;
+  *again = take_bundle (fn, id, hop, li, share, now);
+  if (!*again)
+    *left -= w;
+}
+
 static int
 cmp_cap (const void *a, const void *b, void *user)
 {
@@ -757,9 +780,28 @@ flownet_solve (FlowNet *fn, SimTime now)
           const guint *le = fn->links[li].flows;
           const guint8 *hb = fn->links[li].hop;
           guint n = fn->links[li].n_flows;
-          /* in chunks: a chunk's unfixed flows first (branch-free: whether
-           * a listed flow is fixed yet is a coin toss; most of a flow's
-           * visits find it fixed already and read only its stamp), their
+          if (n > SCAN_LONG)
+            {
+              /* a long list, flow by flow: its flows sit at scattered slots,
+               * so their stamps are fetched far ahead, and the records of
+               * those a solve will fix (most of a flow's visits find it
+               * fixed already and read only the stamp) */
+              for (guint j = 0; j < n && left > 0 && !again; j++)
+                {
+                  if (j + 32 < n)
+                    __builtin_prefetch (&fn->fixed[le[j + 32]]);
+                  if (j + 16 < n && fn->fixed[le[j + 16]].epoch != ep)
+                    {
+                      __builtin_prefetch (&fn->hot[le[j + 16]]);
+                      __builtin_prefetch (&fn->end[le[j + 16]]);
+                    }
+                  if (fn->fixed[le[j]].epoch != ep)
+                    fix_listed (fn, le[j], hb[j], li, share, now, &left, &again);
+                }
+              continue;
+            }
+          /* else in chunks: a chunk's unfixed flows first (branch-free:
+           * whether a listed flow is fixed yet is a coin toss), their
            * records fetched together, then fixed in list order; the scan
            * ends once the link's unfixed flows are all found */
           for (guint j0 = 0; j0 < n && left > 0 && !again; j0 += SCAN_CHUNK)
@@ -777,22 +819,7 @@ flownet_solve (FlowNet *fn, SimTime now)
                   __builtin_prefetch (&fn->end[todo[k]]);
                 }
               for (guint k = 0; k < m && !again; k++)
-                {
-                  const FlowHot *f = &fn->hot[todo[k]];
-                  if (G_LIKELY (!f->bundle))
-                    {
-                      fix_flow (fn, todo[k], f->n_hops, f->path, li, share, now);
-                      left--;
-                    }
-                  else
-                    {
-                      const Bundle *b = &fn->bundles[f->path[0]];
-                      guint w = b->n_m + b->n_pend;
-                      again = take_bundle (fn, todo[k], hb[at[k]], li, share, now);
-                      if (!again)
-                        left -= w;
-                    }
-                }
+                fix_listed (fn, todo[k], hb[at[k]], li, share, now, &left, &again);
             }
         }
     }
