@@ -284,6 +284,10 @@ void flownet_record_open (FlowNet *fn, guint level);
 void flownet_record_level (FlowNet *fn, guint level, guint li, double share);
 void flownet_record_close (FlowNet *fn, guint levels);
 
+/* ends kept for a tie skip at most: past them (a whole phase ending at
+ * once) the skip would touch most links anyway, and is not tried */
+#define TIE_ENDS_MAX 4096
+
 /* An entry fixed at `level` of the record ended: a skippable tie's keeps
  * what a skip needs to know of it (its rate and links). */
 static inline void
@@ -291,7 +295,7 @@ flownet_record_end (FlowNet *fn, guint level, double rate, const guint *links, g
 {
   fn->rm_min = MIN (fn->rm_min, level);
   fn->rm_n++;
-  if (level < fn->rec_levels && fn->lvl_skip[level])
+  if (level < fn->rec_levels && fn->lvl_skip[level] && fn->n_tie_ends <= TIE_ENDS_MAX)
     {
       if (fn->n_tie_ends == fn->cap_tie_ends)
         GROW (fn->tie_ends, fn->cap_tie_ends, fn->n_tie_ends + 1);

@@ -279,7 +279,8 @@ tie_taken (const FlowNet *fn, guint li, guint a, guint b)
 static gboolean
 tie_skip (FlowNet *fn, guint *level_out)
 {
-  if (fn->rm_n == 0 || fn->add_n > 0 || fn->join_min != G_MAXUINT || fn->n_tie_ends == 0)
+  if (fn->rm_n == 0 || fn->add_n > 0 || fn->join_min != G_MAXUINT || fn->n_tie_ends == 0
+      || fn->n_tie_ends > TIE_ENDS_MAX)
     return FALSE;
   guint k = fn->rm_min;
   if (k >= fn->rec_levels || !fn->lvl_skip[k])
