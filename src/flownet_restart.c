@@ -118,13 +118,13 @@ flownet_record_level (FlowNet *fn, guint level, guint li, double share)
       fn->tie_share = share;
       fn->tie_split = FALSE;
     }
+  /* (a solve's first level is past its checkpoints: a restart drops the
+   * one it starts from, and the solve saves it again) */
   guint last = fn->n_ck > 0 ? fn->ck_level[fn->n_ck - 1] : 0;
-  gboolean ck = fn->n_ck > 0 && last == level;
-  if (fn->n_ck == 0 || (last < level && (due || level - last >= fn->ck_every)))
-    {
-      flownet_checkpoint_save (fn, level);
-      ck = TRUE;
-    }
+  g_assert (fn->n_ck == 0 || last < level);
+  gboolean ck = fn->n_ck == 0 || due || level - last >= fn->ck_every;
+  if (ck)
+    flownet_checkpoint_save (fn, level);
   GROW (fn->lvl_share, fn->cap_lvl_share, level + 1);
   GROW (fn->lvl_link, fn->cap_lvl_link, level + 1);
   GROW (fn->lvl_tie, fn->cap_lvl_tie, level + 1);
