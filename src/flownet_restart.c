@@ -237,6 +237,16 @@ checkpoints_update (FlowNet *fn, guint q)
     }
 }
 
+/* The solve state of checkpoint q becomes the links' (and the unfixed
+ * count). */
+static void
+checkpoint_load (FlowNet *fn, guint q)
+{
+  memcpy (fn->rem, fn->ck_rem + (gsize) q * fn->ck_stride, fn->ck_stride * sizeof (double));
+  memcpy (fn->n_free, fn->ck_free + (gsize) q * fn->ck_stride, fn->ck_stride * sizeof (guint));
+  fn->unfixed = fn->ck_unfixed[q];
+}
+
 /* Entry e's links, with its count on each and whether all of it is on it. */
 static guint
 entry_links (const FlowNet *fn, guint e, guint *links, guint *wt)
@@ -366,10 +376,9 @@ tie_skip (FlowNet *fn, guint *level_out)
 
   /* the state at the tie's end */
   checkpoints_update (fn, qa);
-  memcpy (fn->rem, fn->ck_rem + (gsize) qb * fn->ck_stride, fn->ck_stride * sizeof (double));
-  memcpy (fn->n_free, fn->ck_free + (gsize) qb * fn->ck_stride, fn->ck_stride * sizeof (guint));
+  checkpoint_load (fn, qb);
   /* ended flows fixed after the tie were unfixed at its end */
-  fn->unfixed = fn->ck_unfixed[qb] - (fn->rm_n - n_lo);
+  fn->unfixed -= fn->rm_n - n_lo;
   for (guint i = 0; i < fn->n_dirty; i++)
     {
       guint li = fn->dirty_links[i];
@@ -451,9 +460,7 @@ flownet_restart_from_record (FlowNet *fn)
     }
   guint q = restart_checkpoint (fn);
   checkpoints_update (fn, q);
-  memcpy (fn->rem, fn->ck_rem + (gsize) q * fn->ck_stride, fn->ck_stride * sizeof (double));
-  memcpy (fn->n_free, fn->ck_free + (gsize) q * fn->ck_stride, fn->ck_stride * sizeof (guint));
-  fn->unfixed = fn->ck_unfixed[q];
+  checkpoint_load (fn, q);
   level = fn->ck_level[q];
   fn->n_ck = q; /* the solve saves it again at its first level */
   if (level == 0)
