@@ -136,7 +136,7 @@ table_open (GString *o, const char *id, const char *const *cols)
 /* The imbalance table: per step the load figures, the node fan-out, the
  * bytes by class and what the balanced counterfactual says it costs. */
 static void
-imbalance_table (GString *o, const RunResult *r)
+imbalance_table (GString *o, const RunResult *r, double tolerance)
 {
   ImbalanceSummary im;
   report_imbalance (r, &im);
@@ -152,7 +152,11 @@ imbalance_table (GString *o, const RunResult *r)
     g_string_append_printf (o, "<tr><td>what imbalance costs (pass)</td><td>%.1f us of %.1f us (%.1f %%); "
                                "balanced %.1f us</td></tr>",
                             im.cost_us, r->total_us, 100 * im.cost_share, im.balanced_us);
-  else
+  if (im.counterfactual && tolerance > 0.001)
+    g_string_append_printf (o, "<tr><td></td><td>a difference of two simulated passes: at sim.tolerance %g it can be "
+                               "off by tens of percent (sim.tolerance=0.001 to study it)</td></tr>",
+                            tolerance);
+  else if (!im.counterfactual)
     g_string_append (o, "<tr><td>what imbalance costs</td><td>not run (sim.counterfactual: false)</td></tr>");
   g_string_append (o, "</table>\n");
   g_free (im.fanout);
@@ -484,7 +488,7 @@ report_html (const Scenario *sc, const RunResult *r)
   g_string_append (o, "<h2>Link utilisation over time (load / capacity of the class)</h2>\n");
   util_chart (o, r);
   g_string_append (o, "<h2>Imbalance</h2>\n");
-  imbalance_table (o, r);
+  imbalance_table (o, r, s->sim.tolerance);
   g_string_append (o, "<h2>Layers</h2>\n");
   static const char *const cols[] = { "layer", "mb", "dispatch max / mean us", "expert max / mean us",
                                       "combine max / mean us", "layer us", "expert load max/mean",

@@ -483,6 +483,12 @@ report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
       if (im.cost_us < 0)
         g_string_append (out, "    (the pass is faster than balanced: GPUs that drift apart overlap one "
                               "layer's combine with the next one's dispatch)\n");
+      /* a difference of two pass times, each off by a few tenths of a
+       * percent at the default tolerance, and not by the same amount */
+      double tol = s->sim.tolerance;
+      if (tol > 0.001)
+        g_string_append_printf (out, "    (a difference of two simulated passes: at sim.tolerance %g it can be off "
+                                     "by tens of percent; set sim.tolerance=0.001 to study it)\n", tol);
     }
   g_free (im.fanout);
 }
