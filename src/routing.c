@@ -202,7 +202,7 @@ slotmap_clear (SlotMap *m)
  * expert). It draws exactly what the general loop below draws, and counts
  * the same. */
 static void
-synthetic_source_fast (Rng *rng, guint tokens, guint k, guint n_subsets, guint cand,
+synthetic_source_fast (Rng *rng, guint tokens, guint k, guint n_subsets, guint cand, guint cand_bits,
                        const guint32 *restrict sub_experts, const guint32 *restrict gpu_of,
                        const guint32 *restrict node_of, guint32 *restrict expert_rows,
                        guint32 *restrict row /* NULL: one expert per GPU, row = srow */,
@@ -220,7 +220,8 @@ synthetic_source_fast (Rng *rng, guint tokens, guint k, guint n_subsets, guint c
       stamp++;
       for (guint j = 0; j < k;)
         {
-          guint c = rng_below (&r, cand);
+          /* (what rng_below takes for a power-of-two bound) */
+          guint c = cand_bits < 32 ? rng_bits (&r, cand_bits) : rng_below (&r, cand);
           guint64 bit = (guint64) 1 << (c & 63);
           if (seen[c >> 6] & bit)
             continue;
@@ -350,6 +351,8 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
    * are its GPUs, and every selection is a token copy of its own */
   gboolean one_per_gpu = pl == NULL && E == ep;
   guint32 stamp = 0;
+  /* a power of two of candidates: a draw is that many bits of the stream */
+  guint cand_bits = (cand & (cand - 1)) == 0 ? (guint) __builtin_ctz (cand) : G_MAXUINT;
   gboolean fast = pl == NULL && small && nodes <= 64 && (!limited || sub_experts);
 
   for (guint src = 0; src < ep; src++)
@@ -360,9 +363,9 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
       guint32 *srow = out->pair_selections + (gsize) src * ep;
       guint32 *nrow = gpn ? out->node_tokens + (gsize) src * nodes : NULL;
       slotmap_source (&sm, src);
-      if (fast && one_per_gpu && limited && nrow && (gpn & (gpn - 1)) == 0 && (cand & (cand - 1)) == 0)
+      if (fast && one_per_gpu && limited && nrow && (gpn & (gpn - 1)) == 0 && cand_bits < 32)
         {
-          synthetic_source_one_per_gpu (&rng, tokens, k, n_subsets, (guint) __builtin_ctz (cand), sub_experts, (guint) __builtin_ctz (gpn),
+          synthetic_source_one_per_gpu (&rng, tokens, k, n_subsets, cand_bits, sub_experts, (guint) __builtin_ctz (gpn),
                                         srow, nrow, out->fanout);
           memcpy (row, srow, ep * sizeof *row);
           for (guint e = 0; e < ep; e++)
@@ -371,7 +374,7 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
         }
       if (fast)
         {
-          synthetic_source_fast (&rng, tokens, k, n_subsets, cand, limited ? sub_experts : NULL, sm.gpu_of,
+          synthetic_source_fast (&rng, tokens, k, n_subsets, cand, cand_bits, limited ? sub_experts : NULL, sm.gpu_of,
                                  sm.node_of, out->expert_rows, one_per_gpu ? NULL : row, srow, dstamp, nrow,
                                  out->fanout, &stamp);
           if (one_per_gpu)

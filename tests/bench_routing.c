@@ -1,17 +1,19 @@
 /* Benchmark: synthetic routing. The EP256 forward's routing (58 layers of
  * 256 GPUs x 4096 tokens, top-8 of 256 experts in 4 of 8 groups, with node
- * counts), generated on one core as the run's routing thread does; best of
- * three, in tokens per second. */
+ * counts), or another scenario's (`bench_routing SCENARIO`), generated on
+ * one core as the run's routing thread does; best of three, in tokens per
+ * second. */
 #include "routing.h"
 #include "scenario.h"
 
 #include <stdio.h>
 
 int
-main (void)
+main (int argc, char **argv)
 {
   g_autoptr (GError) err = NULL;
-  g_autoptr (Scenario) sc = scenario_load (MOESIM_SOURCE_ROOT "/sim/deepseek-v3-ep256.yaml", NULL, &err);
+  const char *path = argc > 1 ? argv[1] : MOESIM_SOURCE_ROOT "/sim/deepseek-v3-ep256.yaml";
+  g_autoptr (Scenario) sc = scenario_load (path, NULL, &err);
   if (sc == NULL)
     {
       fprintf (stderr, "bench_routing: %s\n", err->message);
