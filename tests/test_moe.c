@@ -84,8 +84,9 @@ test_routing_counts_are_consistent (void)
  * (and with one expert per GPU, as at EP256, skips the per-GPU
  * deduplication: a token's GPUs are distinct). Everything it counts equals
  * what the general path, taken through an explicit placement of the same
- * experts, counts from the same draws: with one and with four experts per
- * GPU, with and without a group limit. */
+ * experts, counts from the same draws: with one, three and four experts per
+ * GPU, with and without a group limit, with a power of two of candidates
+ * and without. */
 static void
 routing_fast_matches_general (const char *sim, const char *const *sets, guint ep)
 {
@@ -131,6 +132,10 @@ test_routing_without_placement_matches_general_path (void)
   routing_fast_matches_general ("deepseek-v3-ep64-forward.yaml", NULL, 64);
   const char *no_limit[] = { "model.n_group=1", "model.topk_group=1", NULL };
   routing_fast_matches_general ("deepseek-v3-ep64-forward.yaml", no_limit, 64);
+  /* 192 candidates: not a power of two, so the fast loop's draws take
+   * rng_below's multiply-shift, not bits */
+  const char *odd[] = { "model.n_group=1", "model.topk_group=1", "model.experts=192", NULL };
+  routing_fast_matches_general ("deepseek-v3-ep64-forward.yaml", odd, 64);
 }
 
 /* The routing stream hands out each step as routing_synthetic makes it,
