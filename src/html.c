@@ -149,14 +149,19 @@ imbalance_table (GString *o, const RunResult *r, double tolerance)
                           im.expert_mom, im.expert_mom_worst, im.expert_cv, im.expert_gini, im.gpu_tokens_mom,
                           im.gpu_tokens_mom_worst, im.expert_time_mom, im.expert_time_mom_worst, im.fanout_mean);
   if (im.counterfactual)
-    g_string_append_printf (o, "<tr><td>what imbalance costs (pass)</td><td>%.1f us of %.1f us (%.1f %%); "
-                               "balanced %.1f us</td></tr>",
-                            im.cost_us, r->total_us, 100 * im.cost_share, im.balanced_us);
-  if (im.counterfactual && tolerance > 0.001)
-    g_string_append_printf (o, "<tr><td></td><td>a difference of two simulated passes: at sim.tolerance %g it can be "
-                               "off by tens of percent (sim.tolerance=0.001 to study it)</td></tr>",
-                            tolerance);
-  else if (!im.counterfactual)
+    {
+      g_string_append_printf (o, "<tr><td>what imbalance costs (pass)</td><td>%.1f us of %.1f us (%.1f %%); "
+                                 "balanced %.1f us</td></tr>",
+                              im.cost_us, r->total_us, 100 * im.cost_share, im.balanced_us);
+      g_autofree char *caveat = report_cost_caveat (tolerance);
+      if (caveat)
+        {
+          g_string_append (o, "<tr><td></td><td>");
+          esc (o, caveat);
+          g_string_append (o, "</td></tr>");
+        }
+    }
+  else
     g_string_append (o, "<tr><td>what imbalance costs</td><td>not run (sim.counterfactual: false)</td></tr>");
   g_string_append (o, "</table>\n");
   g_free (im.fanout);

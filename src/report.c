@@ -373,6 +373,16 @@ human_bytes (GString *out, double b)
     g_string_append_printf (out, "%.1f kB", b / 1e3);
 }
 
+char *
+report_cost_caveat (double tolerance)
+{
+  if (tolerance <= 0.001)
+    return NULL;
+  return g_strdup_printf ("a difference of two simulated passes: at sim.tolerance %g it can be off by tens of "
+                          "percent; set sim.tolerance=0.001 to study it",
+                          tolerance);
+}
+
 void
 report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
 {
@@ -483,12 +493,9 @@ report_summary_text (const Scenario *sc, const RunResult *r, GString *out)
       if (im.cost_us < 0)
         g_string_append (out, "    (the pass is faster than balanced: GPUs that drift apart overlap one "
                               "layer's combine with the next one's dispatch)\n");
-      /* a difference of two pass times, each off by a few tenths of a
-       * percent at the default tolerance, and not by the same amount */
-      double tol = s->sim.tolerance;
-      if (tol > 0.001)
-        g_string_append_printf (out, "    (a difference of two simulated passes: at sim.tolerance %g it can be off "
-                                     "by tens of percent; set sim.tolerance=0.001 to study it)\n", tol);
+      g_autofree char *caveat = report_cost_caveat (s->sim.tolerance);
+      if (caveat)
+        g_string_append_printf (out, "    (%s)\n", caveat);
     }
   g_free (im.fanout);
 }

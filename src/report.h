@@ -60,6 +60,11 @@ typedef struct {
   double worst_cost_us, worst_cost_share;
 } ImbalanceSummary;
 void report_imbalance (const RunResult *r, ImbalanceSummary *out);
+/* What the text summary and report.html say beside the imbalance cost when
+ * the solver tolerance makes it rough (NULL when it does not): the cost is
+ * a difference of two pass times, each off by a few tenths of a percent at
+ * the default tolerance, and not by the same amount. Free with g_free. */
+char *report_cost_caveat (double tolerance);
 
 /* Where a GPU's time goes, per GPU (mean over GPUs), over the pass: in the
  * MoE layers GEMMs (routed and shared experts, router), other compute

@@ -1,4 +1,5 @@
-/* report.html escapes user text; trace.json: well-formed JSON in Chrome trace event format, every process
+/* report.html escapes user text; the imbalance cost's caveat follows the
+ * solver tolerance; trace.json: well-formed JSON in Chrome trace event format, every process
  * and thread that carries events named, every event with a non-negative
  * duration, the events of each thread in time order without overlap, link
  * counters in range and in time order; the counters integrate to the bytes. */
@@ -256,6 +257,33 @@ test_fixed_matches_printf (void)
       }
 }
 
+/* The imbalance cost comes with a caveat in the text summary (and, from
+ * the same helper, report.html) while the solver tolerance makes it rough,
+ * and without one at 0.001 and below. */
+static void
+test_cost_caveat_follows_tolerance (void)
+{
+  static const struct {
+    const char *tolerance;
+    gboolean caveat;
+  } cases[] = { { "sim.tolerance=0.02", TRUE }, { "sim.tolerance=0.001", FALSE }, { "sim.tolerance=0", FALSE } };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      const char *sets[] = { "model.moe_layers=2", cases[i].tolerance, NULL };
+      g_autoptr (GError) err = NULL;
+      g_autoptr (Scenario) sc = test_load_sim ("tiny.yaml", sets);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (sc);
+      g_autoptr (RunResult) r = moe_run (sc, &err);
+      CU_ASSERT_PTR_NOT_NULL_FATAL (r);
+      g_autoptr (GString) text = g_string_new (NULL);
+      report_summary_text (sc, r, text);
+      CU_ASSERT_PTR_NOT_NULL (strstr (text->str, "what imbalance costs"));
+      CU_ASSERT_EQUAL (strstr (text->str, "a difference of two simulated passes") != NULL, cases[i].caveat);
+      g_autofree char *caveat = report_cost_caveat (scenario_spec (sc)->sim.tolerance);
+      CU_ASSERT_EQUAL (caveat != NULL, cases[i].caveat);
+    }
+}
+
 int
 main (void)
 {
@@ -264,6 +292,7 @@ main (void)
     TEST (test_trace_json_is_valid),
     TEST (test_html_escapes_names),
     TEST (test_link_utilisation_conserves_bytes),
+    TEST (test_cost_caveat_follows_tolerance),
   };
   return test_main ("report", tests, G_N_ELEMENTS (tests));
 }
