@@ -94,3 +94,20 @@ rng_below (Rng *r, guint32 bound)
     }
   return (guint32) (m >> 32);
 }
+
+/* The bits a draw below `bound` takes when bound is a power of two (0 for
+ * 1: no draw), else G_MAXUINT. */
+static inline guint
+rng_bound_bits (guint32 bound)
+{
+  return (bound & (bound - 1)) == 0 ? (guint) __builtin_ctz (bound) : G_MAXUINT;
+}
+
+/* rng_below, with bits = rng_bound_bits (bound) worked out by the caller:
+ * for a loop of draws below one bound, where a compiler may leave
+ * rng_below's test of the bound in the loop. */
+static inline guint32
+rng_below_bits (Rng *r, guint32 bound, guint bits)
+{
+  return bits < 32 ? rng_bits (r, bits) : rng_below (r, bound);
+}

@@ -220,8 +220,7 @@ synthetic_source_fast (Rng *rng, guint tokens, guint k, guint n_subsets, guint c
       stamp++;
       for (guint j = 0; j < k;)
         {
-          /* (what rng_below takes for a power-of-two bound) */
-          guint c = cand_bits < 32 ? rng_bits (&r, cand_bits) : rng_below (&r, cand);
+          guint c = rng_below_bits (&r, cand, cand_bits);
           guint64 bit = (guint64) 1 << (c & 63);
           if (seen[c >> 6] & bit)
             continue;
@@ -288,7 +287,7 @@ synthetic_source_one_per_gpu (Rng *rng, guint tokens, guint k, guint n_subsets, 
       guint64 nmask = 0;
       for (guint j = 0; j < k;)
         {
-          guint c = rng_bits (&r, cand_bits); /* = rng_below (&r, cand) */
+          guint c = rng_bits (&r, cand_bits); /* = rng_below (&r, 2^cand_bits) */
           guint64 bit = (guint64) 1 << (c & 63);
           if (seen[c >> 6] & bit)
             continue;
@@ -351,8 +350,8 @@ routing_synthetic (const ScenarioSpec *s, const LayerPlacement *pl, guint layer,
    * are its GPUs, and every selection is a token copy of its own */
   gboolean one_per_gpu = pl == NULL && E == ep;
   guint32 stamp = 0;
-  /* a power of two of candidates: a draw is that many bits of the stream */
-  guint cand_bits = (cand & (cand - 1)) == 0 ? (guint) __builtin_ctz (cand) : G_MAXUINT;
+  /* (worked out once for the loops: their draws are below cand) */
+  guint cand_bits = rng_bound_bits (cand);
   gboolean fast = pl == NULL && small && nodes <= 64 && (!limited || sub_experts);
 
   for (guint src = 0; src < ep; src++)
