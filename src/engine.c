@@ -99,6 +99,9 @@ engine_free (Engine *e)
 {
   if (e == NULL)
     return;
+  for (guint i = 0; i < e->n_tasks; i++)
+    if (e->tasks[i].kind == TASK_FANOUT && e->tasks[i].state != ST_FREE)
+      g_free (e->tasks[i].fan);
   for (guint i = 0; i < e->n_gpus; i++)
     g_free (e->gpus[i].heap);
   g_free (e->gpus);
@@ -107,6 +110,7 @@ engine_free (Engine *e)
   free (e->edges);
   g_free (e->routes);
   g_free (e->route_bits);
+  g_free (e->route_lat);
   free_ids_clear (&e->free_routes);
   g_free (e->route_slot);
   free_ids_clear (&e->free_edges);
@@ -257,6 +261,34 @@ engine_flow_after (Engine *e, EngineTask prev, double bytes, SimTime latency, gu
   return handle_of (id, t->gen);
 }
 
+EngineTask
+engine_fanout (Engine *e, guint n, const guint *routes, const double *bytes, const guint64 *tags,
+               const EngineTask *succ)
+{
+  g_return_val_if_fail (n > 0 && n <= G_MAXINT32, ENGINE_TASK_NONE);
+  g_return_val_if_fail (e->hooks.flow_arrived != NULL, ENGINE_TASK_NONE);
+  for (guint i = 0; i < n; i++)
+    {
+      g_return_val_if_fail (routes[i] < e->n_routes, ENGINE_TASK_NONE);
+      g_return_val_if_fail ((e->route_bits[routes[i]] & (ROUTE_HOPS | ROUTE_ANON)) == ROUTE_HOPS, ENGINE_TASK_NONE);
+      g_return_val_if_fail (bytes[i] > 0.0 && isfinite (bytes[i]), ENGINE_TASK_NONE);
+      const Task *s = task_from_handle (e, succ[i]);
+      g_return_val_if_fail (s != NULL && s->state == ST_NEW && (s->kind == TASK_NOP || s->kind == TASK_COMPUTE),
+                            ENGINE_TASK_NONE);
+    }
+  FanFlow *fan = g_new (FanFlow, n);
+  for (guint i = 0; i < n; i++)
+    {
+      fan[i] = (FanFlow) { bytes[i], tags[i], routes[i], (Succ) (succ[i] & 0xffffffffu) };
+      e->tasks[fan[i].succ].pending++;
+    }
+  guint id = task_alloc (e, TASK_FANOUT, 0);
+  Task *t = &e->tasks[id];
+  t->fan = fan;
+  t->n_fan = t->fan_left = n;
+  return handle_of (id, t->gen);
+}
+
 static inline Task *
 task_from_handle (Engine *e, EngineTask h)
 {
@@ -289,6 +321,7 @@ engine_depend (Engine *e, EngineTask before, EngineTask after)
   Task *b = task_from_handle (e, before);
   if (b == NULL)
     return; /* already done */
+  g_return_if_fail (b->kind != TASK_FANOUT); /* its flows release their own */
   a->pending++;
   if (b->n_succ < SUCC_INLINE)
     {
@@ -414,6 +447,16 @@ release_follower (Engine *e, Task *t)
   succ_release (e, t->next);
 }
 
+/* Task `id` is done: its slot goes back, its handles see it done. */
+static inline void
+task_free (Engine *e, Task *t, guint id)
+{
+  t->state = ST_FREE;
+  t->gen++;
+  free_ids_put (&e->free_tasks, id);
+  e->live--;
+}
+
 static void
 task_finish (Engine *e, guint id)
 {
@@ -444,10 +487,7 @@ task_finish (Engine *e, guint id)
   guint gpu = kind == TASK_COMPUTE ? t->gpu : 0;
   if (kind == TASK_FLOW && t->anon_route)
     engine_route_release (e, t->route);
-  t->state = ST_FREE;
-  t->gen++;
-  free_ids_put (&e->free_tasks, id);
-  e->live--;
+  task_free (e, t, id);
   if (kind == TASK_COMPUTE)
     {
       e->gpus[gpu].busy = FALSE;
@@ -522,6 +562,26 @@ task_start (Engine *e, guint id)
           sim_queue_push (e->q, at, EV_TASK_DONE, t->gen, id);
           release_follower (e, t); /* nothing to send */
         }
+      break;
+    case TASK_FANOUT:
+      {
+        t->start = now;
+        t->state = ST_RUN;
+        const FanFlow *fan = t->fan; /* (hooks may move the tasks, not it) */
+        for (guint k = t->n_fan; k-- > 0;)
+          {
+            if (k >= 4) /* the routes ahead (the flows are read in order) */
+              __builtin_prefetch (&e->routes[fan[k - 4].route]);
+            if (e->hooks.task_started)
+              e->hooks.task_started (e->user, fan[k].tag, now);
+            const Route *rt = &e->routes[fan[k].route];
+            guint64 tag = FAN_TAG | ((guint64) k << 32) | id;
+            if (e->route_bits[fan[k].route] & ROUTE_SHARED)
+              flownet_flow_add_shared (e->net, now, fan[k].bytes, rt->path, rt->n_private, rt->core, tag);
+            else
+              flownet_flow_add (e->net, now, fan[k].bytes, rt->path, rt->n_hops, rt->cap, tag);
+          }
+      }
       break;
     default:
       g_assert_not_reached ();
@@ -612,6 +672,22 @@ batch_queue (Engine *e, guint64 seq0, guint n)
   sim_queue_push_batch_seq (e->q, e->batch, nb);
 }
 
+/* A flow that arrives `at`, at the event (at, seq), was the predecessor of
+ * compute or nop task `sid` (see flow_arrived). */
+static inline void
+arrival_release (Engine *e, guint sid, SimTime at, guint64 seq)
+{
+  Task *s = &e->tasks[sid];
+  g_assert (s->state != ST_FREE && s->pending > 0);
+  if (at > s->start || (at == s->start && seq + 1 > s->ready_seq))
+    {
+      s->start = at;
+      s->ready_seq = seq + 1;
+    }
+  if (--s->pending == 0 && s->state == ST_WAIT)
+    batch_add (e, s->start, s->ready_seq - 1, EV_READY, s->gen, sid);
+}
+
 /* Flow `id` sent its last byte; it arrives `at` (its end plus latency),
  * at the event (at, seq) its end would have been scheduled as. When the
  * owner hears of flows from the flow_arrived hook (or not at all), a flow
@@ -635,24 +711,26 @@ flow_arrived (Engine *e, guint id, SimTime at, guint64 seq)
     }
   e->last_done = MAX (e->last_done, at);
   if (t->n_succ == 1)
-    {
-      guint sid = t->succ[0];
-      Task *s = &e->tasks[sid];
-      g_assert (s->state != ST_FREE && s->pending > 0);
-      if (at > s->start || (at == s->start && seq + 1 > s->ready_seq))
-        {
-          s->start = at;
-          s->ready_seq = seq + 1;
-        }
-      if (--s->pending == 0 && s->state == ST_WAIT)
-        batch_add (e, s->start, s->ready_seq - 1, EV_READY, s->gen, sid);
-    }
+    arrival_release (e, t->succ[0], at, seq);
   if (t->anon_route)
     engine_route_release (e, t->route);
-  t->state = ST_FREE;
-  t->gen++;
-  free_ids_put (&e->free_tasks, id);
-  e->live--;
+  task_free (e, t, id);
+}
+
+/* Flow k of fan-out `id` arrives `at`, at the event (at, seq): done as a
+ * flow of its own with one compute or nop successor is (flow_arrived),
+ * and the fan-out with its last flow. */
+static void
+fan_arrived (Engine *e, guint id, guint k, SimTime at, guint64 seq)
+{
+  e->hooks.flow_arrived (e->user, e->tasks[id].fan[k].tag, e->tasks[id].start, at);
+  Task *t = &e->tasks[id];
+  e->last_done = MAX (e->last_done, at);
+  arrival_release (e, t->fan[k].succ, at, seq);
+  if (--t->fan_left > 0)
+    return;
+  g_clear_pointer (&t->fan, g_free);
+  task_free (e, t, id);
 }
 
 /* ---- event handlers (indexed by EV_*) ---- */
@@ -684,12 +762,25 @@ on_flow_batch (Engine *e, const SimEvent *ev)
       if (i + 4 < n)
         {
           const Task *a = &e->tasks[(guint) done[i + 4].tag];
-          __builtin_prefetch (&e->routes[a->route]);
-          if (a->n_succ > 0)
-            __builtin_prefetch (&e->tasks[a->succ[0]]);
+          if (done[i + 4].tag & FAN_TAG)
+            __builtin_prefetch (&a->fan[(guint) (done[i + 4].tag >> 32) & G_MAXINT32]);
+          else
+            {
+              __builtin_prefetch (&e->routes[a->route]);
+              if (a->n_succ > 0)
+                __builtin_prefetch (&e->tasks[a->succ[0]]);
+            }
         }
       guint id = (guint) done[i].tag;
       Task *t = &e->tasks[id];
+      if (done[i].tag & FAN_TAG)
+        {
+          guint k = (guint) (done[i].tag >> 32) & G_MAXINT32;
+          wsum += done[i].rate * (double) (done[i].end - ev->time);
+          w += done[i].rate;
+          fan_arrived (e, id, k, done[i].end + e->route_lat[t->fan[k].route], seq0 + i);
+          continue;
+        }
       SimTime at = done[i].end + e->routes[t->route].latency;
       if (done[i].continued)
         follower_took_over (e, t, t->net, done[i].end); /* frees no bandwidth */

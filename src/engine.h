@@ -87,6 +87,18 @@ EngineTask engine_flow_on (Engine *e, guint route, double bytes, guint64 tag);
  * prev's projected end (which, with a tolerance, can be ahead of the clock
  * of the batch that reports it). A flow has at most one follower. */
 EngineTask engine_flow_after (Engine *e, EngineTask prev, double bytes, SimTime latency, guint64 tag);
+/* A fan-out: n flows, flow i of bytes[i] (> 0) on named or shared route
+ * routes[i], tagged tags[i], whose arrival releases task succ[i] (a
+ * compute or nop task, created and not committed, which counts it as a
+ * predecessor). They start together once the fan-out's own predecessors
+ * are done, in the reverse of their order here: the order in which flows
+ * made one by one as successors of one task would start. The owner hears
+ * of each start (task_started) and arrival (flow_arrived, which it must
+ * set) with the flow's tag. A fan-out has no successors of its own, and
+ * costs one task slot for all its flows (no edges, no ready-queue entry
+ * per flow). */
+EngineTask engine_fanout (Engine *e, guint n, const guint *routes, const double *bytes, const guint64 *tags,
+                          const EngineTask *succ);
 /* `after` waits for `before`; a no-op when `before` is already done. */
 void engine_depend (Engine *e, EngineTask before, EngineTask after);
 /* Tasks created since the last commit may start once their dependencies are

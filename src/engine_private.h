@@ -6,7 +6,7 @@
 #include "evq.h"
 #include "util.h"
 
-enum { TASK_NOP, TASK_COMPUTE, TASK_FLOW };
+enum { TASK_NOP, TASK_COMPUTE, TASK_FLOW, TASK_FANOUT };
 enum { ST_FREE, ST_NEW, ST_WAIT, ST_RUN };
 enum { EV_FLOW_BATCH, EV_SOLVE, EV_TASK_DONE, EV_READY, EV_N };
 #define NIL G_MAXUINT
@@ -23,6 +23,16 @@ enum { ROUTE_HOPS = 1, ROUTE_ANON = 2, ROUTE_SHARED = 4 };
 /* A successor is a task id: it cannot be done, nor its slot reused, while
  * it waits for the task that lists it, so no generation is needed. */
 typedef guint Succ;
+
+/* A flow of a fan-out (engine_fanout): its network entry's tag is the
+ * fan-out's task id with FAN_TAG and its index above */
+typedef struct {
+  double bytes;
+  guint64 tag;
+  guint route;
+  Succ succ;
+} FanFlow;
+#define FAN_TAG (G_GUINT64_CONSTANT (1) << 63)
 
 /* Where a flow goes: its path, its latency and its rate cap. Flows that go
  * the same way (a pair of GPUs, step after step) share one. */
@@ -80,6 +90,12 @@ typedef struct {
        * while this one waits on it) */
       guint next;
     };
+    struct
+    {
+      FanFlow *fan; /* a fan-out's flows, */
+      guint n_fan;
+      guint fan_left; /* of which not arrived */
+    };
   };
 } Task;
 G_STATIC_ASSERT (sizeof (Task) == 64);
@@ -120,6 +136,9 @@ struct Engine {
                        * shared by lookup, freed with its last flow); a byte
                        * each, so that making a flow on a known route does
                        * not read the route */
+  SimTime *route_lat; /* per route: its latency, all that a fan-out's flow
+                       * reads of it as it arrives (a dense array, which
+                       * stays in cache) */
   guint *route_slot; /* open addressing: route id + 1, 0 empty (named routes) */
   guint route_mask, n_named;
   FreeIds free_routes; /* anonymous routes' slots, lowest first */

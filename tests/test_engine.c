@@ -709,6 +709,17 @@ run_random_steps (guint seed, gboolean arrived_hook, double tolerance, RunLog *l
   return engine_events (e);
 }
 
+/* Two runs started the same tasks in the same order at the same times, and
+ * their flows arrived at the same times. */
+static void
+assert_same_runs (const RunLog *a, const RunLog *b)
+{
+  CU_ASSERT_EQUAL (a->n_started, b->n_started);
+  CU_ASSERT_EQUAL (memcmp (a->order, b->order, a->n_started * sizeof a->order[0]), 0);
+  CU_ASSERT_EQUAL (memcmp (a->start, b->start, sizeof a->start), 0);
+  CU_ASSERT_EQUAL (memcmp (a->end, b->end, sizeof a->end), 0);
+}
+
 static void
 test_flow_arrived_runs_the_same (void)
 {
@@ -721,10 +732,7 @@ test_flow_arrived_runs_the_same (void)
       guint64 ev_a = run_random_steps (k / 2, FALSE, tol, &a);
       guint64 ev_b = run_random_steps (k / 2, TRUE, tol, &b);
       CU_ASSERT (ev_b < ev_a);
-      CU_ASSERT_EQUAL (a.n_started, b.n_started);
-      CU_ASSERT_EQUAL (memcmp (a.order, b.order, a.n_started * sizeof a.order[0]), 0);
-      CU_ASSERT_EQUAL (memcmp (a.start, b.start, sizeof a.start), 0);
-      CU_ASSERT_EQUAL (memcmp (a.end, b.end, sizeof a.end), 0);
+      assert_same_runs (&a, &b);
     }
 }
 
@@ -829,6 +837,141 @@ test_arrivals_keep_event_order (void)
     }
 }
 
+/* A fan-out (engine_fanout) runs as its flows made one by one would, as
+ * successors of the task it waits for: every task and flow starts at the
+ * same time and in the same order, every flow arrives at the same time.
+ * Random steps of GPUs each sending to all others (shared and plain
+ * routes, unequal latencies and sizes, receivers' joins or compute tasks
+ * as successors), exact and with a tolerance. */
+static guint64
+run_fan_steps (guint seed, gboolean fanout, double tolerance, RunLog *log, guint *tasks_peak)
+{
+  const guint G = 6, STEPS = 4;
+  EngineHooks hooks = { runlog_started, NULL, NULL, runlog_done };
+  g_autoptr (Engine) e = engine_new (&hooks, log, tolerance);
+  GRand *r = g_rand_new_with_seed (seed);
+  guint links[12], gpus[6], routes[6][6];
+  for (guint i = 0; i < 2 * G; i++)
+    links[i] = engine_add_link (e, 40e9);
+  for (guint g = 0; g < G; g++)
+    gpus[g] = engine_add_gpu (e);
+  for (guint s = 0; s < G; s++)
+    for (guint d = 0; d < G; d++)
+      if (s != d)
+        {
+          guint path[2] = { links[2 * s], links[2 * d + 1] };
+          SimTime lat = g_rand_int_range (r, 0, 3) * SIM_PS_PER_US;
+          routes[s][d] = (s + d) % 2 ? engine_route (e, path, 2, lat, 0.0) : engine_route_shared (e, path, 2, 1, lat);
+        }
+  guint64 tag = 0;
+  EngineTask prev_done[6];
+  for (guint g = 0; g < G; g++)
+    prev_done[g] = ENGINE_TASK_NONE;
+  *tasks_peak = 0;
+  for (guint st = 0; st < STEPS; st++)
+    {
+      EngineTask comp[6], join[6], after[6];
+      for (guint g = 0; g < G; g++)
+        {
+          comp[g] = engine_compute_prio (e, gpus[g], g_rand_int_range (r, 1, 3) * SIM_PS_PER_US, 0, tag++);
+          if (prev_done[g] != ENGINE_TASK_NONE)
+            engine_depend (e, prev_done[g], comp[g]);
+          join[g] = engine_nop (e, tag++);
+          after[g] = engine_compute_prio (e, gpus[g], g_rand_int_range (r, 1, 3) * SIM_PS_PER_US, 0, tag++);
+        }
+      for (guint s = 0; s < G; s++)
+        {
+          guint fr[6], n = 0;
+          double fb[6];
+          guint64 ft[6];
+          EngineTask fs[6];
+          for (guint d = 0; d < G; d++)
+            {
+              if (s == d)
+                continue;
+              fr[n] = routes[s][d];
+              fb[n] = (double) g_rand_int_range (r, 1, 4) * 200e3;
+              ft[n] = tag++;
+              fs[n++] = g_rand_boolean (r) ? join[d] : after[d];
+            }
+          if (fanout)
+            engine_depend (e, comp[s], engine_fanout (e, n, fr, fb, ft, fs));
+          else
+            for (guint k = 0; k < n; k++)
+              {
+                EngineTask f = engine_flow_on (e, fr[k], fb[k], ft[k]);
+                engine_depend (e, comp[s], f);
+                engine_depend (e, f, fs[k]);
+              }
+        }
+      for (guint g = 0; g < G; g++)
+        {
+          engine_depend (e, join[g], after[g]);
+          prev_done[g] = after[g];
+        }
+      engine_commit (e);
+      *tasks_peak = MAX (*tasks_peak, engine_tasks_pending (e));
+    }
+  g_rand_free (r);
+  engine_run (e);
+  CU_ASSERT_EQUAL (engine_tasks_pending (e), 0);
+  CU_ASSERT_EQUAL (log->n_started, tag);
+  return engine_events (e);
+}
+
+static void
+test_fanout_runs_as_its_flows (void)
+{
+  for (guint k = 0; k < 40; k++)
+    {
+      double tol = k % 2 ? 0.02 : 0.0;
+      static RunLog a, b;
+      memset (&a, 0, sizeof a);
+      memset (&b, 0, sizeof b);
+      guint peak_a, peak_b;
+      guint64 ev_a = run_fan_steps (k / 2, FALSE, tol, &a, &peak_a);
+      guint64 ev_b = run_fan_steps (k / 2, TRUE, tol, &b, &peak_b);
+      CU_ASSERT_EQUAL (ev_a, ev_b);
+      CU_ASSERT (peak_b < peak_a); /* one task for a GPU's flows of a step */
+      assert_same_runs (&a, &b);
+    }
+}
+
+/* Hand-computed: two flows of a fan-out share the sender's 40 GB/s link,
+ * 400 KB and 200 KB, latency 1 us. Both run at 20 GB/s until the smaller
+ * is sent (10 us), then the larger at 40 GB/s for its last 200 KB (5 us):
+ * they arrive at 11 and 16 us, and each releases its own receiver. */
+static void
+test_fanout_hand_computed (void)
+{
+  static RunLog l;
+  memset (&l, 0, sizeof l);
+  EngineHooks hooks = { runlog_started, NULL, NULL, runlog_done };
+  g_autoptr (Engine) e = engine_new (&hooks, &l, 0.0);
+  guint out = engine_add_link (e, 40e9), in1 = engine_add_link (e, 100e9), in2 = engine_add_link (e, 100e9);
+  guint p1[2] = { out, in1 }, p2[2] = { out, in2 };
+  guint routes[2] = { engine_route (e, p1, 2, SIM_PS_PER_US, 0.0), engine_route (e, p2, 2, SIM_PS_PER_US, 0.0) };
+  EngineTask start = engine_nop (e, 0);
+  EngineTask succ[2] = { engine_nop (e, 1), engine_nop (e, 2) };
+  double bytes[2] = { 400e3, 200e3 };
+  guint64 tags[2] = { 3, 4 };
+  EngineTask fan = engine_fanout (e, 2, routes, bytes, tags, succ);
+  engine_depend (e, start, fan);
+  engine_commit (e);
+  CU_ASSERT_EQUAL (engine_run (e), 16 * SIM_PS_PER_US);
+  CU_ASSERT_EQUAL (l.end[3], 16 * SIM_PS_PER_US);
+  CU_ASSERT_EQUAL (l.end[4], 11 * SIM_PS_PER_US);
+  CU_ASSERT_EQUAL (l.start[2], 11 * SIM_PS_PER_US); /* each receiver at its own flow's arrival */
+  CU_ASSERT_EQUAL (l.start[1], 16 * SIM_PS_PER_US);
+  /* the flows start in the reverse of their order (as successors made one
+   * by one would), after the task they wait for */
+  CU_ASSERT_EQUAL (l.n_started, 5);
+  CU_ASSERT_EQUAL (l.order[0], 0);
+  CU_ASSERT_EQUAL (l.order[1], 4);
+  CU_ASSERT_EQUAL (l.order[2], 3);
+  CU_ASSERT_EQUAL (engine_tasks_pending (e), 0);
+}
+
 int
 main (void)
 {
@@ -849,6 +992,8 @@ main (void)
     TEST (test_link_load_follows_rates),
     TEST (test_flow_arrived_runs_the_same),
     TEST (test_arrivals_keep_event_order),
+    TEST (test_fanout_runs_as_its_flows),
+    TEST (test_fanout_hand_computed),
   };
   return test_main ("engine", tests, G_N_ELEMENTS (tests));
 }
