@@ -608,14 +608,15 @@ runlog_done (void *user, guint64 tag, SimTime start, SimTime end)
   l->end[tag] = end;
 }
 
-static guint64
-run_random_steps (guint seed, gboolean arrived_hook, double tolerance, RunLog *log)
+/* Six GPUs, each with a 40 GB/s link out and one in, and a route between
+ * every two of them (latencies of 0, 1 or 2 us: with equal links, sizes
+ * and compute times from few values, many arrivals tie); with `shared`,
+ * every other route a shared one (its flows bundled). */
+static void
+random_net (Engine *e, GRand *r, gboolean shared, guint *gpus, guint routes[6][6])
 {
-  const guint G = 6, STEPS = 4;
-  EngineHooks hooks = { runlog_started, runlog_done, NULL, arrived_hook ? runlog_done : NULL };
-  g_autoptr (Engine) e = engine_new (&hooks, log, tolerance);
-  GRand *r = g_rand_new_with_seed (seed);
-  guint links[12], gpus[6], routes[6][6];
+  const guint G = 6;
+  guint links[12];
   for (guint i = 0; i < 2 * G; i++)
     links[i] = engine_add_link (e, 40e9);
   for (guint g = 0; g < G; g++)
@@ -625,10 +626,21 @@ run_random_steps (guint seed, gboolean arrived_hook, double tolerance, RunLog *l
       if (s != d)
         {
           guint path[2] = { links[2 * s], links[2 * d + 1] };
-          /* latencies of 0, 1 or 2 us: with equal links, sizes and
-           * compute times from few values, many arrivals tie */
-          routes[s][d] = engine_route (e, path, 2, g_rand_int_range (r, 0, 3) * SIM_PS_PER_US, 0.0);
+          SimTime lat = g_rand_int_range (r, 0, 3) * SIM_PS_PER_US;
+          routes[s][d] = shared && (s + d) % 2 == 0 ? engine_route_shared (e, path, 2, 1, lat)
+                                                    : engine_route (e, path, 2, lat, 0.0);
         }
+}
+
+static guint64
+run_random_steps (guint seed, gboolean arrived_hook, double tolerance, RunLog *log)
+{
+  const guint G = 6, STEPS = 4;
+  EngineHooks hooks = { runlog_started, runlog_done, NULL, arrived_hook ? runlog_done : NULL };
+  g_autoptr (Engine) e = engine_new (&hooks, log, tolerance);
+  GRand *r = g_rand_new_with_seed (seed);
+  guint gpus[6], routes[6][6];
+  random_net (e, r, FALSE, gpus, routes);
   guint64 tag = 0;
   EngineTask prev_done[6];
   for (guint g = 0; g < G; g++)
@@ -850,19 +862,8 @@ run_fan_steps (guint seed, gboolean fanout, double tolerance, RunLog *log, guint
   EngineHooks hooks = { runlog_started, NULL, NULL, runlog_done };
   g_autoptr (Engine) e = engine_new (&hooks, log, tolerance);
   GRand *r = g_rand_new_with_seed (seed);
-  guint links[12], gpus[6], routes[6][6];
-  for (guint i = 0; i < 2 * G; i++)
-    links[i] = engine_add_link (e, 40e9);
-  for (guint g = 0; g < G; g++)
-    gpus[g] = engine_add_gpu (e);
-  for (guint s = 0; s < G; s++)
-    for (guint d = 0; d < G; d++)
-      if (s != d)
-        {
-          guint path[2] = { links[2 * s], links[2 * d + 1] };
-          SimTime lat = g_rand_int_range (r, 0, 3) * SIM_PS_PER_US;
-          routes[s][d] = (s + d) % 2 ? engine_route (e, path, 2, lat, 0.0) : engine_route_shared (e, path, 2, 1, lat);
-        }
+  guint gpus[6], routes[6][6];
+  random_net (e, r, TRUE, gpus, routes);
   guint64 tag = 0;
   EngineTask prev_done[6];
   for (guint g = 0; g < G; g++)
