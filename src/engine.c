@@ -204,6 +204,7 @@ engine_flow (Engine *e, double bytes, const guint *path, guint n_hops, SimTime l
   g_return_val_if_fail (bytes >= 0.0 && isfinite (bytes), ENGINE_TASK_NONE);
   g_return_val_if_fail (n_hops <= FLOWNET_MAX_HOPS, ENGINE_TASK_NONE);
   g_return_val_if_fail (bytes == 0.0 || n_hops >= 1, ENGINE_TASK_NONE);
+  g_return_val_if_fail (n_hops == 0 || flownet_path_ok (e->net, path, n_hops), ENGINE_TASK_NONE);
   g_return_val_if_fail (latency >= 0, ENGINE_TASK_NONE);
   return engine_flow_on (e, engine_route_anon (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0), bytes, tag);
 }
@@ -544,12 +545,12 @@ task_start (Engine *e, guint id)
           const Route *rt = &e->routes[t->route];
           if ((e->route_bits[t->route] & ROUTE_SHARED) && t->next == NIL)
             {
-              flownet_flow_add_shared (e->net, now, t->bytes, rt->path, rt->n_private, rt->core, id);
+              flownet_member_add (e->net, now, t->bytes, rt->path, rt->n_private, rt->core, id);
               t->net = NIL;
             }
           else
             {
-              t->net = flownet_flow_add (e->net, now, t->bytes, rt->path, rt->n_hops, rt->cap, id);
+              t->net = flownet_flow_add_path (e->net, now, t->bytes, rt->path, rt->n_hops, rt->cap, id);
               if (t->next != NIL)
                 prev_sending (e, &e->tasks[t->next], t->net);
             }
@@ -577,9 +578,9 @@ task_start (Engine *e, guint id)
             const Route *rt = &e->routes[fan[k].route];
             guint64 tag = FAN_TAG | ((guint64) k << 32) | id;
             if (e->route_bits[fan[k].route] & ROUTE_SHARED)
-              flownet_flow_add_shared (e->net, now, fan[k].bytes, rt->path, rt->n_private, rt->core, tag);
+              flownet_member_add (e->net, now, fan[k].bytes, rt->path, rt->n_private, rt->core, tag);
             else
-              flownet_flow_add (e->net, now, fan[k].bytes, rt->path, rt->n_hops, rt->cap, tag);
+              flownet_flow_add_path (e->net, now, fan[k].bytes, rt->path, rt->n_hops, rt->cap, tag);
           }
       }
       break;

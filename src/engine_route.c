@@ -101,7 +101,7 @@ engine_route_release (Engine *e, guint r)
 guint
 engine_route (Engine *e, const guint *path, guint n_hops, SimTime latency, double rate_cap)
 {
-  g_return_val_if_fail (n_hops >= 1 && n_hops <= FLOWNET_MAX_HOPS, G_MAXUINT);
+  g_return_val_if_fail (flownet_path_ok (e->net, path, n_hops), G_MAXUINT);
   g_return_val_if_fail (latency >= 0, G_MAXUINT);
   return engine_route_intern (e, path, n_hops, latency, rate_cap > 0.0 ? rate_cap : 0.0);
 }
@@ -113,6 +113,7 @@ engine_route_shared (Engine *e, const guint *path, guint n_hops, guint n_private
   g_return_val_if_fail (latency >= 0, G_MAXUINT);
   guint core = flownet_core (e->net, path + n_private, n_hops - n_private);
   g_return_val_if_fail (core != G_MAXUINT, G_MAXUINT);
+  g_return_val_if_fail (flownet_shared_ok (e->net, path, n_private, core), G_MAXUINT);
   guint r = route_new (e, path, n_hops, latency, 0.0, FALSE);
   e->routes[r].core = core;
   e->routes[r].n_private = (guint8) n_private;

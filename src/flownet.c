@@ -85,6 +85,7 @@ flownet_free (FlowNet *fn)
   g_free (fn->rec_pos);
   g_free (fn->d_cnt);
   g_free (fn->lvl_share);
+  g_free (fn->ck_thr);
   g_free (fn->lvl_link);
   g_free (fn->ck_level);
   g_free (fn->lvl_tie);
@@ -223,19 +224,35 @@ flownet_slot_start (FlowNet *fn, SimTime now, SimTime start)
   return id;
 }
 
+gboolean
+flownet_path_ok (const FlowNet *fn, const guint *path, guint n_hops)
+{
+  if (n_hops < 1 || n_hops > FLOWNET_MAX_HOPS)
+    return FALSE;
+  for (guint h = 0; h < n_hops; h++)
+    {
+      if (path[h] >= fn->n_links)
+        return FALSE;
+      for (guint k = 0; k < h; k++)
+        if (path[k] == path[h])
+          return FALSE; /* a path visits a link once */
+    }
+  return TRUE;
+}
+
 guint
 flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, guint n_hops,
                   double rate_cap, guint64 tag)
 {
   g_return_val_if_fail (bytes > 0.0 && isfinite (bytes), G_MAXUINT);
-  g_return_val_if_fail (n_hops >= 1 && n_hops <= FLOWNET_MAX_HOPS, G_MAXUINT);
-  for (guint h = 0; h < n_hops; h++)
-    {
-      g_return_val_if_fail (path[h] < fn->n_links, G_MAXUINT);
-      for (guint k = 0; k < h; k++)
-        g_return_val_if_fail (path[k] != path[h], G_MAXUINT); /* a path visits a link once */
-    }
+  g_return_val_if_fail (flownet_path_ok (fn, path, n_hops), G_MAXUINT);
+  return flownet_flow_add_path (fn, now, bytes, path, n_hops, rate_cap, tag);
+}
 
+guint
+flownet_flow_add_path (FlowNet *fn, SimTime now, double bytes, const guint *path, guint n_hops, double rate_cap,
+                       guint64 tag)
+{
   guint id = flownet_slot_start (fn, now, now);
   FlowHot *f = &fn->hot[id];
   FlowCold *c = &fn->cold[id];
@@ -385,6 +402,10 @@ fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, guint taken, d
   fn->work += n_hops;
   fn->unfixed--;
   double old = f->rate;
+  /* (the arrays held here: through fn, the compiler fetched them again
+   * after every store) */
+  double *rem = fn->rem, *load = fn->load;
+  guint *n_free = fn->n_free;
   if (rate == old)
     {
       /* most flows keep their rate: their record is not touched */
@@ -393,9 +414,9 @@ fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, guint taken, d
           guint li = path[h];
           if (li == taken)
             continue;
-          double r = fn->rem[li] - rate;
-          fn->rem[li] = r > 0.0 ? r : 0.0;
-          fn->n_free[li]--;
+          double r = rem[li] - rate;
+          rem[li] = r > 0.0 ? r : 0.0;
+          n_free[li]--;
         }
       return;
     }
@@ -403,12 +424,12 @@ fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, guint taken, d
   for (guint h = 0; h < n_hops; h++)
     {
       guint li = path[h];
-      fn->load[li] += rate - old;
+      load[li] += rate - old;
       if (li == taken)
         continue;
-      double r = fn->rem[li] - rate;
-      fn->rem[li] = r > 0.0 ? r : 0.0;
-      fn->n_free[li]--;
+      double r = rem[li] - rate;
+      rem[li] = r > 0.0 ? r : 0.0;
+      n_free[li]--;
     }
   f->remaining -= old * sim_time_to_seconds (now - f->t_update);
   f->t_update = now;
@@ -426,28 +447,31 @@ fix_bundle (FlowNet *fn, guint id, guint taken, double rate, SimTime now)
   Bundle *b = &fn->bundles[f->path[0]];
   fn->fixed[id] = (Stamp) { fn->epoch, fn->level };
   double old = f->rate;
+  double *rem = fn->rem, *load = fn->load;
+  guint *n_free = fn->n_free;
+  guint n_hops = b->n_hops;
   /* without members waiting, the loads move in the same pass (with some,
    * they take those in at the old rate first) */
   if (rate != old && b->n_pend == 0)
-    for (guint h = 0; h < b->n_hops; h++)
+    for (guint h = 0; h < n_hops; h++)
       {
-        guint li = b->link[h];
-        fn->load[li] += b->wt[h] * (rate - old);
+        guint li = b->link[h], w = b->wt[h];
+        load[li] += w * (rate - old);
         if (li == taken)
           continue;
-        double r = fn->rem[li] - b->wt[h] * rate;
-        fn->rem[li] = r > 0.0 ? r : 0.0;
-        fn->n_free[li] -= b->wt[h];
+        double r = rem[li] - w * rate;
+        rem[li] = r > 0.0 ? r : 0.0;
+        n_free[li] -= w;
       }
   else
-    for (guint h = 0; h < b->n_hops; h++)
+    for (guint h = 0; h < n_hops; h++)
       {
-        guint li = b->link[h];
+        guint li = b->link[h], w = b->wt[h];
         if (li == taken)
           continue;
-        double r = fn->rem[li] - b->wt[h] * rate;
-        fn->rem[li] = r > 0.0 ? r : 0.0;
-        fn->n_free[li] -= b->wt[h];
+        double r = rem[li] - w * rate;
+        rem[li] = r > 0.0 ? r : 0.0;
+        n_free[li] -= w;
       }
   fn->work += b->n_hops;
   fn->unfixed -= b->n_m + b->n_pend;

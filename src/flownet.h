@@ -46,6 +46,12 @@ const double *flownet_link_loads (const FlowNet *fn);
  * flow is collected. */
 guint flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *path, guint n_hops,
                         double rate_cap, guint64 tag);
+/* Whether `path` is one a flow may take (1..MAX_HOPS distinct links). */
+gboolean flownet_path_ok (const FlowNet *fn, const guint *path, guint n_hops);
+/* flownet_flow_add without the check of the path, for a caller that made
+ * it once for the flows that go that way (the engine's routes). */
+guint flownet_flow_add_path (FlowNet *fn, SimTime now, double bytes, const guint *path, guint n_hops,
+                             double rate_cap, guint64 tag);
 
 /* TRUE when flows started or ended since the last solve. */
 /* Flows that share the last links of their paths (a core) and differ in
@@ -61,6 +67,12 @@ guint flownet_flow_add (FlowNet *fn, SimTime now, double bytes, const guint *pat
 guint flownet_core (FlowNet *fn, const guint *links, guint n);
 void flownet_flow_add_shared (FlowNet *fn, SimTime now, double bytes, const guint *priv, guint n_priv, guint core,
                               guint64 tag);
+/* Whether a member may take private links `priv` to `core` (distinct
+ * links, none of the core's, MAX_HOPS in all), and flownet_flow_add_shared
+ * without that check (made once per route by the engine). */
+gboolean flownet_shared_ok (const FlowNet *fn, const guint *priv, guint n_priv, guint core);
+void flownet_member_add (FlowNet *fn, SimTime now, double bytes, const guint *priv, guint n_priv, guint core,
+                         guint64 tag);
 
 gboolean flownet_needs_solve (const FlowNet *fn);
 

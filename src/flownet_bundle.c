@@ -137,6 +137,7 @@ bundle_new (FlowNet *fn, SimTime now, guint core)
   b->core = core;
   b->n_core = b->n_hops = n;
   b->n_m = b->n_pend = b->seq = 0;
+  b->priv_mask = 0;
   fn->hot[slot].bundle = 1;
   fn->hot[slot].path[0] = bi;
   for (guint h = 0; h < n; h++)
@@ -171,6 +172,8 @@ bundle_free (FlowNet *fn, guint bi)
 static guint
 hop_of (const Bundle *b, guint li)
 {
+  if (!(b->priv_mask & (G_GUINT64_CONSTANT (1) << (li % 64))))
+    return b->n_hops; /* (a new private link, the common case: no search) */
   guint h = b->n_core;
   while (h < b->n_hops && b->link[h] != li)
     h++;
@@ -188,6 +191,7 @@ hop_take (FlowNet *fn, Bundle *b, guint li)
       b->link[hop] = li;
       b->wt[hop] = 0;
       b->n_hops++;
+      b->priv_mask |= G_GUINT64_CONSTANT (1) << (li % 64);
       list_append (fn, li, b->slot, (guint8) (HOP_BUNDLE | hop));
     }
   return hop;
@@ -219,6 +223,7 @@ hop_remove (FlowNet *fn, Bundle *b, guint h)
       members_renumber (b->m, b->n_m, last, h);
       members_renumber (b->pend, b->n_pend, last, h);
     }
+
 }
 
 /* A member's private links (its hops looked up while the table holds them). */
@@ -240,22 +245,42 @@ clock_at (const FlowNet *fn, const Bundle *b, SimTime now)
   return b->m[0].fin - (f->remaining - f->rate * sim_time_to_seconds (now - f->t_update));
 }
 
+gboolean
+flownet_shared_ok (const FlowNet *fn, const guint *priv, guint n_priv, guint core)
+{
+  if (core >= fn->n_cores)
+    return FALSE;
+  guint off = fn->core_off[core], n_core = fn->core_off[core + 1] - off;
+  if (n_priv + n_core > FLOWNET_MAX_HOPS)
+    return FALSE;
+  for (guint h = 0; h < n_priv; h++)
+    {
+      if (priv[h] >= fn->n_links)
+        return FALSE;
+      for (guint k = 0; k < h; k++)
+        if (priv[k] == priv[h])
+          return FALSE;
+      for (guint k = 0; k < n_core; k++)
+        if (priv[h] == fn->core_links[off + k])
+          return FALSE;
+    }
+  return TRUE;
+}
+
 void
 flownet_flow_add_shared (FlowNet *fn, SimTime now, double bytes, const guint *priv, guint n_priv, guint core,
                          guint64 tag)
 {
   g_return_if_fail (bytes > 0.0 && isfinite (bytes));
-  g_return_if_fail (core < fn->n_cores);
+  g_return_if_fail (flownet_shared_ok (fn, priv, n_priv, core));
+  flownet_member_add (fn, now, bytes, priv, n_priv, core, tag);
+}
+
+void
+flownet_member_add (FlowNet *fn, SimTime now, double bytes, const guint *priv, guint n_priv, guint core,
+                    guint64 tag)
+{
   guint off = fn->core_off[core], n_core = fn->core_off[core + 1] - off;
-  g_return_if_fail (n_priv + n_core <= FLOWNET_MAX_HOPS);
-  for (guint h = 0; h < n_priv; h++)
-    {
-      g_return_if_fail (priv[h] < fn->n_links);
-      for (guint k = 0; k < h; k++)
-        g_return_if_fail (priv[k] != priv[h]);
-      for (guint k = 0; k < n_core; k++)
-        g_return_if_fail (priv[h] != fn->core_links[off + k]);
-    }
   guint bi = fn->core_bundle[core];
   if (bi != G_MAXUINT
       && (fn->bundles[bi].n_hops + n_priv > BUNDLE_HOPS
@@ -267,7 +292,7 @@ flownet_flow_add_shared (FlowNet *fn, SimTime now, double bytes, const guint *pr
       if (n_priv > 0) /* (priv may be NULL then) */
         memcpy (path, priv, n_priv * sizeof (guint));
       memcpy (path + n_priv, fn->core_links + off, n_core * sizeof (guint));
-      flownet_flow_add (fn, now, bytes, path, n_priv + n_core, 0.0, tag);
+      flownet_flow_add_path (fn, now, bytes, path, n_priv + n_core, 0.0, tag);
       return;
     }
   if (bi == G_MAXUINT)
@@ -369,11 +394,21 @@ flownet_bundle_take (FlowNet *fn, guint id, SimTime now, double tolerance, guint
           link_left (fn, b->link[h], f->rate);
         }
       guint priv[FLOWNET_MAX_HOPS];
-      member_links (b, &m, priv); /* (a hop dropped renumbers the others) */
+      member_links (b, &m, priv);
+      /* its hops, highest first: a hop dropped takes the last one's place,
+       * which is then none of its lower ones (m is out of the heap: no
+       * renumbering reaches it) */
+      for (guint k = 1; k < m.n_priv; k++)
+        for (guint j = k; j > 0 && m.hop[j - 1] < m.hop[j]; j--)
+          {
+            guint8 t = m.hop[j];
+            m.hop[j] = m.hop[j - 1];
+            m.hop[j - 1] = t;
+          }
       for (guint k = 0; k < m.n_priv; k++)
         {
-          guint h = hop_of (b, priv[k]);
-          link_left (fn, priv[k], f->rate);
+          guint h = m.hop[k];
+          link_left (fn, b->link[h], f->rate);
           if (--b->wt[h] == 0)
             hop_remove (fn, b, h);
         }

@@ -76,7 +76,9 @@ typedef struct {
   /* members that joined since its last fix: sending nothing until then,
    * as a new flow does (fin holds their bytes) */
   Member *pend;
-  guint8 pad_[48];
+  guint64 priv_mask; /* bit l % 64 set for each private link l it has had a
+                      * hop of since it was made (a clear bit: no hop) */
+  guint8 pad_[40];
 } Bundle;
 G_STATIC_ASSERT (sizeof (Bundle) == 256);
 
@@ -188,6 +190,8 @@ struct FlowNet {
   double *ck_rem;    /* [checkpoint][link] */
   guint *ck_free;
   guint *ck_unfixed; /* [checkpoint] */
+  double *ck_thr;    /* scratch of a restart: per checkpoint, the share below which a link comes first */
+  guint cap_ck_thr;
   double *lvl_share; /* [level]: the greatest share fixed from its checkpoint up to it */
   guint cap_lvl_share;
   guint *lvl_link;   /* [level]: the link it took */

@@ -166,23 +166,25 @@ restart_checkpoint (FlowNet *fn)
   guint q = 0;
   while (q + 1 < fn->n_ck && fn->ck_level[q + 1] <= need)
     q++;
+  /* per checkpoint k, the share below which a link comes before k + 1 */
+  GROW (fn->ck_thr, fn->cap_ck_thr, q);
+  for (guint k = 0; k < q; k++)
+    fn->ck_thr[k] = fn->lvl_share[fn->ck_level[k + 1] - 1] * (1.0 - TIE_REL);
   for (guint i = 0; i < fn->n_dirty && q > 0; i++)
     {
       guint li = fn->dirty_links[i];
       gint d = fn->d_cnt[li];
       if (d <= 0)
         continue;
+      const double *rem = fn->ck_rem + li;
+      const guint *nfree = fn->ck_free + li;
+      gsize stride = fn->ck_stride;
       for (guint k = 0; k < q; k++)
-        {
-          double rem = fn->ck_rem[(gsize) k * fn->ck_stride + li];
-          guint nfree = fn->ck_free[(gsize) k * fn->ck_stride + li] + (guint) d;
-          double last = fn->lvl_share[fn->ck_level[k + 1] - 1];
-          if (rem / nfree < last * (1.0 - TIE_REL))
-            {
-              q = k;
-              break;
-            }
-        }
+        if (rem[k * stride] / (nfree[k * stride] + (guint) d) < fn->ck_thr[k])
+          {
+            q = k;
+            break;
+          }
     }
   return q;
 }

@@ -7,6 +7,9 @@
 #include "util.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Logical bytes the way DeepEP's benchmarks count them
  * (shared/reference/deepseek-v3.md): normal internode kernels one copy per
@@ -403,6 +406,35 @@ run_result_free (RunResult *r)
 /* Samples the load of each link group after rates changed; a sample at the
  * same instant as the previous one replaces it, and an unchanged one is not
  * kept. */
+/* The load of links [l, end), negative rounding left over taken as none:
+ * four sums side by side (one serial sum waits for each add), link l + k
+ * in sum k % 4, added (0 + 1) + (2 + 3); with SSE2 two at a time, in the
+ * same order (the same bits). */
+static inline double
+run_load (const double *load, guint l, guint end)
+{
+#ifdef __SSE2__
+  __m128d zero = _mm_setzero_pd (), s01 = zero, s23 = zero;
+  for (; l + 4 <= end; l += 4)
+    {
+      /* (maxpd gives its first operand where it is greater: MAX (x, 0)) */
+      s01 = _mm_add_pd (s01, _mm_max_pd (_mm_loadu_pd (load + l), zero));
+      s23 = _mm_add_pd (s23, _mm_max_pd (_mm_loadu_pd (load + l + 2), zero));
+    }
+  double a[4];
+  _mm_storeu_pd (a, s01);
+  _mm_storeu_pd (a + 2, s23);
+#else
+  double a[4] = { 0.0, 0.0, 0.0, 0.0 };
+  for (; l + 4 <= end; l += 4)
+    for (guint k = 0; k < 4; k++)
+      a[k] += MAX (load[l + k], 0.0);
+#endif
+  for (; l < end; l++)
+    a[0] += MAX (load[l], 0.0);
+  return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 static void
 on_rates_changed (void *user, SimTime now)
 {
@@ -413,18 +445,7 @@ on_rates_changed (void *user, SimTime now)
   memset (m->group_load, 0, ng * sizeof (double));
   const double *load = flownet_link_loads (net);
   for (guint r = 0; r < m->n_runs; r++)
-    {
-      /* four sums, which the compiler keeps in registers side by side
-       * (one serial sum waits for each add) */
-      double a[4] = { 0.0, 0.0, 0.0, 0.0 };
-      guint l = m->run_start[r], end = m->run_start[r + 1];
-      for (; l + 4 <= end; l += 4)
-        for (guint k = 0; k < 4; k++)
-          a[k] += MAX (load[l + k], 0.0);
-      for (; l < end; l++)
-        a[0] += MAX (load[l], 0.0);
-      m->group_load[m->run_group[r]] += (a[0] + a[1]) + (a[2] + a[3]);
-    }
+    m->group_load[m->run_group[r]] += run_load (load, m->run_start[r], m->run_start[r + 1]);
   float *v = g_newa (float, ng);
   for (guint g = 0; g < ng; g++)
     v[g] = res->util_group_capacity[g] > 0 ? (float) (m->group_load[g] / res->util_group_capacity[g]) : 0.0f;

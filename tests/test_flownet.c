@@ -672,6 +672,51 @@ test_full_bundle_spills_into_plain_flows (void)
   CU_ASSERT_EQUAL (bad, 0);
 }
 
+/* The checks the engine makes once per route (flownet_path_ok,
+ * flownet_shared_ok) reject what flownet_flow_add and
+ * flownet_flow_add_shared would, and pass a path they take. */
+static void
+test_path_checks (void)
+{
+  g_autoptr (FlowNet) fn = flownet_new ();
+  for (guint i = 0; i < 12; i++)
+    flownet_add_link (fn, 100.0);
+  const guint ok[] = { 0, 1, 2 }, rep[] = { 0, 1, 0 }, out[] = { 0, 12 };
+  const guint long_path[FLOWNET_MAX_HOPS + 1] = { 0, 1, 2, 3, 4, 5, 6, 7, 8 };
+  CU_ASSERT (flownet_path_ok (fn, ok, 3));
+  CU_ASSERT_FALSE (flownet_path_ok (fn, ok, 0));
+  CU_ASSERT_FALSE (flownet_path_ok (fn, rep, 3));
+  CU_ASSERT_FALSE (flownet_path_ok (fn, out, 2));
+  CU_ASSERT (flownet_path_ok (fn, long_path, FLOWNET_MAX_HOPS));
+  CU_ASSERT_FALSE (flownet_path_ok (fn, long_path, FLOWNET_MAX_HOPS + 1));
+  const guint core_links[] = { 10, 11 };
+  guint core = flownet_core (fn, core_links, 2);
+  const guint priv[] = { 3, 4 }, priv_rep[] = { 3, 3 }, priv_core[] = { 3, 11 }, priv_out[] = { 12 };
+  CU_ASSERT (flownet_shared_ok (fn, priv, 2, core));
+  CU_ASSERT (flownet_shared_ok (fn, NULL, 0, core));
+  CU_ASSERT_FALSE (flownet_shared_ok (fn, priv, 2, core + 1));
+  CU_ASSERT_FALSE (flownet_shared_ok (fn, priv_rep, 2, core));
+  CU_ASSERT_FALSE (flownet_shared_ok (fn, priv_core, 2, core));
+  CU_ASSERT_FALSE (flownet_shared_ok (fn, priv_out, 1, core));
+  CU_ASSERT (flownet_shared_ok (fn, long_path + 2, FLOWNET_MAX_HOPS - 2, core));
+  CU_ASSERT_FALSE (flownet_shared_ok (fn, long_path + 1, FLOWNET_MAX_HOPS - 1, core));
+  /* an unchecked add of a checked path is the checked add */
+  g_autoptr (FlowNet) a = flownet_new (), b = flownet_new ();
+  for (guint i = 0; i < 3; i++)
+    {
+      flownet_add_link (a, 100.0 * (i + 1));
+      flownet_add_link (b, 100.0 * (i + 1));
+    }
+  guint fa = flownet_flow_add (a, 0, 500.0, ok, 3, 0.0, 1);
+  guint fb = flownet_flow_add_path (b, 0, 500.0, ok, 3, 0.0, 1);
+  flownet_flow_add (a, 0, 700.0, ok + 1, 2, 0.0, 2);
+  flownet_flow_add_path (b, 0, 700.0, ok + 1, 2, 0.0, 2);
+  flownet_solve (a, 0);
+  flownet_solve (b, 0);
+  CU_ASSERT_EQUAL (flownet_flow_rate (a, fa), flownet_flow_rate (b, fb));
+  CU_ASSERT_EQUAL (flownet_next_end (a), flownet_next_end (b));
+}
+
 int
 main (void)
 {
@@ -690,6 +735,7 @@ main (void)
     TEST (test_bundles_match_plain_flows),
     TEST (test_split_flow_rejoins_its_bundle),
     TEST (test_full_bundle_spills_into_plain_flows),
+    TEST (test_path_checks),
   };
   return test_main ("flownet", tests, G_N_ELEMENTS (tests));
 }
