@@ -50,6 +50,7 @@ FlowNet *
 flownet_new (void)
 {
   FlowNet *fn = g_new0 (FlowNet, 1);
+  fn->scan = flownet_pick_scan ();
   fn->added_first = SIM_TIME_MAX;
   fn->added_min_est = G_MAXDOUBLE;
   fn->epoch = 1;

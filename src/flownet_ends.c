@@ -62,6 +62,76 @@ flownet_next_end (const FlowNet *fn)
   return first;
 }
 
+/* The scan of a block of a batch: over end[0 .. n) and start[], a bit per
+ * slot whose end is at or before `lim` (a candidate), and into *e and *st
+ * the least end and start of the others. */
+guint64
+flownet_scan_portable (const SimTime *end, const SimTime *start, guint n, SimTime lim, SimTime *e, SimTime *st)
+{
+  guint64 cand = 0;
+  SimTime me = SIM_TIME_MAX, ms = SIM_TIME_MAX;
+  for (guint k = 0; k < n; k++)
+    if (end[k] > lim)
+      {
+        me = MIN (me, end[k]);
+        ms = MIN (ms, start[k]);
+      }
+    else
+      cand |= G_GUINT64_CONSTANT (1) << k;
+  *e = me;
+  *st = ms;
+  return cand;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* flownet_scan_portable of a whole block, four slots at a time */
+__attribute__ ((target ("avx2"))) static guint64
+scan_avx2 (const SimTime *end, const SimTime *start, SimTime lim, SimTime *e, SimTime *st)
+{
+  G_STATIC_ASSERT (BLOCK % 4 == 0 && BLOCK <= 64);
+  const __m256i l = _mm256_set1_epi64x (lim), max = _mm256_set1_epi64x (SIM_TIME_MAX);
+  __m256i me = max, ms = max;
+  guint64 cand = 0;
+  for (guint k = 0; k < BLOCK; k += 4)
+    {
+      __m256i x = _mm256_loadu_si256 ((const __m256i *) (end + k));
+      __m256i y = _mm256_loadu_si256 ((const __m256i *) (start + k));
+      __m256i past = _mm256_cmpgt_epi64 (x, l); /* not candidates */
+      cand |= (guint64) (~_mm256_movemask_pd (_mm256_castsi256_pd (past)) & 0xf) << k;
+      x = _mm256_blendv_epi8 (max, x, past);
+      y = _mm256_blendv_epi8 (max, y, past);
+      me = _mm256_blendv_epi8 (me, x, _mm256_cmpgt_epi64 (me, x));
+      ms = _mm256_blendv_epi8 (ms, y, _mm256_cmpgt_epi64 (ms, y));
+    }
+  SimTime a[4], c[4];
+  _mm256_storeu_si256 ((__m256i *) a, me);
+  _mm256_storeu_si256 ((__m256i *) c, ms);
+  *e = MIN (MIN (a[0], a[1]), MIN (a[2], a[3]));
+  *st = MIN (MIN (c[0], c[1]), MIN (c[2], c[3]));
+  return cand;
+}
+#endif
+
+static guint64
+scan_block (const SimTime *end, const SimTime *start, SimTime lim, SimTime *e, SimTime *st)
+{
+  return flownet_scan_portable (end, start, BLOCK, lim, e, st);
+}
+
+/* The scan of whole blocks this machine runs best. */
+FlowScan
+flownet_pick_scan (void)
+{
+#if defined(__x86_64__)
+  __builtin_cpu_init ();
+  if (__builtin_cpu_supports ("avx2"))
+    return scan_avx2;
+#endif
+  return scan_block;
+}
+
 const FlowEnd *
 flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
 {
@@ -80,15 +150,18 @@ flownet_take_batch (FlowNet *fn, SimTime now, double tolerance, guint *n_done)
       SimTime latest = now + (SimTime) (tolerance * (double) (now - fn->blk_start[b]));
       if (be == SIM_TIME_MAX || (be > now && be > latest))
         continue;
-      guint hi = MIN ((b + 1) * BLOCK, fn->n_slots);
+      guint lo = b * BLOCK, hi = MIN ((b + 1) * BLOCK, fn->n_slots);
       SimTime e = SIM_TIME_MAX, st = SIM_TIME_MAX;
-      for (guint id = b * BLOCK; id < hi; id++)
+      /* past the block's latest deadline (free slots too), no flow is
+       * due: the exact test only for the others, the candidates (latest
+       * is at least now) */
+      guint64 cand = hi - lo == BLOCK ? fn->scan (fn->end + lo, fn->start + lo, latest, &e, &st)
+                                      : flownet_scan_portable (fn->end + lo, fn->start + lo, hi - lo, latest, &e, &st);
+      for (; cand != 0; cand &= cand - 1)
         {
-          /* past the block's latest deadline (free slots too), no flow is
-           * due: the exact test only for the others */
+          guint id = lo + (guint) __builtin_ctzll (cand);
           SimTime end = fn->end[id];
-          if ((end > now && end > latest)
-              || (end > now && end > now + (SimTime) (tolerance * (double) (now - fn->start[id]))))
+          if (end > now && end > now + (SimTime) (tolerance * (double) (now - fn->start[id])))
             {
               e = MIN (e, end);
               st = MIN (st, fn->start[id]);

@@ -105,7 +105,11 @@ typedef struct {
   guint8 dirty;
 } Link;
 
+/* A whole block's scan in a batch of ends (flownet_ends.c) */
+typedef guint64 (*FlowScan) (const SimTime *end, const SimTime *start, SimTime lim, SimTime *e, SimTime *st);
+
 struct FlowNet {
+  FlowScan scan;
   Link *links;
   guint n_links, cap_links;
   /* hot per-link solve state */
@@ -252,6 +256,10 @@ void flownet_new_epoch (FlowNet *fn);
 void flownet_new_mark (FlowNet *fn);
 guint flownet_slot_alloc (FlowNet *fn);
 guint flownet_slot_start (FlowNet *fn, SimTime now, SimTime start);
+
+/* flownet_ends.c */
+FlowScan flownet_pick_scan (void);
+guint64 flownet_scan_portable (const SimTime *end, const SimTime *start, guint n, SimTime lim, SimTime *e, SimTime *st);
 
 /* flownet_bundle.c */
 void flownet_bundles_clear (FlowNet *fn);

@@ -1,5 +1,6 @@
 /* Max-min fair solver against hand-computed allocations. */
 #include "flownet.h"
+#include "flownet_private.h" /* the block scan of a batch */
 #include "test_common.h"
 
 static void
@@ -717,6 +718,41 @@ test_path_checks (void)
   CU_ASSERT_EQUAL (flownet_next_end (a), flownet_next_end (b));
 }
 
+/* The scan of a block in a batch of ends that this machine picks (AVX2
+ * where it has it) gives what the portable one gives: candidates, and the
+ * least end and start of the others, free slots (both SIM_TIME_MAX)
+ * among them, deadlines below, among and above the ends. */
+static void
+test_block_scan_matches_portable (void)
+{
+  FlowScan scan = flownet_pick_scan ();
+  GRand *r = g_rand_new_with_seed (5);
+  SimTime end[BLOCK], start[BLOCK];
+  for (guint round = 0; round < 2000; round++)
+    {
+      for (guint k = 0; k < BLOCK; k++)
+        {
+          gboolean free_slot = g_rand_int_range (r, 0, 4) == 0;
+          end[k] = free_slot ? SIM_TIME_MAX : g_rand_int_range (r, 0, 1000);
+          start[k] = free_slot ? SIM_TIME_MAX : g_rand_int_range (r, 0, 1000);
+        }
+      SimTime lim = g_rand_int_range (r, -10, 1010);
+      SimTime e1, s1, e2, s2;
+      guint64 c1 = scan (end, start, lim, &e1, &s1);
+      guint64 c2 = flownet_scan_portable (end, start, BLOCK, lim, &e2, &s2);
+      CU_ASSERT_EQUAL (c1, c2);
+      CU_ASSERT_EQUAL (e1, e2);
+      CU_ASSERT_EQUAL (s1, s2);
+    }
+  g_rand_free (r);
+  /* by hand: slots 1 and 3 at or before 10, the others past it */
+  SimTime e, st;
+  const SimTime he[4] = { 20, 10, 30, 5 }, hs[4] = { 7, 1, 3, 2 };
+  CU_ASSERT_EQUAL (flownet_scan_portable (he, hs, 4, 10, &e, &st), 0xa);
+  CU_ASSERT_EQUAL (e, 20);
+  CU_ASSERT_EQUAL (st, 3);
+}
+
 int
 main (void)
 {
@@ -736,6 +772,7 @@ main (void)
     TEST (test_split_flow_rejoins_its_bundle),
     TEST (test_full_bundle_spills_into_plain_flows),
     TEST (test_path_checks),
+    TEST (test_block_scan_matches_portable),
   };
   return test_main ("flownet", tests, G_N_ELEMENTS (tests));
 }
