@@ -118,12 +118,12 @@ flownet_record_level (FlowNet *fn, guint level, guint li, double share)
       fn->tie_share = share;
       fn->tie_split = FALSE;
     }
-  /* (a solve's first level is past its checkpoints: a restart drops the
-   * one it starts from, and the solve saves it again) */
+  /* (a solve's first level is past its checkpoints, but for the one a
+   * restart went on from: it holds the state of this level already) */
   guint last = fn->n_ck > 0 ? fn->ck_level[fn->n_ck - 1] : 0;
-  g_assert (fn->n_ck == 0 || last < level);
+  g_assert (fn->n_ck == 0 || last <= level);
   gboolean ck = fn->n_ck == 0 || due || level - last >= fn->ck_every;
-  if (ck)
+  if (ck && (fn->n_ck == 0 || last < level))
     flownet_checkpoint_save (fn, level);
   GROW (fn->lvl_share, fn->cap_lvl_share, level + 1);
   GROW (fn->lvl_link, fn->cap_lvl_link, level + 1);
@@ -464,7 +464,7 @@ flownet_restart_from_record (FlowNet *fn)
   checkpoints_update (fn, q);
   checkpoint_load (fn, q);
   level = fn->ck_level[q];
-  fn->n_ck = q; /* the solve saves it again at its first level */
+  fn->n_ck = q + 1; /* kept: the state the solve goes on from */
   if (level == 0)
     {
       flownet_new_epoch (fn);
