@@ -223,7 +223,6 @@ hop_remove (FlowNet *fn, Bundle *b, guint h)
       members_renumber (b->m, b->n_m, last, h);
       members_renumber (b->pend, b->n_pend, last, h);
     }
-
 }
 
 /* A member's private links (its hops looked up while the table holds them). */

@@ -403,9 +403,6 @@ run_result_free (RunResult *r)
   g_free (r);
 }
 
-/* Samples the load of each link group after rates changed; a sample at the
- * same instant as the previous one replaces it, and an unchanged one is not
- * kept. */
 /* The load of links [l, end), negative rounding left over taken as none:
  * four sums side by side (one serial sum waits for each add), link l + k
  * in sum k % 4, added (0 + 1) + (2 + 3); with SSE2 two at a time, in the
@@ -435,6 +432,9 @@ run_load (const double *load, guint l, guint end)
   return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
+/* Samples the load of each link group after rates changed; a sample at the
+ * same instant as the previous one replaces it, and an unchanged one is not
+ * kept. */
 static void
 on_rates_changed (void *user, SimTime now)
 {
