@@ -251,8 +251,12 @@ test_radix_heap_pops_the_least (void)
         {
           if (keys->len == 0 || g_rand_double (r) < 0.55)
             {
-              double k = round % 3 == 0 ? last * g_rand_double_range (r, 1.0, 1e3) + g_rand_double (r)
-                                        : floor (last) + (double) g_rand_int_range (r, 0, 4);
+              /* any scale; a few values (ties); or keys a few units in the
+               * last places apart (shares of links that fixed nearly the
+               * same flows: they differ in their low digits only) */
+              double k = round % 3 == 0   ? last * g_rand_double_range (r, 1.0, 1e3) + g_rand_double (r)
+                         : round % 3 == 1 ? floor (last) + (double) g_rand_int_range (r, 0, 4)
+                                          : (lo + 1.0) * (1.0 + 1e-13 * g_rand_int_range (r, 0, 64)) + last * 1e-15;
               k = MAX (k, last);
               radix_heap_push (&h, k, next_id);
               g_array_append_val (keys, k);
@@ -272,6 +276,11 @@ test_radix_heap_pops_the_least (void)
               at = i;
           CU_ASSERT_FATAL (at != G_MAXUINT);
           CU_ASSERT_EQUAL (g_array_index (keys, double, at), k);
+          /* of the entries with the least key, the last pushed (ids grow
+           * with every push) */
+          for (guint i = 0; i < ids->len; i++)
+            if (g_array_index (keys, double, i) == k)
+              CU_ASSERT (g_array_index (ids, guint, i) <= id);
           g_array_remove_index (keys, at);
           g_array_remove_index (ids, at);
           last = k;
