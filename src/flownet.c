@@ -262,7 +262,9 @@ flownet_flow_add_path (FlowNet *fn, SimTime now, double bytes, const guint *path
   memcpy (f->path, path, n_hops * sizeof (guint));
   c->cap = rate_cap > 0.0 ? rate_cap : 0.0;
   c->tag = tag;
-  /* a rough duration: its bytes at an equal share of its most loaded link */
+  /* a rough duration: its bytes at an equal share of its most loaded link
+   * (only while it could still be the shortest since the last solve: past
+   * that, the rest of its links would change nothing) */
   double est = 0.0;
   for (guint h = 0; h < n_hops; h++)
     {
@@ -270,7 +272,8 @@ flownet_flow_add_path (FlowNet *fn, SimTime now, double bytes, const guint *path
       list_append (fn, path[h], id, (guint8) h);
       l->bytes += bytes;
       link_joined (fn, path[h]);
-      est = MAX (est, bytes * l->weight / l->capacity);
+      if (est < fn->added_min_est)
+        est = MAX (est, bytes * l->weight / l->capacity);
     }
   fn->add_n++;
   fn->n_active++;

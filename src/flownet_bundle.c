@@ -314,7 +314,8 @@ flownet_member_add (FlowNet *fn, SimTime now, double bytes, const guint *priv, g
       Link *l = &fn->links[li];
       l->bytes += bytes;
       link_joined (fn, li);
-      est = MAX (est, bytes * l->weight / l->capacity);
+      if (est < fn->added_min_est) /* (see flownet_flow_add_path) */
+        est = MAX (est, bytes * l->weight / l->capacity);
     }
   FlowHot *f = &fn->hot[b->slot];
   if (f->rate == 0.0)
