@@ -105,7 +105,7 @@ engine_free (Engine *e)
   for (guint i = 0; i < e->n_gpus; i++)
     g_free (e->gpus[i].heap);
   g_free (e->gpus);
-  g_free (e->tasks);
+  free (e->tasks);
   free_ids_clear (&e->free_tasks);
   free (e->edges);
   g_free (e->routes);
@@ -154,7 +154,8 @@ task_alloc (Engine *e, guint8 kind, guint64 tag)
   guint id;
   if (!free_ids_take (&e->free_tasks, &id))
     {
-      GROW (e->tasks, e->cap_tasks, e->n_tasks + 1);
+      if (e->n_tasks == e->cap_tasks) /* a record a cache line */
+        e->tasks = util_grow_aligned (e->tasks, &e->cap_tasks, e->n_tasks, sizeof (Task), 1024);
       id = e->n_tasks++;
       e->tasks[id].gen = 0;
     }

@@ -126,7 +126,8 @@ bundle_new (FlowNet *fn, SimTime now, guint core)
   guint bi;
   if (!free_ids_take (&fn->free_bundles, &bi))
     {
-      GROW (fn->bundles, fn->cap_bundles, fn->n_bundles + 1);
+      if (fn->n_bundles == fn->cap_bundles) /* four cache lines a record */
+        fn->bundles = util_grow_aligned (fn->bundles, &fn->cap_bundles, fn->n_bundles, sizeof (Bundle), 64);
       bi = fn->n_bundles++;
       memset (&fn->bundles[bi], 0, sizeof (Bundle));
     }
@@ -580,7 +581,7 @@ flownet_bundles_clear (FlowNet *fn)
       g_free (b->m);
       g_free (b->pend);
     }
-  g_free (fn->bundles);
+  free (fn->bundles);
   free_ids_clear (&fn->free_bundles);
   if (fn->core_ids)
     g_hash_table_unref (fn->core_ids);
