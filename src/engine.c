@@ -105,9 +105,9 @@ engine_free (Engine *e)
   for (guint i = 0; i < e->n_gpus; i++)
     g_free (e->gpus[i].heap);
   g_free (e->gpus);
-  free (e->tasks);
+  util_free_aligned (e->tasks, e->cap_tasks, sizeof (Task));
   free_ids_clear (&e->free_tasks);
-  free (e->edges);
+  util_free_aligned (e->edges, e->cap_edges, sizeof (EdgeBlock));
   g_free (e->routes);
   g_free (e->route_bits);
   g_free (e->route_lat);

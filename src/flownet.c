@@ -73,7 +73,7 @@ flownet_free (FlowNet *fn)
   g_free (fn->rem);
   g_free (fn->load);
   g_free (fn->n_free);
-  free (fn->hot);
+  util_free_aligned (fn->hot, fn->cap_slots, sizeof (FlowHot));
   g_free (fn->cold);
   g_free (fn->seen);
   g_free (fn->fixed);

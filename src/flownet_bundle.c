@@ -581,7 +581,7 @@ flownet_bundles_clear (FlowNet *fn)
       g_free (b->m);
       g_free (b->pend);
     }
-  free (fn->bundles);
+  util_free_aligned (fn->bundles, fn->cap_bundles, sizeof (Bundle));
   free_ids_clear (&fn->free_bundles);
   if (fn->core_ids)
     g_hash_table_unref (fn->core_ids);

@@ -8,25 +8,64 @@
 #include <glib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* Doubles a 64-byte aligned array (an empty one gets `first` elements),
- * keeping its first `used` elements; for arrays of cache-line records.
- * Returns the new array (free it with free()). */
+/* Arrays of cache-line records, 64-byte aligned: whole pages of their
+ * own (mmap), which a doubling moves without copying (mremap, Linux: the
+ * pages are remapped, so the old and the new array never take memory
+ * together, as realloc does for large blocks); elsewhere an aligned copy.
+ * The bytes an array of `cap` records of `elem` bytes takes: */
+static inline gsize
+util_aligned_bytes (guint cap, gsize elem)
+{
+  gsize page = (gsize) sysconf (_SC_PAGESIZE);
+  return ((gsize) cap * elem + page - 1) / page * page;
+}
+
+/* Doubles such an array (an empty one gets `first` records), keeping its
+ * first `used` records (the rest are zero on Linux). Returns the new
+ * array (free it with util_free_aligned). */
 static inline void *
 util_grow_aligned (void *arr, guint *cap, guint used, gsize elem, guint first)
 {
   guint nc = *cap ? 2 * *cap : first;
-  void *n = NULL;
+  void *n;
+#ifdef __linux__
+  (void) used;
+  if (arr == NULL)
+    n = mmap (NULL, util_aligned_bytes (nc, elem), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  else
+    n = mremap (arr, util_aligned_bytes (*cap, elem), util_aligned_bytes (nc, elem), MREMAP_MAYMOVE);
+  if (n == MAP_FAILED)
+    g_error ("out of memory for %u records of %" G_GSIZE_FORMAT " bytes", nc, elem);
+#else
+  n = NULL;
   if (posix_memalign (&n, 64, (gsize) nc * elem) != 0)
     g_error ("out of memory for %u records of %" G_GSIZE_FORMAT " bytes", nc, elem);
   if (arr)
     memcpy (n, arr, (gsize) used * elem);
   free (arr);
+#endif
   *cap = nc;
   return n;
+}
+
+/* Frees an array of util_grow_aligned (`cap` records of `elem` bytes). */
+static inline void
+util_free_aligned (void *arr, guint cap, gsize elem)
+{
+  if (arr == NULL)
+    return;
+#ifdef __linux__
+  munmap (arr, util_aligned_bytes (cap, elem));
+#else
+  (void) cap;
+  (void) elem;
+  free (arr);
+#endif
 }
 
 /* Lowers the calling thread's CPU priority (Linux: a nice value per
