@@ -187,9 +187,9 @@ cmd_run (int argc, char **argv, gboolean estimate_only)
       /* and this thread's alone: the simulation's, which sets the pace
        * where a core is free for the others (tools/ab.sh compares builds
        * by it) */
-      struct rusage rt;
       double main_s = NAN;
 #ifdef RUSAGE_THREAD
+      struct rusage rt;
       if (getrusage (RUSAGE_THREAD, &rt) == 0)
         main_s = (double) rt.ru_utime.tv_sec + rt.ru_utime.tv_usec / 1e6 + (double) rt.ru_stime.tv_sec
                  + rt.ru_stime.tv_usec / 1e6;
