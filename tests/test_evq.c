@@ -230,6 +230,34 @@ test_free_ids_lowest_first (void)
   free_ids_clear (&f);
 }
 
+/* An array grown by util_grow_aligned stays 64-byte aligned and keeps
+ * its records through every doubling (from `first`, up to where mremap
+ * moves it), and frees cleanly. */
+static void
+test_grow_aligned_keeps_records (void)
+{
+  guint64 *a = NULL;
+  guint cap = 0, n = 0;
+  for (guint i = 0; i < 3000000; i++)
+    {
+      if (n == cap)
+        {
+          a = util_grow_aligned (a, &cap, n, sizeof *a, 100);
+          CU_ASSERT_EQUAL ((guintptr) a % 64, 0);
+          CU_ASSERT (cap >= n + 1);
+          guint bad = 0;
+          for (guint k = 0; k < n; k++)
+            bad += a[k] != (guint64) k * 2654435761u;
+          CU_ASSERT_EQUAL (bad, 0);
+        }
+      a[n] = (guint64) n * 2654435761u;
+      n++;
+    }
+  CU_ASSERT_EQUAL (cap, 100u << 15); /* 100, 200, ... doublings */
+  util_free_aligned (a, cap, sizeof *a);
+  util_free_aligned (NULL, 0, sizeof *a); /* nothing to free */
+}
+
 /* The radix heap pops the least key, against a multiset kept beside it, as
  * entries are pushed (never below the last key popped, as the solver's
  * shares: many ties, or any scale) and popped in turn; equal keys pop last
@@ -369,6 +397,7 @@ main (void)
     TEST (test_scheduling_into_past_asserts),
     TEST (test_time_conversion_rounds_up),
     TEST (test_free_ids_lowest_first),
+    TEST (test_grow_aligned_keeps_records),
     TEST (test_radix_heap_pops_the_least),
   };
   return test_main ("evq", tests, G_N_ELEMENTS (tests));
