@@ -127,7 +127,7 @@ struct Engine {
   SimQueue *q;
   FlowNet *net;
 
-  Task *tasks;
+  Task *tasks; /* 64-byte aligned (util_grow_aligned) */
   guint n_tasks, cap_tasks;
   Route *routes;
   guint n_routes, cap_routes;

@@ -58,7 +58,7 @@ G_STATIC_ASSERT (sizeof (Member) == 32);
 /* members a bundle holds at most (its per-link counts are 16 bits) */
 #define BUNDLE_MEMBERS G_MAXUINT16
 /* Four cache lines, what a solve reads in the first two (the array is
- * cache-line aligned: util.h GROW). */
+ * cache-line aligned: util_grow_aligned). */
 typedef struct {
   /* what a solve reads, first */
   guint16 n_hops;
