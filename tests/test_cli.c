@@ -463,6 +463,179 @@ test_streamed_trace_is_whole_trace (void)
   CU_ASSERT (err && strstr (err, "cannot create output folder") && strstr (err, "a-file/sub"));
 }
 
+/* One edit of a text file's lines (a fixed seed picks them): a value
+ * replaced by something odd, a line dropped, repeated or re-indented, a
+ * byte changed, a number made extreme. */
+static void
+mutate_lines (GPtrArray *lines, GRand *r)
+{
+  static const char *odd[] = { "", "0", "-1", "1e400", "nan", "-inf", "99999999999999999999", "4294967296", "[",
+                               "]", "{", "}", "&a x", "*a", "!!binary x", "\t", "null", "~", "true", "0x10", "-0",
+                               "1e-300", "'", "\"", "{a: 1}", "[1, 2]", "? x", "|", ">" };
+  static const char *nums[] = { "0", "1", "3", "-5", "1000000", "4294967297", "0.5", "1e9" };
+  guint i = (guint) g_rand_int_range (r, 0, (gint32) lines->len);
+  char *line = lines->pdata[i];
+  char *with = NULL;
+  switch (g_rand_int_range (r, 0, 6))
+    {
+    case 0:
+      {
+        const char *colon = strchr (line, ':');
+        if (colon)
+          with = g_strdup_printf ("%.*s: %s", (int) (colon - line), line,
+                                  odd[g_rand_int_range (r, 0, G_N_ELEMENTS (odd))]);
+        break;
+      }
+    case 1:
+      if (lines->len > 1)
+        g_ptr_array_remove_index (lines, i); /* (frees it) */
+      return;
+    case 2:
+      g_ptr_array_insert (lines, (gint) i, g_strdup (line));
+      return;
+    case 3:
+      with = g_strdup_printf ("%*s%s", g_rand_int_range (r, 0, 7), "", line + strspn (line, " "));
+      break;
+    case 4:
+      if (*line)
+        {
+          with = g_strdup (line);
+          with[g_rand_int_range (r, 0, (gint32) strlen (line))] = (char) g_rand_int_range (r, 1, 256);
+        }
+      break;
+    default:
+      {
+        const char *d = strpbrk (line, "0123456789");
+        if (d)
+          with = g_strdup_printf ("%.*s%s%s", (int) (d - line), line, nums[g_rand_int_range (r, 0, G_N_ELEMENTS (nums))],
+                                  d + strspn (d, "0123456789"));
+        break;
+      }
+    }
+  if (with)
+    {
+      g_free (lines->pdata[i]);
+      lines->pdata[i] = with;
+    }
+}
+
+static GPtrArray *
+read_lines (const char *path)
+{
+  g_autofree char *text = NULL;
+  g_assert (g_file_get_contents (path, &text, NULL, NULL));
+  g_auto (GStrv) v = g_strsplit (text, "\n", -1);
+  GPtrArray *a = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; v[i]; i++)
+    g_ptr_array_add (a, g_strdup (v[i]));
+  return a;
+}
+
+static void
+write_lines (const char *path, GPtrArray *lines)
+{
+  GString *s = g_string_new (NULL);
+  for (guint i = 0; i < lines->len; i++)
+    g_string_append_printf (s, i ? "\n%s" : "%s", (char *) lines->pdata[i]);
+  g_assert (g_file_set_contents (path, s->str, (gssize) s->len, NULL));
+  g_string_free (s, TRUE);
+}
+
+/* Scenario and topology files edited at random (a fixed seed, so the
+ * cases are the same every run) and routing traces with bytes changed or
+ * cut short: moesim ends every one with 0, or with 2 and an error that
+ * names the file it read, and a failed run writes no outputs. In the
+ * sanitizer build that .ci/run tests, a memory error ends the run
+ * otherwise and fails this. */
+static void
+test_edited_inputs_end_in_0_or_2 (void)
+{
+  g_autoptr (GRand) r = g_rand_new_with_seed (20261130);
+  g_autofree char *sim_dir = g_build_filename (tmpdir, "fz", "sim", NULL);
+  g_autofree char *topo_dir = g_build_filename (tmpdir, "fz", "topologies", NULL);
+  g_assert (g_mkdir_with_parents (sim_dir, 0755) == 0 && g_mkdir_with_parents (topo_dir, 0755) == 0);
+  g_autofree char *scen = g_build_filename (sim_dir, "s.yaml", NULL);
+  g_autofree char *topo = g_build_filename (topo_dir, "tiny-2node.yaml", NULL);
+  g_autofree char *out = g_build_filename (tmpdir, "fz", "out", NULL);
+  g_autofree char *scen0 = g_build_filename (MOESIM_SOURCE_ROOT, "sim", "tiny.yaml", NULL);
+  g_autofree char *topo0 = g_build_filename (MOESIM_SOURCE_ROOT, "topologies", "tiny-2node.yaml", NULL);
+  guint ok = 0, failed = 0;
+  for (guint c = 0; c < 60; c++)
+    {
+      g_autoptr (GPtrArray) s = read_lines (scen0), t = read_lines (topo0);
+      GPtrArray *edit = c % 2 ? s : t;
+      for (gint k = g_rand_int_range (r, 1, 4); k > 0; k--)
+        mutate_lines (edit, r);
+      write_lines (scen, s);
+      write_lines (topo, t);
+      /* (small enough to run whatever the edit did to these) */
+      g_autofree char *est = g_strdup_printf ("estimate %s", scen);
+      g_autofree char *run_args = g_strdup_printf ("run %s -q -o %s --set model.moe_layers=1 --set parallel.tokens_per_gpu=64",
+                                                   scen, out);
+      const char *args[] = { est, run_args };
+      for (guint a = 0; a < 2; a++)
+        {
+          g_autofree char *err = NULL;
+          int rc = run (args[a], NULL, &err);
+          CU_ASSERT (rc == 0 || rc == 2);
+          if (rc == 2)
+            {
+              CU_ASSERT (err && g_str_has_prefix (err, "moesim: error: ")
+                         && (strstr (err, "s.yaml") || strstr (err, "tiny-2node.yaml")));
+              CU_ASSERT (a == 0 || !g_file_test (out, G_FILE_TEST_EXISTS));
+              failed++;
+            }
+          else if (rc == 0)
+            ok++;
+          if (rc != 0 && rc != 2)
+            g_printerr ("case %u, %s: exit %d\n%s\n", c, a ? "run" : "estimate", rc, err ? err : "");
+          if (rc != 0)
+            break; /* a file estimate refuses is not run */
+        }
+      g_autofree char *rm = g_strdup_printf ("rm -rf '%s'", out);
+      g_assert (system (rm) == 0);
+    }
+  /* both ends were reached */
+  CU_ASSERT (ok > 5 && failed > 5);
+
+  /* traces: bytes changed in the header and the first records, or cut */
+  g_autofree char *mrt0 = g_build_filename (MOESIM_SOURCE_ROOT, "traces", "deepseek-v3-synth-2k-node2.mrt", NULL);
+  g_autofree char *orig = NULL;
+  gsize len = 0;
+  g_assert (g_file_get_contents (mrt0, &orig, &len, NULL));
+  g_autofree char *mrt = g_build_filename (tmpdir, "fz", "t.mrt", NULL);
+  guint t_ok = 0, t_failed = 0;
+  for (guint c = 0; c < 40; c++)
+    {
+      gsize n = len;
+      g_autofree char *b = g_memdup2 (orig, len);
+      for (gint k = g_rand_int_range (r, 1, 4); k > 0; k--)
+        if (g_rand_int_range (r, 0, 4) == 0)
+          n = (gsize) g_rand_int_range (r, 0, (gint32) n + 1);
+        else if (n > 0)
+          b[g_rand_int_range (r, 0, (gint32) MIN (n, 4096))] = (char) g_rand_int_range (r, 0, 256);
+      g_assert (g_file_set_contents (mrt, b, (gssize) n, NULL));
+      for (guint a = 0; a < 2; a++)
+        {
+          g_autofree char *args = g_strdup_printf ("trace %s %s", a ? "check" : "info", mrt);
+          g_autofree char *err = NULL;
+          int rc = run (args, NULL, &err);
+          CU_ASSERT (rc == 0 || rc == 2);
+          if (rc == 2)
+            {
+              CU_ASSERT (err && strstr (err, "t.mrt"));
+              t_failed++;
+            }
+          else if (rc == 0)
+            t_ok++;
+          else
+            g_printerr ("trace case %u, %s: exit %d\n%s\n", c, a ? "check" : "info", rc, err ? err : "");
+        }
+    }
+  CU_ASSERT (t_failed > 5);
+  g_printerr ("edited inputs: %u runs ended 0, %u ended 2; traces %u and %u\n", ok, failed, t_ok, t_failed);
+}
+
 int
 main (void)
 {
@@ -473,6 +646,7 @@ main (void)
     TEST (test_bad_input_exits_2_without_outputs),
     TEST (test_estimate_and_topo_show),
     TEST (test_trace_commands),
+    TEST (test_edited_inputs_end_in_0_or_2),
     TEST (test_sweep_threads_resume_shards),
     TEST (test_sweep_bad_input),
     TEST (test_shipped_ib_sweep_is_monotone),
