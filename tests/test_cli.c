@@ -578,16 +578,16 @@ test_edited_inputs_end_in_0_or_2 (void)
           g_autofree char *err = NULL;
           int rc = run (args[a], NULL, &err);
           CU_ASSERT (rc == 0 || rc == 2);
-          if (rc == 2)
+          if (rc == 0)
+            ok++;
+          else if (rc == 2)
             {
               CU_ASSERT (err && g_str_has_prefix (err, "moesim: error: ")
                          && (strstr (err, "s.yaml") || strstr (err, "tiny-2node.yaml")));
-              CU_ASSERT (a == 0 || !g_file_test (out, G_FILE_TEST_EXISTS));
+              CU_ASSERT (!g_file_test (out, G_FILE_TEST_EXISTS));
               failed++;
             }
-          else if (rc == 0)
-            ok++;
-          if (rc != 0 && rc != 2)
+          else
             g_printerr ("case %u, %s: exit %d\n%s\n", c, a ? "run" : "estimate", rc, err ? err : "");
           if (rc != 0)
             break; /* a file estimate refuses is not run */
@@ -621,19 +621,129 @@ test_edited_inputs_end_in_0_or_2 (void)
           g_autofree char *err = NULL;
           int rc = run (args, NULL, &err);
           CU_ASSERT (rc == 0 || rc == 2);
-          if (rc == 2)
+          if (rc == 0)
+            t_ok++;
+          else if (rc == 2)
             {
               CU_ASSERT (err && strstr (err, "t.mrt"));
               t_failed++;
             }
-          else if (rc == 0)
-            t_ok++;
           else
             g_printerr ("trace case %u, %s: exit %d\n%s\n", c, a ? "check" : "info", rc, err ? err : "");
         }
     }
   CU_ASSERT (t_failed > 5);
   g_printerr ("edited inputs: %u runs ended 0, %u ended 2; traces %u and %u\n", ok, failed, t_ok, t_failed);
+}
+
+/* Runs `estimate` (and `run`, when estimate takes it) on the tiny
+ * scenario and topology as written to `scen` and `topo`: TRUE when both
+ * end in 0, FALSE when one ends in 2 with an error naming one of the two
+ * files and no outputs; fails the test on anything else. */
+static gboolean
+edited_pair_runs (const char *scen, const char *out)
+{
+  g_autofree char *est = g_strdup_printf ("estimate %s", scen);
+  g_autofree char *run_args = g_strdup_printf ("run %s -q -o %s --set model.moe_layers=1 --set parallel.tokens_per_gpu=64",
+                                               scen, out);
+  const char *args[] = { est, run_args };
+  gboolean ok = TRUE;
+  for (guint a = 0; a < 2 && ok; a++)
+    {
+      g_autofree char *err = NULL;
+      int rc = run (args[a], NULL, &err);
+      CU_ASSERT (rc == 0 || rc == 2);
+      if (rc == 2)
+        {
+          CU_ASSERT (err && g_str_has_prefix (err, "moesim: error: ")
+                     && (strstr (err, "s.yaml") || strstr (err, "tiny-2node.yaml")));
+          CU_ASSERT (!g_file_test (out, G_FILE_TEST_EXISTS));
+        }
+      else if (rc != 0)
+        g_printerr ("%s: exit %d\n%s\n", args[a], rc, err ? err : "");
+      ok = rc == 0;
+    }
+  g_autofree char *rm = g_strdup_printf ("rm -rf '%s'", out);
+  g_assert (system (rm) == 0);
+  return ok;
+}
+
+/* Every value of the tiny scenario and of its topology made odd in turn
+ * (each `key: value` given an empty, non-numeric, negative, zero,
+ * infinite, list or mapping value; each number anywhere, the GEMM table's
+ * too, made -1 or 0): each edit ends in 0, or in 2 with an error that
+ * names the file and no outputs (edited_pair_runs). */
+static void
+test_every_value_made_odd (void)
+{
+  static const char *odd[] = { "", "x", "-1", "0", "1e400", "[1]", "{a: 1}" };
+  static const char *num[] = { "-1", "0" };
+  g_autofree char *dir = g_build_filename (tmpdir, "odd", NULL);
+  g_autofree char *sim_dir = g_build_filename (dir, "sim", NULL);
+  g_autofree char *topo_dir = g_build_filename (dir, "topologies", NULL);
+  g_assert (g_mkdir_with_parents (sim_dir, 0755) == 0 && g_mkdir_with_parents (topo_dir, 0755) == 0);
+  g_autofree char *scen = g_build_filename (sim_dir, "s.yaml", NULL);
+  g_autofree char *topo = g_build_filename (topo_dir, "tiny-2node.yaml", NULL);
+  g_autofree char *out = g_build_filename (dir, "out", NULL);
+  g_autofree char *scen0 = g_build_filename (MOESIM_SOURCE_ROOT, "sim", "tiny.yaml", NULL);
+  g_autofree char *topo0 = g_build_filename (MOESIM_SOURCE_ROOT, "topologies", "tiny-2node.yaml", NULL);
+  g_autofree char *scen_text = NULL, *topo_text = NULL;
+  g_assert (g_file_get_contents (scen0, &scen_text, NULL, NULL) && g_file_get_contents (topo0, &topo_text, NULL, NULL));
+  /* a value: after "key: ", up to a comma, brace, bracket or the line's
+   * end (matched in a copy with the comments blanked out) */
+  g_autoptr (GRegex) value = g_regex_new ("(?m)[A-Za-z_][A-Za-z0-9_]*: *([^,{}\\[\\]\n ][^,{}\\[\\]\n]*?) *(?=[,}\n]|$)",
+                                          0, 0, NULL);
+  guint edits = 0, ran = 0;
+  for (guint f = 0; f < 2; f++)
+    {
+      const char *text = f ? topo_text : scen_text;
+      g_autofree char *bare = g_strdup (text);
+      for (char *h = strchr (bare, '#'); h; h = strchr (h, '#'))
+        while (*h && *h != '\n')
+          *h++ = ' ';
+      for (guint kind = 0; kind < 2; kind++)
+        {
+          /* the spans to replace: every value, or every run of digits not
+           * inside a word */
+          GArray *spans = g_array_new (FALSE, FALSE, sizeof (gint) * 2);
+          g_autoptr (GMatchInfo) mi = NULL;
+          if (kind == 0)
+            for (g_regex_match (value, bare, 0, &mi); g_match_info_matches (mi); g_match_info_next (mi, NULL))
+              {
+                gint se[2];
+                g_match_info_fetch_pos (mi, 1, &se[0], &se[1]);
+                g_array_append_val (spans, se);
+              }
+          else
+            for (const char *q = bare; *q; q++)
+              if (g_ascii_isdigit (*q) && (q == bare || !g_ascii_isalnum (q[-1])))
+                {
+                  gint se[2] = { (gint) (q - bare), (gint) (q - bare) };
+                  while (g_ascii_isdigit (bare[se[1]]))
+                    se[1]++;
+                  g_array_append_val (spans, se);
+                  q = bare + se[1] - 1;
+                }
+          for (guint i = 0; i < spans->len; i++)
+            {
+              const gint *se = &g_array_index (spans, gint, 2 * i);
+              const char **with = kind == 0 ? odd : num;
+              guint n_with = kind == 0 ? G_N_ELEMENTS (odd) : G_N_ELEMENTS (num);
+              for (guint w = 0; w < n_with; w++)
+                {
+                  g_autofree char *edited = g_strdup_printf ("%.*s%s%s", se[0], text, with[w], text + se[1]);
+                  g_assert (g_file_set_contents (scen, f ? scen_text : edited, -1, NULL));
+                  g_assert (g_file_set_contents (topo, f ? edited : topo_text, -1, NULL));
+                  ran += edited_pair_runs (scen, out);
+                  edits++;
+                }
+            }
+          g_array_free (spans, TRUE);
+        }
+    }
+  /* (every key of both files, and their numbers) */
+  CU_ASSERT (edits > 300 && ran > 10);
+  g_printerr ("%u edits, %u ran\n", edits, ran);
 }
 
 int
@@ -647,6 +757,7 @@ main (void)
     TEST (test_estimate_and_topo_show),
     TEST (test_trace_commands),
     TEST (test_edited_inputs_end_in_0_or_2),
+    TEST (test_every_value_made_odd),
     TEST (test_sweep_threads_resume_shards),
     TEST (test_sweep_bad_input),
     TEST (test_shipped_ib_sweep_is_monotone),
