@@ -115,6 +115,14 @@ steps_final (void *user, const RunResult *r, guint n_final)
   report_trace_stream_steps (p->trace, r, n_final);
 }
 
+/* The user and system CPU time a getrusage() record counts, in seconds. */
+static double
+rusage_seconds (const struct rusage *ru)
+{
+  return (double) ru->ru_utime.tv_sec + ru->ru_utime.tv_usec / 1e6 + (double) ru->ru_stime.tv_sec
+         + ru->ru_stime.tv_usec / 1e6;
+}
+
 static int
 cmd_run (int argc, char **argv, gboolean estimate_only)
 {
@@ -182,8 +190,7 @@ cmd_run (int argc, char **argv, gboolean estimate_only)
       /* the CPU time of every thread so far (routing, the counterfactual and
        * trace.json run beside the simulation): on a busy machine the wall
        * time moves more than it */
-      double cpu_s = (double) ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double) ru.ru_stime.tv_sec
-                     + ru.ru_stime.tv_usec / 1e6;
+      double cpu_s = rusage_seconds (&ru);
       /* and this thread's alone: the simulation's, which sets the pace
        * where a core is free for the others (tools/ab.sh compares builds
        * by it) */
@@ -191,8 +198,7 @@ cmd_run (int argc, char **argv, gboolean estimate_only)
 #ifdef RUSAGE_THREAD
       struct rusage rt;
       if (getrusage (RUSAGE_THREAD, &rt) == 0)
-        main_s = (double) rt.ru_utime.tv_sec + rt.ru_utime.tv_usec / 1e6 + (double) rt.ru_stime.tv_sec
-                 + rt.ru_stime.tv_usec / 1e6;
+        main_s = rusage_seconds (&rt);
 #endif
       g_string_append_printf (text, "  simulated in %.3f s wall (process CPU %.2f s, main thread %.2f s), peak RSS %.0f MB (%" G_GUINT64_FORMAT
                                     " flows, %" G_GUINT64_FORMAT " events, %" G_GUINT64_FORMAT
