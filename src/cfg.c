@@ -86,14 +86,25 @@ cfg_scalar_int (const YNode *n, gint64 *out, const char *where, const char *key,
   return TRUE;
 }
 
+/* "MIN to MAX" of a numeric field (an integer's bounds whole: 1048576,
+ * not %g's 1.04858e+06) */
+static char *
+range_text (const CfgField *f, const char *sep)
+{
+  if (f->type == CFG_INT)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "%s%" G_GINT64_FORMAT, (gint64) f->min, sep,
+                            (gint64) f->max);
+  return g_strdup_printf ("%g%s%g", f->min, sep, f->max);
+}
+
 static gboolean
 check_range (const CfgField *f, double v, const char *text, const char *where, GError **error)
 {
   if (v < f->min || v > f->max)
     {
+      g_autofree char *range = range_text (f, " to ");
       g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_RANGE,
-                   "%s: %s: value %s is out of range, expected %g to %g", where, f->key, text,
-                   f->min, f->max);
+                   "%s: %s: value %s is out of range, expected %s", where, f->key, text, range);
       return FALSE;
     }
   return TRUE;
@@ -395,7 +406,10 @@ cfg_describe (const CfgField *fields, guint n_fields, GString *out)
           g_string_append_printf (out, " [%s]", all);
         }
       else if (f->type == CFG_INT || f->type == CFG_DOUBLE)
-        g_string_append_printf (out, " [%g..%g]", f->min, f->max);
+        {
+          g_autofree char *range = range_text (f, "..");
+          g_string_append_printf (out, " [%s]", range);
+        }
       g_string_append_printf (out, " (default: %s)\n", f->def ? f->def : "required");
     }
 }

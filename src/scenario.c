@@ -622,9 +622,14 @@ scenario_load (const char *path, const char *const *sets, GError **error)
       g_autofree char *key = g_strndup (kv, (gsize) (eq - kv));
       if (!topology_owns_key (sc->topo, key))
         {
-          /* unknown to both schemas: report it with the scenario's keys */
-          cfg_set (&sc->doc, key, eq + 1, error);
-          g_prefix_error (error, "(topology keys live under gpu, node, nvlink, nic, fabric) ");
+          /* unknown to both schemas: report it with the scenario's keys,
+           * then where the topology's are */
+          g_autoptr (GError) serr = NULL;
+          cfg_set (&sc->doc, key, eq + 1, &serr);
+          g_assert (serr != NULL);
+          g_set_error (error, serr->domain, serr->code,
+                       "%s (and the topology's keys are under gpu, node, nvlink, nic, fabric)",
+                       serr->message);
           return NULL;
         }
       if (!topology_set (sc->topo, key, eq + 1, error))

@@ -210,6 +210,22 @@ test_set_unknown_path_or_bad_value (void)
   expect_error (GOOD, NEEDLES ("parallel.epp=4"),
                 NEEDLES ("--set parallel.epp=4", "unknown key", "under 'parallel'", "ep"));
   expect_error (GOOD, NEEDLES ("nic.speed=4"), NEEDLES ("nic.speed", "unknown key"));
+  /* a key neither schema has: the scenario's keys, then where the
+   * topology's are, after the --set that names it */
+  expect_error (GOOD, NEEDLES ("colour=red"),
+                NEEDLES ("unknown key 'colour'", "the keys at the top are: name, topology",
+                         "topology's keys are under gpu, node, nvlink, nic, fabric"));
+  {
+    g_autofree char *path = write_scenario ("s.yaml", GOOD);
+    g_autoptr (GError) err = NULL;
+    g_autoptr (Scenario) sc = scenario_load (path, NEEDLES ("colour=red"), &err);
+    CU_ASSERT_PTR_NULL (sc);
+    CU_ASSERT (err != NULL && g_str_has_prefix (err->message, "--set colour=red: "));
+  }
+  /* an integer's bounds whole, not as %g would round them (1.67772e+07) */
+  expect_error (GOOD, NEEDLES ("parallel.tokens_per_gpu=0"),
+                NEEDLES ("--set parallel.tokens_per_gpu=0", "value 0 is out of range",
+                         "expected 1 to 16777216"));
   expect_error (GOOD, NEEDLES ("parallel.ep=eight"),
                 NEEDLES ("--set parallel.ep=eight", "expected an integer", "eight"));
   expect_error (GOOD, NEEDLES ("dispatch=teleport"),
