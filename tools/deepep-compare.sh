@@ -71,7 +71,8 @@ run () {
   log=$out/$name-$tag.txt
   if ! "$moesim" run "sim/$name.yaml" --set sim.counterfactual=false "$@" -o "$out/$name-$tag" > "$log" \
      || ! figures "$log"; then
-    echo "deepep-compare: no figures from moesim run sim/$name.yaml $* (see $log)" >&2
+    echo "deepep-compare: no figures from moesim run sim/$name.yaml $*; its output ended:" >&2
+    tail -n 20 "$log" >&2
     return 1
   fi
 }
