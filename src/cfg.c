@@ -25,8 +25,6 @@ type_name (const CfgField *f)
       return "a number";
     case CFG_STRING:
       return "a string";
-    case CFG_ENUM:
-      return "one of the listed names";
     case CFG_BOOL:
       return "true or false";
     default:
@@ -118,9 +116,9 @@ set_field (const CfgDoc *doc, const CfgField *f, const YNode *n, const char *whe
     return f->parse (f, n, member, where, error);
   if (n->kind != YNODE_SCALAR)
     {
-      g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE,
-                   "%s: %s: expected %s, got %s", where, f->key, type_name (f),
-                   ynode_kind_name (n->kind));
+      g_autofree char *all = f->type == CFG_ENUM ? g_strjoinv (", ", (char **) f->names) : NULL;
+      g_set_error (error, MOESIM_CONFIG_ERROR, MOESIM_CONFIG_ERROR_TYPE, "%s: %s: expected %s%s, got %s", where,
+                   f->key, all ? "one of: " : type_name (f), all ? all : "", ynode_kind_name (n->kind));
       return FALSE;
     }
   switch (f->type)

@@ -3,6 +3,7 @@
 #include "npy.h"
 
 #include <errno.h>
+#include <math.h>
 #include <glib/gstdio.h>
 #include <stdio.h>
 #include <string.h>
@@ -105,6 +106,15 @@ trace_import (const TraceImport *in, const char *out, GError **error)
                               in->experts ? (int) in->experts - 1 : 65534);
         }
       max_id = MAX (max_id, v);
+      /* a router picks an expert once per token (trace check rejects a repeat) */
+      for (gsize j = i - i % K; v >= 0 && j < i; j++)
+        if (npy_get_int (ex, j) == v)
+          {
+            gsize t = i / ((gsize) L * K), l = (i / K) % L;
+            return input_error (error, "%s: [%zu, %zu, %zu] = %" G_GINT64_FORMAT
+                                ": expert already chosen at [%zu, %zu, %zu]; a token's top-k ids must differ",
+                                in->experts_npy, t, l, (gsize) (i % K), v, t, l, (gsize) (j % K));
+          }
     }
   if (in->experts > 65535)
     return input_error (error, "--num-experts %u: a trace holds at most 65535 experts", in->experts);
@@ -126,6 +136,10 @@ trace_import (const TraceImport *in, const char *out, GError **error)
       if (wt->ndim != 3 || wt->shape[0] != T || wt->shape[1] != L || wt->shape[2] != K)
         return input_error (error, "%s: shape does not match the experts array (%" G_GUINT64_FORMAT
                             ", %u, %u)", in->weights_npy, T, L, K);
+      for (gsize i = 0; i < wt->count; i++)
+        if (!isfinite (npy_get_double (wt, i)))
+          return input_error (error, "%s: [%zu, %zu, %zu] = %g: expected a finite gate weight",
+                              in->weights_npy, i / ((gsize) L * K), (i / K) % L, i % K, npy_get_double (wt, i));
     }
   TraceShape shape = { E, K, L, T, wt != NULL, in->tokens_csv != NULL };
   g_autofree guint32 *req = NULL, *step = NULL, *pos = NULL;

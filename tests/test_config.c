@@ -139,6 +139,9 @@ test_wrong_type (void)
                 NEEDLES ("s.yaml:3:17", "model.hidden", "expected an integer", "lots"));
   expect_error ("name: t\ntopology: %s\nparallel: [1, 2]\n", NULL,
                 NEEDLES ("s.yaml:3:11", "expected a mapping under 'parallel'", "sequence"));
+  /* a name field given a list names the names it takes */
+  expect_error (GOOD "dispatch: [direct]\n", NULL,
+                NEEDLES ("s.yaml:5:11", "dispatch: expected one of: direct, hierarchical, low_latency, got a sequence"));
 }
 
 static void

@@ -10,6 +10,7 @@
 #include "tracestats.h"
 
 #include <glib/gstdio.h>
+#include <math.h>
 
 static char *tmpdir;
 static char *data_dir; /* ../shared/data/routing, NULL when absent */
@@ -139,7 +140,6 @@ expect_import_error (const char *experts, const char *weights, guint num, const 
 static void
 test_npy_errors (void)
 {
-  g_autofree char *ok = write_raw ("ok.npy", "{'descr': '<i2', 'fortran_order': False, 'shape': (2, 1, 2), }\n", 8);
   g_autofree char *big = write_raw ("big.npy", "{'descr': '>i2', 'fortran_order': False, 'shape': (2, 1, 2), }\n", 8);
   g_autofree char *f16 = write_raw ("c.npy", "{'descr': '<c8', 'fortran_order': False, 'shape': (2, 1, 2), }\n", 32);
   g_autofree char *two = write_raw ("two.npy", "{'descr': '<i2', 'fortran_order': False, 'shape': (2, 2), }\n", 8);
@@ -167,12 +167,25 @@ test_npy_errors (void)
   g_autofree char *negp = tmp_path ("neg.npy");
   g_assert_true (npy_save (negp, NPY_I2, 3, shape, neg, NULL));
   expect_import_error (negp, NULL, 0, "= -2");
+  /* a token that picks the same expert twice */
+  gint16 twice[4] = { 0, 1, 3, 3 };
+  g_autofree char *twicep = tmp_path ("twice.npy");
+  g_assert_true (npy_save (twicep, NPY_I2, 3, shape, twice, NULL));
+  expect_import_error (twicep, NULL, 4, "[1, 0, 1] = 3: expert already chosen at [1, 0, 0]");
   /* weights whose shape differs from the ids */
+  gint16 good[4] = { 0, 1, 1, 0 };
+  g_autofree char *okp = tmp_path ("good.npy");
+  g_assert_true (npy_save (okp, NPY_I2, 3, shape, good, NULL));
   float w[2] = { 1, 2 };
   gsize wshape[3] = { 1, 1, 2 };
   g_autofree char *wp = tmp_path ("w.npy");
   g_assert_true (npy_save (wp, NPY_F4, 3, wshape, w, NULL));
-  expect_import_error (ok, wp, 4, "does not match");
+  expect_import_error (okp, wp, 4, "does not match");
+  /* a weight that is not a number */
+  float wn[4] = { 0.5f, 0.5f, 0.25f, NAN };
+  g_autofree char *wnp = tmp_path ("wn.npy");
+  g_assert_true (npy_save (wnp, NPY_F4, 3, shape, wn, NULL));
+  expect_import_error (okp, wnp, 4, "[1, 0, 1] = nan: expected a finite gate weight");
 }
 
 /* ---- real captures ---- */
