@@ -148,6 +148,13 @@ cmd_run (int argc, char **argv, gboolean estimate_only)
       g_free (o.out_dir);
       return fail (g_steal_pointer (&error));
     }
+  /* (estimate's closed form needs no routing: the in-process gate runs for
+   * a simulation only) */
+  if (!estimate_only && !scenario_make_routing (sc, &error))
+    {
+      g_free (o.out_dir);
+      return fail (g_steal_pointer (&error));
+    }
   for (const char *const *n = scenario_notes (sc); *n; n++)
     g_printerr ("moesim: note: %s\n", *n);
   g_autoptr (GString) text = g_string_new (NULL);

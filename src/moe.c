@@ -473,6 +473,7 @@ RunResult *
 moe_simulate (const Scenario *sc, LayerPlacement *const *placement, const MoeWatch *watch,
               BalanceFeed *feed, gboolean balanced, GError **error)
 {
+  g_assert (scenario_routing_made (sc)); /* (moe_run_watched made it) */
   const ScenarioSpec *s = scenario_spec (sc);
   const TopoSpec *t = topology_spec (scenario_topology (sc));
   Moe m = { 0 };

@@ -124,8 +124,10 @@ typedef struct {
  * "forward", "prefill" or "decode" after the scenario's pass. */
 const char *moe_step_pass (const RunResult *r, guint step);
 
-/* Runs the scenario's pass. Returns NULL only for internal errors. */
-RunResult *moe_run (const Scenario *sc, GError **error);
+/* Runs the scenario's pass, making its routing first where loading left
+ * that to be done (scenario_make_routing: the in-process gate). Returns
+ * NULL only for internal errors and a gate's trace that cannot be written. */
+RunResult *moe_run (Scenario *sc, GError **error);
 
 /* What a caller can watch while the pass runs, on the simulating thread:
  * `progress` each time a step (layer x micro-batch) starts on its first
@@ -142,6 +144,6 @@ typedef struct {
   MoeStepsFinal steps_final;
   void *user;
 } MoeWatch;
-RunResult *moe_run_watched (const Scenario *sc, const MoeWatch *watch, GError **error);
+RunResult *moe_run_watched (Scenario *sc, const MoeWatch *watch, GError **error);
 void run_result_free (RunResult *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RunResult, run_result_free)

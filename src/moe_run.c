@@ -8,7 +8,7 @@
 #include <string.h>
 
 RunResult *
-moe_run (const Scenario *sc, GError **error)
+moe_run (Scenario *sc, GError **error)
 {
   return moe_run_watched (sc, NULL, error);
 }
@@ -81,8 +81,10 @@ counterfactual_thread (gpointer data)
  * thread fed step by step (it costs little wall time where a core is free:
  * its flows end together, so it needs few solver runs). */
 RunResult *
-moe_run_watched (const Scenario *sc, const MoeWatch *watch, GError **error)
+moe_run_watched (Scenario *sc, const MoeWatch *watch, GError **error)
 {
+  if (!scenario_make_routing (sc, error))
+    return NULL;
   const ScenarioSpec *s = scenario_spec (sc);
   gint64 t0 = g_get_monotonic_time ();
   guint n_steps = moe_pass_steps (s);

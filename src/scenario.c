@@ -305,22 +305,36 @@ fail_at (GError **error, const char *where, const char *fmt, ...)
   return FALSE;
 }
 
+/* A note for the user (scenario_notes), before the array's NULL end. */
+static void
+add_note (Scenario *sc, char *note)
+{
+  g_ptr_array_insert (sc->notes, (gint) sc->notes->len - 1, note);
+}
+
 /* routing.gate: routes routing.gate.tokens synthetic tokens through the
  * preset's gate rules at the model's shape (experts, top-k, groups, hidden)
  * for every MoE layer, into a private temporary trace that is then replayed
  * exactly like a trace file. */
 static gboolean
-run_gate (Scenario *sc, GError **error)
+check_gate (Scenario *sc, GError **error)
 {
-  ScenarioSpec *s = &sc->spec;
+  const ScenarioSpec *s = &sc->spec;
   const char *where = cfg_origin (&sc->doc, "routing.gate.preset");
-  const GateConfig *base = gate_preset (s->routing.gate.preset);
-  if (base == NULL)
+  if (gate_preset (s->routing.gate.preset) == NULL)
     return fail_at (error, where, "routing.gate.preset: unknown preset '%s', expected one of: %s",
                     s->routing.gate.preset, gate_preset_names ());
   if (s->model.experts > 4096 || s->model.n_group > 1024)
     return fail_at (error, where, "the in-process gate takes at most 4096 experts in at most 1024 groups");
-  GateConfig g = *base;
+  return TRUE;
+}
+
+static gboolean
+run_gate (Scenario *sc, GError **error)
+{
+  ScenarioSpec *s = &sc->spec;
+  const char *where = cfg_origin (&sc->doc, "routing.gate.preset");
+  GateConfig g = *gate_preset (s->routing.gate.preset);
   g.hidden = (guint) s->model.hidden;
   g.experts = (guint) s->model.experts;
   g.top_k = (guint) s->model.top_k;
@@ -370,7 +384,7 @@ run_gate (Scenario *sc, GError **error)
   g_free (s->routing.trace);
   s->routing.trace = g_strdup (path);
   sc->from_gate = TRUE;
-  g_ptr_array_add (sc->notes, g_strdup_printf (
+  add_note (sc, g_strdup_printf (
       "routing: in-process %s gate, %" G_GUINT64_FORMAT " synthetic tokens x %u layers (seed %"
       G_GINT64_FORMAT ") in %.1f s", g.name, T, L, s->routing.gate.seed,
       (g_get_monotonic_time () - t0) / 1e6));
@@ -407,13 +421,13 @@ load_trace (Scenario *sc, GError **error)
   double need = (double) s->parallel.ep * (double) s->parallel.tokens_per_gpu;
   sc->reuse = need / (double) t->tokens;
   if (need > (double) t->tokens)
-    g_ptr_array_add (sc->notes, g_strdup_printf (
+    add_note (sc, g_strdup_printf (
         "routing: the trace has %" G_GUINT64_FORMAT " tokens per layer, the scenario needs %.0f "
         "(ep %" G_GINT64_FORMAT " x %" G_GINT64_FORMAT " tokens per GPU): each trace token is used "
         "%.2f times (GPU g starts at trace token g T / ep and wraps)",
         t->tokens, need, s->parallel.ep, s->parallel.tokens_per_gpu, sc->reuse));
   if (s->model.moe_layers > (gint64) t->layers)
-    g_ptr_array_add (sc->notes, g_strdup_printf (
+    add_note (sc, g_strdup_printf (
         "routing: the trace has %u MoE layers, the scenario %" G_GINT64_FORMAT
         ": layer l replays trace layer l mod %u", t->layers, s->model.moe_layers, t->layers));
   return TRUE;
@@ -534,9 +548,10 @@ validate (Scenario *sc, GError **error)
   if (s->routing.trace[0] && s->routing.gate.preset[0])
     return fail_at (error, cfg_origin (&sc->doc, "routing.gate.preset"),
                     "routing.trace and routing.gate are alternatives: set one");
-  if (s->routing.gate.preset[0] && !run_gate (sc, error))
+  /* the gate itself runs when the routing is needed (scenario_make_routing) */
+  if (s->routing.gate.preset[0] && !check_gate (sc, error))
     return FALSE;
-  if ((s->routing.trace[0] || s->routing.gate.preset[0]) && !load_trace (sc, error))
+  if (s->routing.trace[0] && !load_trace (sc, error))
     return FALSE;
   if (s->eplb.load[0])
     {
@@ -572,6 +587,7 @@ scenario_load (const char *path, const char *const *sets, GError **error)
   g_autoptr (Scenario) sc = g_new0 (Scenario, 1);
   sc->path = g_strdup (path);
   sc->notes = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (sc->notes, NULL); /* kept last: scenario_notes hands out the array */
   cfg_init (&sc->doc, scenario_fields, G_N_ELEMENTS (scenario_fields), &sc->spec, sc->path);
   if (!cfg_apply_tree (&sc->doc, root, NULL, error))
     return NULL;
@@ -652,6 +668,20 @@ scenario_topology (const Scenario *s)
   return s->topo;
 }
 
+gboolean
+scenario_make_routing (Scenario *sc, GError **error)
+{
+  if (sc->spec.routing.gate.preset[0] == '\0' || sc->trace != NULL)
+    return TRUE;
+  return run_gate (sc, error) && load_trace (sc, error);
+}
+
+gboolean
+scenario_routing_made (const Scenario *s)
+{
+  return s->spec.routing.gate.preset[0] == '\0' || s->trace != NULL;
+}
+
 const Trace *
 scenario_trace (const Scenario *s)
 {
@@ -661,8 +691,6 @@ scenario_trace (const Scenario *s)
 const char *const *
 scenario_notes (const Scenario *s)
 {
-  if (s->notes->len == 0 || g_ptr_array_index (s->notes, s->notes->len - 1) != NULL)
-    g_ptr_array_add (s->notes, NULL);
   return (const char *const *) s->notes->pdata;
 }
 

@@ -97,7 +97,16 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (Scenario, scenario_free)
 
 const ScenarioSpec *scenario_spec (const Scenario *s);
 const Topology *scenario_topology (const Scenario *s);
-/* The routing trace the scenario replays, or NULL for synthetic routing. */
+/* Makes the routing the scenario replays where loading left it to be made:
+ * runs the in-process gate of routing.gate (its tens of GFLOP per layer
+ * are spent only by what simulates, not by estimate or a sweep's checks)
+ * into a private trace, once. Nothing to do for synthetic routing or a
+ * trace file. moe_run calls it. */
+gboolean scenario_make_routing (Scenario *sc, GError **error);
+/* FALSE while routing.gate has not run (scenario_make_routing). */
+gboolean scenario_routing_made (const Scenario *s);
+/* The routing trace the scenario replays (a routing.gate's once made), or
+ * NULL for synthetic routing. */
 const Trace *scenario_trace (const Scenario *s);
 /* The trace whose loads EPLB balances for (eplb.load), or NULL. */
 const Trace *scenario_eplb_trace (const Scenario *s);

@@ -478,9 +478,14 @@ test_in_process_gate_routing (void)
   g_autoptr (Scenario) a = scenario_load (path, NULL, &err);
   g_autoptr (Scenario) b = scenario_load (path, NULL, &err);
   CU_ASSERT_FATAL (a && b);
-  CU_ASSERT (scenario_trace_from_gate (a));
+  /* loading leaves the gate to what simulates (estimate needs no routing) */
+  CU_ASSERT (!scenario_routing_made (a) && scenario_trace (a) == NULL && scenario_notes (a)[0] == NULL);
+  CU_ASSERT_FATAL (scenario_make_routing (a, &err) && scenario_make_routing (a, &err));
+  CU_ASSERT (scenario_routing_made (a) && scenario_trace_from_gate (a));
   CU_ASSERT (strstr (scenario_notes (a)[0], "in-process mixtral gate, 128 synthetic tokens x 2 layers") != NULL);
+  const Trace *made = scenario_trace (a);
   g_autoptr (RunResult) ra = moe_run (a, &err);
+  CU_ASSERT (scenario_trace (a) == made); /* once */
   g_autoptr (RunResult) rb = moe_run (b, &err);
   CU_ASSERT_FATAL (ra && rb);
   CU_ASSERT_DOUBLE_EQUAL (ra->total_us, rb->total_us, 0); /* same gate, same seed */
