@@ -312,10 +312,7 @@ add_note (Scenario *sc, char *note)
   g_ptr_array_insert (sc->notes, (gint) sc->notes->len - 1, note);
 }
 
-/* routing.gate: routes routing.gate.tokens synthetic tokens through the
- * preset's gate rules at the model's shape (experts, top-k, groups, hidden)
- * for every MoE layer, into a private temporary trace that is then replayed
- * exactly like a trace file. */
+/* routing.gate at load: a preset the gate has, at a shape it takes. */
 static gboolean
 check_gate (Scenario *sc, GError **error)
 {
@@ -329,6 +326,10 @@ check_gate (Scenario *sc, GError **error)
   return TRUE;
 }
 
+/* routing.gate: routes routing.gate.tokens synthetic tokens through the
+ * preset's gate rules at the model's shape (experts, top-k, groups, hidden)
+ * for every MoE layer, into a private temporary trace that is then replayed
+ * exactly like a trace file. */
 static gboolean
 run_gate (Scenario *sc, GError **error)
 {
@@ -671,9 +672,7 @@ scenario_topology (const Scenario *s)
 gboolean
 scenario_make_routing (Scenario *sc, GError **error)
 {
-  if (sc->spec.routing.gate.preset[0] == '\0' || sc->trace != NULL)
-    return TRUE;
-  return run_gate (sc, error) && load_trace (sc, error);
+  return scenario_routing_made (sc) || (run_gate (sc, error) && load_trace (sc, error));
 }
 
 gboolean
