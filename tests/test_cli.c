@@ -134,6 +134,12 @@ test_estimate_and_topo_show (void)
   g_autofree char *out = NULL;
   CU_ASSERT_EQUAL (run (args, &out, NULL), 0);
   CU_ASSERT (out && strstr (out, "32640") && strstr (out, "467.9 MB") && strstr (out, "54.28 GB"));
+  /* the closed form runs no gate: a scenario with routing.gate estimates
+   * without the gate's note (its 58 layers would take seconds) */
+  g_autofree char *gargs = g_strdup_printf ("estimate %s/sim/deepseek-v3-prefill-ep32.yaml", MOESIM_SOURCE_ROOT);
+  g_autofree char *gout = NULL, *gerr = NULL;
+  CU_ASSERT_EQUAL (run (gargs, &gout, &gerr), 0);
+  CU_ASSERT (gout && strstr (gout, "closed form") && gerr && !strstr (gerr, "gate"));
   g_autofree char *targs = g_strdup_printf ("topo show %s/topologies/h800-deepseek.yaml", MOESIM_SOURCE_ROOT);
   g_autofree char *tout = NULL;
   CU_ASSERT_EQUAL (run (targs, &tout, NULL), 0);
