@@ -172,7 +172,7 @@ test_npy_errors (void)
   g_autofree char *twicep = tmp_path ("twice.npy");
   g_assert_true (npy_save (twicep, NPY_I2, 3, shape, twice, NULL));
   expect_import_error (twicep, NULL, 4, "[1, 0, 1] = 3: expert already chosen at [1, 0, 0]");
-  /* weights whose shape differs from the ids */
+  /* weights whose shape differs from the ids (which are good) */
   gint16 good[4] = { 0, 1, 1, 0 };
   g_autofree char *okp = tmp_path ("good.npy");
   g_assert_true (npy_save (okp, NPY_I2, 3, shape, good, NULL));
