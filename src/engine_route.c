@@ -27,9 +27,13 @@ route_new (Engine *e, const guint *path, guint n_hops, SimTime latency, double c
   guint r;
   if (!anon || !free_ids_take (&e->free_routes, &r))
     {
+      guint cap = e->cap_routes;
       GROW (e->routes, e->cap_routes, e->n_routes + 1);
-      e->route_bits = g_realloc (e->route_bits, e->cap_routes);
-      e->route_lat = g_realloc_n (e->route_lat, e->cap_routes, sizeof (SimTime));
+      if (e->cap_routes != cap) /* only then: a sanitizer's realloc always copies */
+        {
+          e->route_bits = g_realloc (e->route_bits, e->cap_routes);
+          e->route_lat = g_realloc_n (e->route_lat, e->cap_routes, sizeof (SimTime));
+        }
       r = e->n_routes++;
     }
   Route *rt = &e->routes[r];

@@ -121,15 +121,19 @@ guint
 flownet_add_link (FlowNet *fn, double capacity)
 {
   g_return_val_if_fail (capacity > 0.0 && isfinite (capacity), G_MAXUINT);
+  guint cap = fn->cap_links;
   GROW (fn->links, fn->cap_links, fn->n_links + 1);
-  fn->rem = g_realloc_n (fn->rem, fn->cap_links, sizeof (double));
-  fn->n_free = g_realloc_n (fn->n_free, fn->cap_links, sizeof (guint));
-  fn->load = g_realloc_n (fn->load, fn->cap_links, sizeof (double));
-  fn->rec_pos = g_realloc_n (fn->rec_pos, fn->cap_links, sizeof (guint));
-  fn->d_cnt = g_realloc_n (fn->d_cnt, fn->cap_links, sizeof (gint));
-  fn->taken = g_realloc_n (fn->taken, fn->cap_links, sizeof (Stamp));
-  fn->tie_rate = g_realloc_n (fn->tie_rate, fn->cap_links, sizeof (double));
-  fn->tie_cnt = g_realloc_n (fn->tie_cnt, fn->cap_links, sizeof (guint));
+  if (fn->cap_links != cap) /* only then: a sanitizer's realloc always copies */
+    {
+      fn->rem = g_realloc_n (fn->rem, fn->cap_links, sizeof (double));
+      fn->n_free = g_realloc_n (fn->n_free, fn->cap_links, sizeof (guint));
+      fn->load = g_realloc_n (fn->load, fn->cap_links, sizeof (double));
+      fn->rec_pos = g_realloc_n (fn->rec_pos, fn->cap_links, sizeof (guint));
+      fn->d_cnt = g_realloc_n (fn->d_cnt, fn->cap_links, sizeof (gint));
+      fn->taken = g_realloc_n (fn->taken, fn->cap_links, sizeof (Stamp));
+      fn->tie_rate = g_realloc_n (fn->tie_rate, fn->cap_links, sizeof (double));
+      fn->tie_cnt = g_realloc_n (fn->tie_cnt, fn->cap_links, sizeof (guint));
+    }
   fn->taken[fn->n_links] = (Stamp) { 0, 0 };
   fn->load[fn->n_links] = 0.0;
   fn->d_cnt[fn->n_links] = 0;
