@@ -68,7 +68,7 @@ step_routing (Moe *m, guint step)
     }
   r = si->mirror != G_MAXUINT ? m->stash[si->mirror] : routing_stream_get (m->routing, step);
   if (m->stash && si->mirror == G_MAXUINT)
-    m->stash[step] = routing_layer_copy (r);
+    r = m->stash[step] = routing_stream_take (m->routing, step); /* kept for its backward step */
   if (m->feed)
     {
       balance_record (m->classes, r, &m->feed->totals[step]);

@@ -35,24 +35,6 @@ routing_layer_count_nodes (RoutingLayer *r, guint gpus_per_node)
   r->fanout = g_new0 (guint32, r->ep / gpus_per_node + 1);
 }
 
-RoutingLayer *
-routing_layer_copy (const RoutingLayer *r)
-{
-  RoutingLayer *c = routing_layer_new (r->ep, r->experts);
-  gsize pairs = (gsize) r->ep * r->ep;
-  memcpy (c->pair_tokens, r->pair_tokens, pairs * sizeof (guint32));
-  memcpy (c->pair_selections, r->pair_selections, pairs * sizeof (guint32));
-  memcpy (c->expert_rows, r->expert_rows, r->experts * sizeof (guint32));
-  if (r->gpus_per_node)
-    {
-      guint nodes = r->ep / r->gpus_per_node;
-      routing_layer_count_nodes (c, r->gpus_per_node);
-      memcpy (c->node_tokens, r->node_tokens, (gsize) r->ep * nodes * sizeof (guint32));
-      memcpy (c->fanout, r->fanout, (nodes + 1) * sizeof (guint32));
-    }
-  return c;
-}
-
 void
 routing_layer_free (RoutingLayer *r)
 {
@@ -676,6 +658,22 @@ routing_stream_get (RoutingStream *rs, guint step)
     }
   g_mutex_unlock (&rs->lock);
   return slot->layer;
+}
+
+RoutingLayer *
+routing_stream_take (RoutingStream *rs, guint step)
+{
+  Slot *slot = &rs->slots[step % rs->window];
+  RoutingLayer *fresh = routing_layer_new (slot->layer->ep, slot->layer->experts);
+  if (slot->layer->gpus_per_node)
+    routing_layer_count_nodes (fresh, slot->layer->gpus_per_node);
+  g_mutex_lock (&rs->lock);
+  /* ready, and not queued again before the next routing_stream_get */
+  g_assert (slot->state == SLOT_READY && slot->step == step);
+  RoutingLayer *taken = slot->layer;
+  slot->layer = fresh;
+  g_mutex_unlock (&rs->lock);
+  return taken;
 }
 
 void

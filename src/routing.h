@@ -33,7 +33,6 @@ RoutingLayer *routing_layer_new (guint ep, guint experts);
  * token counts once per node however many of its experts live there), and
  * the tokens by how many nodes their experts span. */
 void routing_layer_count_nodes (RoutingLayer *r, guint gpus_per_node);
-RoutingLayer *routing_layer_copy (const RoutingLayer *r);
 void routing_layer_free (RoutingLayer *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RoutingLayer, routing_layer_free)
 
@@ -73,5 +72,9 @@ RoutingStream *routing_stream_new (const ScenarioSpec *s, const Trace *trace,
  * is not ready the caller generates queued steps no worker has started
  * (this one or later ones), and blocks only when there are none. */
 const RoutingLayer *routing_stream_get (RoutingStream *rs, guint step);
+/* The layer routing_stream_get just returned for `step`, now the caller's
+ * (to free with routing_layer_free): its slot gets a new layer, which the
+ * generating thread first writes, instead of a copy made by the caller. */
+RoutingLayer *routing_stream_take (RoutingStream *rs, guint step);
 void routing_stream_free (RoutingStream *rs);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RoutingStream, routing_stream_free)
