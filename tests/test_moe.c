@@ -138,10 +138,25 @@ test_routing_without_placement_matches_general_path (void)
   routing_fast_matches_general ("deepseek-v3-ep64-forward.yaml", odd, 64);
 }
 
+/* The same pair, expert and node counts (a layer of ep GPUs, E slots and
+ * 8 GPUs per node). */
+static gboolean
+routing_layer_equal (const RoutingLayer *a, const RoutingLayer *b, guint ep, guint E)
+{
+  return memcmp (a->pair_tokens, b->pair_tokens, ep * ep * sizeof (guint32)) == 0
+         && memcmp (a->pair_selections, b->pair_selections, ep * ep * sizeof (guint32)) == 0
+         && memcmp (a->expert_rows, b->expert_rows, E * sizeof (guint32)) == 0
+         && memcmp (a->node_tokens, b->node_tokens, ep * (ep / 8) * sizeof (guint32)) == 0
+         && memcmp (a->fanout, b->fanout, (ep / 8 + 1) * sizeof (guint32)) == 0;
+}
+
 /* The routing stream hands out each step as routing_synthetic makes it,
  * whoever generated it: its workers (none, one or two), or the run while
  * it waits (it takes queued steps no worker has started), in rings of 2
- * to 8 slots, with micro-batches and a layer map. */
+ * to 8 slots, with micro-batches and a layer map; and a layer taken out
+ * of the stream (routing_stream_take, a train_step's forward routing
+ * kept for its backward step) stays that step's, while its slot goes on
+ * with a new layer. */
 static void
 test_routing_stream_matches_direct_routing (void)
 {
@@ -153,23 +168,32 @@ test_routing_stream_matches_direct_routing (void)
   const guint step_layer[7] = { 3, 0, 5, 1, 1, 6, 2 }; /* per layer position */
   g_autoptr (RoutingLayer) ref = routing_layer_new (ep, E);
   routing_layer_count_nodes (ref, 8);
-  const guint threads[] = { 0, 1, 2, 1 }, windows[] = { 3, 2, 8, 8 };
+  const guint threads[] = { 0, 1, 2, 1, 0, 2 }, windows[] = { 3, 2, 8, 8, 2, 3 };
+  const gboolean take[] = { FALSE, FALSE, FALSE, FALSE, TRUE, TRUE };
   for (guint c = 0; c < G_N_ELEMENTS (threads); c++)
     {
       RoutingStream *rs = routing_stream_new (s, NULL, NULL, n_steps, step_layer, tokens, threads[c], windows[c], 8);
-      guint same = 0;
+      RoutingLayer *taken[14] = { NULL };
+      guint same = 0, kept = 0;
       for (guint step = 0; step < n_steps; step++)
         {
           const RoutingLayer *r = routing_stream_get (rs, step);
+          if (take[c] && step % 3 != 1)
+            r = taken[step] = routing_stream_take (rs, step);
           routing_synthetic (s, NULL, step_layer[step / 2], step % 2, tokens, ref);
-          same += memcmp (r->pair_tokens, ref->pair_tokens, ep * ep * sizeof (guint32)) == 0
-                  && memcmp (r->pair_selections, ref->pair_selections, ep * ep * sizeof (guint32)) == 0
-                  && memcmp (r->expert_rows, ref->expert_rows, E * sizeof (guint32)) == 0
-                  && memcmp (r->node_tokens, ref->node_tokens, ep * (ep / 8) * sizeof (guint32)) == 0
-                  && memcmp (r->fanout, ref->fanout, (ep / 8 + 1) * sizeof (guint32)) == 0;
+          same += routing_layer_equal (r, ref, ep, E);
         }
       routing_stream_free (rs);
       CU_ASSERT_EQUAL (same, n_steps);
+      /* the taken layers are still their steps' after the stream is gone */
+      for (guint step = 0; step < n_steps; step++)
+        if (taken[step])
+          {
+            routing_synthetic (s, NULL, step_layer[step / 2], step % 2, tokens, ref);
+            kept += routing_layer_equal (taken[step], ref, ep, E);
+            routing_layer_free (taken[step]);
+          }
+      CU_ASSERT_EQUAL (kept, take[c] ? 9u : 0u); /* steps 1, 4, 7, 10 and 13 not taken */
     }
 }
 
