@@ -603,6 +603,17 @@ queue_next (RoutingStream *rs)
     g_thread_pool_push (rs->pool, GUINT_TO_POINTER (step % rs->window + 1), NULL);
 }
 
+/* A slot's layer: ep GPUs, `experts` slots, node counts when count_nodes_of
+ * (GPUs per node) is not 0. */
+static RoutingLayer *
+slot_layer_new (guint ep, guint experts, guint count_nodes_of)
+{
+  RoutingLayer *r = routing_layer_new (ep, experts);
+  if (count_nodes_of)
+    routing_layer_count_nodes (r, count_nodes_of);
+  return r;
+}
+
 RoutingStream *
 routing_stream_new (const ScenarioSpec *s, const Trace *trace, LayerPlacement *const *placement, guint n_steps,
                     const guint *step_layer, guint tokens, guint threads, guint window, guint count_nodes_of)
@@ -621,12 +632,8 @@ routing_stream_new (const ScenarioSpec *s, const Trace *trace, LayerPlacement *c
   rs->window = MAX (1u, MIN (window, n_steps));
   rs->slots = g_new0 (Slot, rs->window);
   for (guint i = 0; i < rs->window; i++)
-    {
-      rs->slots[i].layer = routing_layer_new ((guint) s->parallel.ep,
-                                              placement ? placement[0]->physical : (guint) s->model.experts);
-      if (count_nodes_of)
-        routing_layer_count_nodes (rs->slots[i].layer, count_nodes_of);
-    }
+    rs->slots[i].layer = slot_layer_new ((guint) s->parallel.ep,
+                                         placement ? placement[0]->physical : (guint) s->model.experts, count_nodes_of);
   g_mutex_init (&rs->lock);
   g_cond_init (&rs->cond);
   if (threads > 0 && n_steps > 1)
@@ -664,9 +671,7 @@ RoutingLayer *
 routing_stream_take (RoutingStream *rs, guint step)
 {
   Slot *slot = &rs->slots[step % rs->window];
-  RoutingLayer *fresh = routing_layer_new (slot->layer->ep, slot->layer->experts);
-  if (slot->layer->gpus_per_node)
-    routing_layer_count_nodes (fresh, slot->layer->gpus_per_node);
+  RoutingLayer *fresh = slot_layer_new (slot->layer->ep, slot->layer->experts, slot->layer->gpus_per_node);
   g_mutex_lock (&rs->lock);
   /* ready, and not queued again before the next routing_stream_get */
   g_assert (slot->state == SLOT_READY && slot->step == step);
