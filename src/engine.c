@@ -758,7 +758,9 @@ on_flow_batch (Engine *e, const SimEvent *ev)
   for (guint i = 0; i < n; i++)
     {
       /* the tasks ahead, and the routes (their latency) and successors of
-       * those fetched four ends ago */
+       * those fetched four ends ago; of a chunk that hands over, the chunk
+       * that takes over, and two ends ahead the one after that, which then
+       * follows the new sender */
       if (i + 8 < n)
         __builtin_prefetch (&e->tasks[(guint) done[i + 8].tag]);
       if (i + 4 < n)
@@ -771,7 +773,15 @@ on_flow_batch (Engine *e, const SimEvent *ev)
               __builtin_prefetch (&e->routes[a->route]);
               if (a->n_succ > 0)
                 __builtin_prefetch (&e->tasks[a->succ[0]]);
+              if (done[i + 4].continued)
+                __builtin_prefetch (&e->tasks[a->next]);
             }
+        }
+      if (i + 2 < n && done[i + 2].continued)
+        {
+          guint nx = e->tasks[e->tasks[(guint) done[i + 2].tag].next].next;
+          if (nx != NIL)
+            __builtin_prefetch (&e->tasks[nx]);
         }
       guint id = (guint) done[i].tag;
       Task *t = &e->tasks[id];
