@@ -110,7 +110,6 @@ engine_free (Engine *e)
   util_free_aligned (e->edges, e->cap_edges, sizeof (EdgeBlock));
   g_free (e->routes);
   g_free (e->route_bits);
-  g_free (e->route_lat);
   free_ids_clear (&e->free_routes);
   g_free (e->route_slot);
   free_ids_clear (&e->free_edges);
@@ -281,7 +280,7 @@ engine_fanout (Engine *e, guint n, const guint *routes, const double *bytes, con
   FanFlow *fan = g_new (FanFlow, n);
   for (guint i = 0; i < n; i++)
     {
-      fan[i] = (FanFlow) { bytes[i], tags[i], routes[i], (Succ) (succ[i] & 0xffffffffu) };
+      fan[i] = (FanFlow) { .bytes = bytes[i], .tag = tags[i], .route = routes[i], .succ = (Succ) (succ[i] & 0xffffffffu) };
       e->tasks[fan[i].succ].pending++;
     }
   guint id = task_alloc (e, TASK_FANOUT, 0);
@@ -569,7 +568,7 @@ task_start (Engine *e, guint id)
       {
         t->start = now;
         t->state = ST_RUN;
-        const FanFlow *fan = t->fan; /* (hooks may move the tasks, not it) */
+        FanFlow *fan = t->fan; /* (hooks may move the tasks, not it) */
         for (guint k = t->n_fan; k-- > 0;)
           {
             if (k >= 4) /* the routes ahead (the flows are read in order) */
@@ -582,6 +581,7 @@ task_start (Engine *e, guint id)
               flownet_member_add (e->net, now, fan[k].bytes, rt->path, rt->n_private, rt->core, tag);
             else
               flownet_flow_add_path (e->net, now, fan[k].bytes, rt->path, rt->n_hops, rt->cap, tag);
+            fan[k].lat = rt->latency;
           }
       }
       break;
@@ -790,7 +790,7 @@ on_flow_batch (Engine *e, const SimEvent *ev)
           guint k = (guint) (done[i].tag >> 32) & G_MAXINT32;
           wsum += done[i].rate * (double) (done[i].end - ev->time);
           w += done[i].rate;
-          fan_arrived (e, id, k, done[i].end + e->route_lat[t->fan[k].route], seq0 + i);
+          fan_arrived (e, id, k, done[i].end + t->fan[k].lat, seq0 + i);
           continue;
         }
       SimTime at = done[i].end + e->routes[t->route].latency;

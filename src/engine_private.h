@@ -27,7 +27,11 @@ typedef guint Succ;
 /* A flow of a fan-out (engine_fanout): its network entry's tag is the
  * fan-out's task id with FAN_TAG and its index above */
 typedef struct {
-  double bytes;
+  union {
+    double bytes; /* until it starts, */
+    SimTime lat;  /* then its route's latency (read as it arrives, with
+                   * the rest of the entry: no load of the route's) */
+  };
   guint64 tag;
   guint route;
   Succ succ;
@@ -136,9 +140,6 @@ struct Engine {
                        * shared by lookup, freed with its last flow); a byte
                        * each, so that making a flow on a known route does
                        * not read the route */
-  SimTime *route_lat; /* per route: its latency, all that a fan-out's flow
-                       * reads of it as it arrives (a dense array, which
-                       * stays in cache) */
   guint *route_slot; /* open addressing: route id + 1, 0 empty (named routes) */
   guint route_mask, n_named;
   FreeIds free_routes; /* anonymous routes' slots, lowest first */

@@ -30,10 +30,7 @@ route_new (Engine *e, const guint *path, guint n_hops, SimTime latency, double c
       guint cap = e->cap_routes;
       GROW (e->routes, e->cap_routes, e->n_routes + 1);
       if (e->cap_routes != cap) /* only then: a sanitizer's realloc always copies */
-        {
-          e->route_bits = g_realloc (e->route_bits, e->cap_routes);
-          e->route_lat = g_realloc_n (e->route_lat, e->cap_routes, sizeof (SimTime));
-        }
+        e->route_bits = g_realloc (e->route_bits, e->cap_routes);
       r = e->n_routes++;
     }
   Route *rt = &e->routes[r];
@@ -44,7 +41,6 @@ route_new (Engine *e, const guint *path, guint n_hops, SimTime latency, double c
   rt->refs = 0; /* anonymous: its flows count themselves in */
   e->route_bits[r] = (guint8) ((n_hops > 0 ? ROUTE_HOPS : 0) | (anon ? ROUTE_ANON : 0));
   rt->latency = latency;
-  e->route_lat[r] = latency;
   rt->cap = cap;
   return r;
 }
