@@ -804,8 +804,12 @@ flownet_solve (FlowNet *fn, SimTime now)
       fn->n_free[li] = 0;
       fn->rem[li] = 0.0;
       /* a bundle for which this is a private link (not every member on
-       * it) splits into its flows, and the list is gone through again */
+       * it) splits into its flows, and the list is gone through again
+       * from where the bundle was: a split changes nothing before it (the
+       * bundle leaves the list, its last entry taking its place, and the
+       * flows it splits into come at the end) */
       gboolean again = TRUE;
+      guint from = 0;
       while (again)
         {
           again = FALSE;
@@ -818,7 +822,7 @@ flownet_solve (FlowNet *fn, SimTime now)
                * so their stamps are fetched far ahead, and the records of
                * those a solve will fix (most of a flow's visits find it
                * fixed already and read only the stamp) */
-              for (guint j = 0; j < n && left > 0 && !again; j++)
+              for (guint j = from; j < n && left > 0 && !again; j++)
                 {
                   if (j + 32 < n)
                     __builtin_prefetch (&fn->fixed[le[j + 32]]);
@@ -828,7 +832,10 @@ flownet_solve (FlowNet *fn, SimTime now)
                       __builtin_prefetch (&fn->end[le[j + 16]]);
                     }
                   if (fn->fixed[le[j]].epoch != ep)
-                    fix_listed (fn, le[j], hb[j], li, share, now, &left, &again);
+                    {
+                      fix_listed (fn, le[j], hb[j], li, share, now, &left, &again);
+                      from = j;
+                    }
                 }
               continue;
             }
@@ -836,7 +843,7 @@ flownet_solve (FlowNet *fn, SimTime now)
            * whether a listed flow is fixed yet is a coin toss), their
            * records fetched together, then fixed in list order; the scan
            * ends once the link's unfixed flows are all found */
-          for (guint j0 = 0; j0 < n && left > 0 && !again; j0 += SCAN_CHUNK)
+          for (guint j0 = from; j0 < n && left > 0 && !again; j0 += SCAN_CHUNK)
             {
               guint j1 = MIN (j0 + SCAN_CHUNK, n), todo[SCAN_CHUNK], at[SCAN_CHUNK], m = 0;
               for (guint j = j0; j < j1; j++)
@@ -851,7 +858,10 @@ flownet_solve (FlowNet *fn, SimTime now)
                   __builtin_prefetch (&fn->end[todo[k]]);
                 }
               for (guint k = 0; k < m && !again; k++)
-                fix_listed (fn, todo[k], hb[at[k]], li, share, now, &left, &again);
+                {
+                  fix_listed (fn, todo[k], hb[at[k]], li, share, now, &left, &again);
+                  from = at[k];
+                }
             }
         }
     }
