@@ -88,6 +88,8 @@ flownet_free (FlowNet *fn)
   g_free (fn->lvl_share);
   g_free (fn->ck_thr);
   g_free (fn->lvl_link);
+  g_free (fn->fix_ids);
+  g_free (fn->lvl_fix);
   g_free (fn->ck_level);
   g_free (fn->lvl_tie);
   g_free (fn->lvl_skip);
@@ -406,7 +408,7 @@ fix_flow (FlowNet *fn, guint id, guint n_hops, const guint *path, guint taken, d
           SimTime now)
 {
   FlowHot *f = &fn->hot[id];
-  fn->fixed[id] = (Stamp) { fn->epoch, fn->level };
+  stamp_fixed (fn, id);
   fn->work += n_hops;
   fn->unfixed--;
   double old = f->rate;
@@ -453,7 +455,7 @@ fix_bundle (FlowNet *fn, guint id, guint taken, double rate, SimTime now)
 {
   FlowHot *f = &fn->hot[id];
   Bundle *b = &fn->bundles[f->path[0]];
-  fn->fixed[id] = (Stamp) { fn->epoch, fn->level };
+  stamp_fixed (fn, id);
   double old = f->rate;
   double *rem = fn->rem, *load = fn->load;
   guint *n_free = fn->n_free;
@@ -690,6 +692,7 @@ flownet_solve (FlowNet *fn, SimTime now)
   else
     {
       flownet_new_epoch (fn);
+      fn->n_fix = 0;
       if (whole)
         {
           nf = gather_all (fn, &nl);

@@ -200,6 +200,13 @@ struct FlowNet {
   guint cap_lvl_share;
   guint *lvl_link;   /* [level]: the link it took */
   guint cap_lvl_link;
+  /* the entries fixed, in the order they were (a flow's id, or a bundle's,
+   * once a fix; those of the record's levels from lvl_fix[level] on, so a
+   * restart unmarks them without going through the taken links' lists) */
+  guint *fix_ids;
+  guint n_fix, cap_fix_ids;
+  guint *lvl_fix;    /* [level]: where its fixes start in fix_ids */
+  guint cap_lvl_fix;
   /* ties (see flownet_restart.c): per level, the first level of its tie
    * (the run of levels at one share it belongs to), and whether that tie
    * can be skipped (long enough, no split in it, a checkpoint at its end) */
@@ -320,6 +327,17 @@ flownet_record_end (FlowNet *fn, guint level, double rate, const guint *links, g
 }
 
 /* Shared by the flow network's files */
+
+/* Entry `id` is fixed at the current level: its stamp, and its place in
+ * the order of fixes (for restarts: flownet_restart.c). */
+static inline void
+stamp_fixed (FlowNet *fn, guint id)
+{
+  fn->fixed[id] = (Stamp) { fn->epoch, fn->level };
+  if (fn->n_fix == fn->cap_fix_ids)
+    GROW (fn->fix_ids, fn->cap_fix_ids, fn->n_fix + 1);
+  fn->fix_ids[fn->n_fix++] = id;
+}
 
 static inline void
 mark_dirty (FlowNet *fn, guint link)

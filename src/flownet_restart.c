@@ -127,9 +127,11 @@ flownet_record_level (FlowNet *fn, guint level, guint li, double share)
     flownet_checkpoint_save (fn, level);
   GROW (fn->lvl_share, fn->cap_lvl_share, level + 1);
   GROW (fn->lvl_link, fn->cap_lvl_link, level + 1);
+  GROW (fn->lvl_fix, fn->cap_lvl_fix, level + 1);
   GROW (fn->lvl_tie, fn->cap_lvl_tie, level + 1);
   GROW (fn->lvl_skip, fn->cap_lvl_skip, level + 1);
   fn->lvl_link[level] = li;
+  fn->lvl_fix[level] = fn->n_fix;
   /* shares come in order but for rounding: keep the greatest of the
    * checkpoint's levels so far */
   fn->lvl_share[level] = ck ? share : MAX (share, fn->lvl_share[level - 1]);
@@ -189,31 +191,23 @@ restart_checkpoint (FlowNet *fn)
   return q;
 }
 
-/* Flows and bundles fixed at `level` or later count as not fixed: those on
- * the links taken at those levels, or, when those lists are longer than
- * the slots, found by a scan of the slots; those links as not taken. */
+/* Flows and bundles fixed at `level` or later count as not fixed (those
+ * the record's fixes from that level on name: a flow that ended since
+ * may have left its slot to a flow whose stamp says it is not fixed, or
+ * to none), and those levels' links as not taken. */
 static void
 unmark_from (FlowNet *fn, guint level)
 {
+  if (level >= fn->rec_levels)
+    return;
   guint ep = fn->epoch;
-  gsize listed = 0;
-  for (guint j = level; j < fn->rec_levels; j++)
-    listed += fn->links[fn->lvl_link[j]].n_flows;
-  if (listed < fn->n_slots)
-    for (guint j = level; j < fn->rec_levels; j++)
-      {
-        const Link *l = &fn->links[fn->lvl_link[j]];
-        for (guint k = 0; k < l->n_flows; k++)
-          {
-            Stamp *st = &fn->fixed[l->flows[k]];
-            if (st->epoch == ep && st->level >= level)
-              st->epoch = 0;
-          }
-      }
-  else
-    for (guint id = 0; id < fn->n_slots; id++)
-      if (fn->fixed[id].epoch == ep && fn->fixed[id].level >= level)
-        fn->fixed[id].epoch = 0; /* free slots too: no link lists them */
+  for (guint i = fn->lvl_fix[level]; i < fn->n_fix; i++)
+    {
+      Stamp *st = &fn->fixed[fn->fix_ids[i]];
+      if (st->epoch == ep && st->level >= level)
+        st->epoch = 0;
+    }
+  fn->n_fix = fn->lvl_fix[level];
   for (guint j = level; j < fn->rec_levels; j++)
     {
       Stamp *t = &fn->taken[fn->lvl_link[j]];
@@ -468,6 +462,7 @@ flownet_restart_from_record (FlowNet *fn)
   if (level == 0)
     {
       flownet_new_epoch (fn);
+      fn->n_fix = 0;
       return 0;
     }
   unmark_from (fn, level);
