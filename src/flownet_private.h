@@ -334,8 +334,7 @@ static inline void
 stamp_fixed (FlowNet *fn, guint id)
 {
   fn->fixed[id] = (Stamp) { fn->epoch, fn->level };
-  if (fn->n_fix == fn->cap_fix_ids)
-    GROW (fn->fix_ids, fn->cap_fix_ids, fn->n_fix + 1);
+  GROW (fn->fix_ids, fn->cap_fix_ids, fn->n_fix + 1);
   fn->fix_ids[fn->n_fix++] = id;
 }
 
