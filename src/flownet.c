@@ -376,6 +376,7 @@ tighten_loose (FlowNet *fn)
 void
 flownet_new_epoch (FlowNet *fn)
 {
+  fn->n_fix = 0; /* (so its list of fixes starts empty) */
   if (++fn->epoch == 0) /* wrapped: clear stale stamps */
     {
       for (guint i = 0; i < fn->n_slots; i++)
@@ -692,7 +693,6 @@ flownet_solve (FlowNet *fn, SimTime now)
   else
     {
       flownet_new_epoch (fn);
-      fn->n_fix = 0;
       if (whole)
         {
           nf = gather_all (fn, &nl);

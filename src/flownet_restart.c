@@ -462,7 +462,6 @@ flownet_restart_from_record (FlowNet *fn)
   if (level == 0)
     {
       flownet_new_epoch (fn);
-      fn->n_fix = 0;
       return 0;
     }
   unmark_from (fn, level);
